@@ -1,0 +1,140 @@
+// Command smimegate is an S/MIME domain-encryption gateway
+// (draft-ramsdell-enc-smime-gateway-00): it encrypts mail to partner domains
+// with their domain certificates and decrypts mail sent to ours.
+//
+// Each subcommand lives in its own file; this one only dispatches.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"smimegate/internal/config"
+)
+
+// command is one subcommand: its one-line summary and its entry point.
+// run receives the arguments after the subcommand name and returns an error
+// to print (the exit status is then 1, or 2 for usage errors).
+type command struct {
+	summary string
+	run     func(args []string) error
+}
+
+var commands = map[string]command{}
+
+// order is the order in which `smimegate -h` lists the commands.
+var order = []string{"serve", "demo", "keygen", "cert", "queue", "quarantine", "encrypt", "decrypt", "check-config"}
+
+func init() {
+	commands = map[string]command{
+		"serve":        {"run the gateway (SIGTERM drains, SIGHUP reloads certificates and configuration)", runServe},
+		"demo":         {"two gateways and mail sinks on loopback: one message encrypted in transit, decrypted on arrival", runDemo},
+		"keygen":       {"make a private key and a self-signed domain certificate (and optionally a CSR)", runKeygen},
+		"cert":         {"list | import FILE... | show DOMAIN: the domain certificates", runCert},
+		"queue":        {"list | show ID | flush | delete ID: the delivery queue", runQueue},
+		"quarantine":   {"list | show ID | release ID | delete ID: messages that could not be opened", runQuarantine},
+		"encrypt":      {"-to DOMAIN: seal a message from stdin as the gateway would, to stdout", runEncrypt},
+		"decrypt":      {"open a sealed message from stdin as the gateway would, to stdout", runDecrypt},
+		"check-config": {"validate the configuration and print the effective one", runCheckConfig},
+	}
+}
+
+// errUsage marks an error caused by wrong arguments: exit status 2.
+var errUsage = errors.New("usage")
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+func run(args []string, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "smimegate: unknown command %q (smimegate -h lists them)\n", args[0])
+		return 2
+	}
+	if err := cmd.run(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "smimegate %s: %v\n", args[0], err)
+		if errors.Is(err, errUsage) {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: smimegate COMMAND [flags]   (smimegate COMMAND -h for its flags)")
+	fmt.Fprintln(w)
+	for _, name := range order {
+		fmt.Fprintf(w, "  %-13s %s\n", name, commands[name].summary)
+	}
+}
+
+// newFlagSet returns a FlagSet for a subcommand that reports its own errors
+// through the returned error rather than exiting.
+func newFlagSet(name, synopsis string) *flag.FlagSet {
+	fs := flag.NewFlagSet("smimegate "+name, flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: smimegate %s %s\n", name, synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args and turns a flag error into a usage error.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return nil
+}
+
+// configFlag adds the -config flag every command that reads the
+// configuration shares.
+func configFlag(fs *flag.FlagSet) *string {
+	return fs.String("config", config.DefaultFile, "configuration `FILE`")
+}
+
+// loadConfig reads the configuration, or explains what is missing.
+func loadConfig(path string) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if errors.Is(err, config.ErrNoFile) {
+		return nil, fmt.Errorf("%s does not exist; `smimegate serve` without a configuration explains how to write one, `smimegate check-config -config FILE` checks it", path)
+	}
+	return cfg, err
+}
+
+// newLogger returns the structured logger every long-running command uses:
+// one line per event on stderr, key=value, at the configured level.
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var lv slog.Level
+	switch strings.ToLower(level) {
+	case "debug":
+		lv = slog.LevelDebug
+	case "warn":
+		lv = slog.LevelWarn
+	case "error":
+		lv = slog.LevelError
+	default:
+		lv = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lv}))
+}

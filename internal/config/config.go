@@ -1,0 +1,663 @@
+// Package config reads smimegate's one TOML file, fills in the defaults and
+// validates every key, so that a mistake is reported with the file, the line,
+// the key and what was expected rather than discovered at the first message.
+//
+// The key names are fixed by shared/spec/INTERFACE.md; the extra keys are the
+// knobs a demanding operator expects (Postfix's limits and queue timers).
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	toml "github.com/pelletier/go-toml/v2"
+	"github.com/pelletier/go-toml/v2/unstable"
+	"golang.org/x/net/idna"
+)
+
+// DefaultFile is where the commands look when -config is not given.
+const DefaultFile = "smimegate.toml"
+
+// Config is the whole configuration, after defaults and validation.
+// Paths are absolute: relative ones are taken relative to the directory of the
+// configuration file, so that a configuration and its keys can move together.
+type Config struct {
+	Hostname     string   `toml:"hostname"`
+	StateDir     string   `toml:"state_dir"`
+	LocalDomains []string `toml:"local_domains"`
+	LogLevel     string   `toml:"log_level"`
+
+	SMTP   SMTP   `toml:"smtp"`
+	Relay  Relay  `toml:"relay"`
+	Certs  Certs  `toml:"certs"`
+	Policy Policy `toml:"policy"`
+	Queue  Queue  `toml:"queue"`
+	Admin  Admin  `toml:"admin"`
+
+	// File is the configuration file this was read from ("" for defaults only).
+	File string `toml:"-"`
+}
+
+// SMTP configures the receiver. The limits follow Postfix's defaults where
+// Postfix has one (the parameter name is given beside each).
+type SMTP struct {
+	Listen          []string `toml:"listen"`
+	TrustedNetworks []string `toml:"trusted_networks"` // mynetworks
+	MaxMessageBytes int64    `toml:"max_message_bytes"`
+	TLSCert         string   `toml:"tls_cert"`
+	TLSKey          string   `toml:"tls_key"`
+
+	MaxRecipients           int      `toml:"max_recipients"`             // smtpd_recipient_limit = 1000
+	MaxLineLength           int      `toml:"max_line_length"`            // longest DATA line, CRLF excluded
+	MaxHeaderBytes          int      `toml:"max_header_bytes"`           // header_size_limit = 102400
+	MaxConnections          int      `toml:"max_connections"`            // default_process_limit = 100
+	MaxConnectionsPerClient int      `toml:"max_connections_per_client"` // smtpd_client_connection_count_limit = 50
+	CommandTimeout          Duration `toml:"command_timeout"`            // smtpd_timeout = 300s
+	MinDataRate             int      `toml:"min_data_rate"`              // smtpd_min_data_rate = 500 bytes/s
+	ErrorLimit              int      `toml:"error_limit"`                // smtpd_hard_error_limit = 20
+	JunkCommandLimit        int      `toml:"junk_command_limit"`         // smtpd_junk_command_limit = 100
+
+	// Parsed forms, filled by validation.
+	TrustedPrefixes []netip.Prefix `toml:"-"`
+}
+
+// Relay configures the courier: where mail goes next.
+type Relay struct {
+	Outbound string            `toml:"outbound"` // host:port or "mx"
+	Inbound  string            `toml:"inbound"`  // host:port or "mx"
+	Routes   map[string]string `toml:"routes"`   // destination domain -> host:port or "mx"
+
+	TLS       string            `toml:"tls"`        // none | opportunistic | required | verify
+	RouteTLS  map[string]string `toml:"route_tls"`  // destination domain -> TLS mode
+	DNSServer string            `toml:"dns_server"` // "" = the system resolver; host:port otherwise
+
+	HeloName              string   `toml:"helo_name"`                      // default: hostname
+	MaxConnections        int      `toml:"max_connections"`                // default_destination... total, 100
+	MaxPerDestination     int      `toml:"max_per_destination"`            // default_destination_concurrency_limit = 20
+	ConnectTimeout        Duration `toml:"connect_timeout"`                // smtp_connect_timeout = 30s
+	CommandTimeout        Duration `toml:"command_timeout"`                // smtp_*_timeout, 300s
+	MaxRecipientsPerTrans int      `toml:"max_recipients_per_transaction"` // smtp_destination_recipient_limit = 50
+}
+
+// Certs says where the domain certificates live.
+type Certs struct {
+	Own      string   `toml:"own"`
+	Partners string   `toml:"partners"`
+	Names    []string `toml:"names"`
+	// TrustAnchors, if set, is a directory of CA certificates that partner
+	// certificates must chain to. Empty: partner certificates are trusted as
+	// imported (the usual practice between gateways: out-of-band exchange).
+	TrustAnchors string `toml:"trust_anchors"`
+	// KeyPassphraseFile / KeyPassphraseEnv unlock encrypted PKCS#8 and PKCS#12 keys.
+	KeyPassphraseFile string `toml:"key_passphrase_file"`
+	KeyPassphraseEnv  string `toml:"key_passphrase_env"`
+}
+
+// Policy decides the treatment of each destination domain.
+type Policy struct {
+	MixedRecipients string `toml:"mixed_recipients"` // split | reject
+	Cipher          string `toml:"cipher"`
+	RSAPadding      string `toml:"rsa_padding"` // pkcs1v15 | oaep
+	KeyID           string `toml:"key_id"`      // issuer_serial | ski
+	ProtectSubject  bool   `toml:"protect_subject"`
+	// Allow3DES lets inbound 3DES-CBC messages be opened (legacy peers).
+	Allow3DES bool `toml:"allow_3des"`
+	// RequireAEAD quarantines inbound messages that use unauthenticated CBC
+	// (EFAIL). Off by default because many peers still send CBC.
+	RequireAEAD bool `toml:"require_aead"`
+
+	Partners map[string]Partner `toml:"partners"`
+}
+
+// Partner overrides the policy for one partner domain (and its sub-domains
+// that have no entry of their own).
+type Partner struct {
+	Cipher      string `toml:"cipher"`
+	RSAPadding  string `toml:"rsa_padding"`
+	KeyID       string `toml:"key_id"`
+	Require     bool   `toml:"require"`
+	RequireAEAD *bool  `toml:"require_aead"`
+}
+
+// Queue holds the queue manager's timers (Postfix names beside each).
+type Queue struct {
+	Lifetime     Duration `toml:"lifetime"`      // maximal_queue_lifetime = 5d
+	MinBackoff   Duration `toml:"min_backoff"`   // minimal_backoff_time = 300s
+	MaxBackoff   Duration `toml:"max_backoff"`   // maximal_backoff_time = 4000s
+	DelayWarning Duration `toml:"delay_warning"` // delay_warning_time = 0 (off)
+	// HoldLifetime bounds how long mail for a require=true partner without a
+	// usable certificate is held before it is bounced.
+	HoldLifetime Duration `toml:"hold_lifetime"`
+	// ShutdownGrace bounds how long SIGTERM waits for attempts in flight.
+	ShutdownGrace Duration `toml:"shutdown_grace"`
+}
+
+// Admin configures the HTTP listener for /metrics, /healthz and the queue
+// commands of a running gateway.
+type Admin struct {
+	Listen string `toml:"listen"`
+}
+
+// The accepted values of the enumerated keys.
+var (
+	Ciphers         = []string{"aes128-gcm", "aes256-gcm", "aes128-cbc", "aes192-cbc", "aes256-cbc"}
+	RSAPaddings     = []string{"pkcs1v15", "oaep"}
+	KeyIDs          = []string{"issuer_serial", "ski"}
+	MixedPolicies   = []string{"split", "reject"}
+	TLSModes        = []string{"none", "opportunistic", "required", "verify"}
+	LogLevels       = []string{"debug", "info", "warn", "error"}
+	defaultCertName = []string{"smg_encryptor", "domain-confidentiality-authority"}
+)
+
+// Default returns the configuration used for every key the file leaves out.
+func Default() *Config {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return &Config{
+		Hostname: host,
+		StateDir: "/var/lib/smimegate",
+		LogLevel: "info",
+		SMTP: SMTP{
+			Listen:                  []string{"127.0.0.1:2525"},
+			TrustedNetworks:         []string{"127.0.0.0/8", "::1/128"},
+			MaxMessageBytes:         52428800,
+			MaxRecipients:           1000,
+			MaxLineLength:           10000,
+			MaxHeaderBytes:          102400,
+			MaxConnections:          100,
+			MaxConnectionsPerClient: 50,
+			CommandTimeout:          Duration(300 * time.Second),
+			MinDataRate:             500,
+			ErrorLimit:              20,
+			JunkCommandLimit:        100,
+		},
+		Relay: Relay{
+			Outbound:              "mx",
+			TLS:                   "opportunistic",
+			MaxConnections:        100,
+			MaxPerDestination:     20,
+			ConnectTimeout:        Duration(30 * time.Second),
+			CommandTimeout:        Duration(300 * time.Second),
+			MaxRecipientsPerTrans: 50,
+		},
+		Certs: Certs{
+			Own:      "/etc/smimegate/own",
+			Partners: "/etc/smimegate/partners",
+			Names:    slices.Clone(defaultCertName),
+		},
+		Policy: Policy{
+			MixedRecipients: "split",
+			Cipher:          "aes256-gcm",
+			RSAPadding:      "pkcs1v15",
+			KeyID:           "issuer_serial",
+		},
+		Queue: Queue{
+			Lifetime:      Duration(5 * 24 * time.Hour),
+			MinBackoff:    Duration(300 * time.Second),
+			MaxBackoff:    Duration(4000 * time.Second),
+			HoldLifetime:  Duration(5 * 24 * time.Hour),
+			ShutdownGrace: Duration(30 * time.Second),
+		},
+		Admin: Admin{Listen: "127.0.0.1:8025"},
+	}
+}
+
+// ErrNoFile is returned (wrapped) by Load when the file does not exist, so
+// that `serve` can print the quick-start screen instead of an error.
+var ErrNoFile = errors.New("configuration file not found")
+
+// Error is a configuration mistake, located in the file.
+type Error struct {
+	File string
+	Line int    // 0 when the key is absent from the file
+	Key  string // dotted key, e.g. policy.cipher
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	b.WriteString(": ")
+	if e.Key != "" {
+		b.WriteString(e.Key)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Load reads, completes and validates the configuration file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%s: %w", path, ErrNoFile)
+		}
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return Parse(path, data)
+}
+
+// Parse is Load for data already in memory; path is used in messages and to
+// resolve relative paths.
+func Parse(path string, data []byte) (*Config, error) {
+	cfg := Default()
+	cfg.File = path
+	dec := toml.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(cfg); err != nil {
+		return nil, decodeError(path, err)
+	}
+	lines, err := keyLines(data)
+	if err != nil {
+		return nil, &Error{File: path, Msg: err.Error()}
+	}
+	v := validator{cfg: cfg, lines: lines}
+	v.validate()
+	if len(v.errs) > 0 {
+		return nil, errors.Join(v.errs...)
+	}
+	return cfg, nil
+}
+
+func decodeError(path string, err error) error {
+	var strict *toml.StrictMissingError
+	if errors.As(err, &strict) {
+		var errs []error
+		for i := range strict.Errors {
+			de := &strict.Errors[i]
+			row, _ := de.Position()
+			errs = append(errs, &Error{File: path, Line: row, Key: strings.Join(de.Key(), "."), Msg: "unknown key (see `smimegate check-config` for the known ones)"})
+		}
+		return errors.Join(errs...)
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		row, _ := de.Position()
+		return &Error{File: path, Line: row, Key: strings.Join(de.Key(), "."), Msg: de.Error()}
+	}
+	return &Error{File: path, Msg: err.Error()}
+}
+
+// keyLines maps every dotted key in the document to the line it is set on,
+// so that validation errors can point at it.
+func keyLines(data []byte) (map[string]int, error) {
+	lines := map[string]int{}
+	var p unstable.Parser
+	p.Reset(data)
+	var prefix []string
+	keyOf := func(it unstable.Iterator) []string {
+		var parts []string
+		for it.Next() {
+			parts = append(parts, string(it.Node().Data))
+		}
+		return parts
+	}
+	for p.NextExpression() {
+		e := p.Expression()
+		switch e.Kind {
+		case unstable.Table, unstable.ArrayTable:
+			prefix = keyOf(e.Key())
+			lines[strings.Join(prefix, ".")] = lineOf(&p, e)
+		case unstable.KeyValue:
+			full := append(slices.Clone(prefix), keyOf(e.Key())...)
+			lines[strings.Join(full, ".")] = lineOf(&p, e.Value())
+		}
+	}
+	return lines, p.Error()
+}
+
+func lineOf(p *unstable.Parser, n *unstable.Node) int {
+	if n.Raw.Length == 0 {
+		// Containers carry no range of their own; use their first child.
+		if c := n.Child(); c != nil && c.Raw.Length > 0 {
+			return p.Shape(c.Raw).Start.Line
+		}
+		return 0
+	}
+	return p.Shape(n.Raw).Start.Line
+}
+
+type validator struct {
+	cfg   *Config
+	lines map[string]int
+	errs  []error
+}
+
+func (v *validator) fail(key, format string, args ...any) {
+	v.errs = append(v.errs, &Error{File: v.cfg.File, Line: v.lines[key], Key: key, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) oneOf(key, val string, allowed []string) {
+	if !slices.Contains(allowed, val) {
+		v.fail(key, "%q is not one of %s", val, strings.Join(allowed, ", "))
+	}
+}
+
+func (v *validator) positive(key string, n int64) {
+	if n <= 0 {
+		v.fail(key, "must be a positive number, not %d", n)
+	}
+}
+
+func (v *validator) path(key string, p *string) {
+	if *p == "" || filepath.IsAbs(*p) || v.cfg.File == "" {
+		return
+	}
+	*p = filepath.Join(filepath.Dir(absOr(v.cfg.File)), *p)
+}
+
+func absOr(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
+
+func (v *validator) nextHop(key, hop string) {
+	if hop == "mx" {
+		return
+	}
+	host, port, err := net.SplitHostPort(hop)
+	if err != nil || host == "" {
+		v.fail(key, "%q is neither \"mx\" nor host:port", hop)
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		v.fail(key, "%q has no valid port", hop)
+	}
+}
+
+func (v *validator) domain(key, d string) string {
+	a, err := CanonicalDomain(d)
+	if err != nil {
+		v.fail(key, "%q is not a valid domain: %v", d, err)
+		return d
+	}
+	return a
+}
+
+func (v *validator) validate() {
+	c := v.cfg
+	if c.Hostname == "" {
+		v.fail("hostname", "must not be empty")
+	}
+	if c.StateDir == "" {
+		v.fail("state_dir", "must not be empty")
+	}
+	v.path("state_dir", &c.StateDir)
+	if len(c.LocalDomains) == 0 {
+		v.fail("local_domains", "no local domain is configured: list the domain(s) this gateway serves, e.g. local_domains = [\"example.org\"]")
+	}
+	for i, d := range c.LocalDomains {
+		c.LocalDomains[i] = v.domain("local_domains", d)
+	}
+	v.oneOf("log_level", c.LogLevel, LogLevels)
+
+	// [smtp]
+	if len(c.SMTP.Listen) == 0 {
+		v.fail("smtp.listen", "at least one listen address is needed")
+	}
+	for _, l := range c.SMTP.Listen {
+		if _, _, err := net.SplitHostPort(l); err != nil {
+			v.fail("smtp.listen", "%q is not host:port", l)
+		}
+	}
+	c.SMTP.TrustedPrefixes = nil
+	for _, n := range c.SMTP.TrustedNetworks {
+		p, err := netip.ParsePrefix(n)
+		if err != nil {
+			if a, err2 := netip.ParseAddr(n); err2 == nil {
+				p = netip.PrefixFrom(a, a.BitLen())
+			} else {
+				v.fail("smtp.trusted_networks", "%q is not an address or CIDR prefix", n)
+				continue
+			}
+		}
+		c.SMTP.TrustedPrefixes = append(c.SMTP.TrustedPrefixes, p.Masked())
+	}
+	if (c.SMTP.TLSCert == "") != (c.SMTP.TLSKey == "") {
+		v.fail("smtp.tls_cert", "tls_cert and tls_key must be set together")
+	}
+	v.path("smtp.tls_cert", &c.SMTP.TLSCert)
+	v.path("smtp.tls_key", &c.SMTP.TLSKey)
+	v.positive("smtp.max_message_bytes", c.SMTP.MaxMessageBytes)
+	v.positive("smtp.max_recipients", int64(c.SMTP.MaxRecipients))
+	if c.SMTP.MaxLineLength < 998 {
+		v.fail("smtp.max_line_length", "must be at least 998 (RFC 5322 allows lines that long), not %d", c.SMTP.MaxLineLength)
+	}
+	v.positive("smtp.max_header_bytes", int64(c.SMTP.MaxHeaderBytes))
+	v.positive("smtp.max_connections", int64(c.SMTP.MaxConnections))
+	v.positive("smtp.max_connections_per_client", int64(c.SMTP.MaxConnectionsPerClient))
+	v.positive("smtp.command_timeout", int64(c.SMTP.CommandTimeout))
+	if c.SMTP.MinDataRate < 0 {
+		v.fail("smtp.min_data_rate", "must not be negative")
+	}
+	v.positive("smtp.error_limit", int64(c.SMTP.ErrorLimit))
+	v.positive("smtp.junk_command_limit", int64(c.SMTP.JunkCommandLimit))
+
+	// [relay]
+	if c.Relay.Inbound == "" {
+		v.fail("relay.inbound", "no next hop for inbound mail: set it to the internal mail server, e.g. inbound = \"10.0.0.5:25\"")
+	} else {
+		v.nextHop("relay.inbound", c.Relay.Inbound)
+	}
+	v.nextHop("relay.outbound", c.Relay.Outbound)
+	routes := map[string]string{}
+	for d, hop := range c.Relay.Routes {
+		key := "relay.routes." + d
+		v.nextHop(key, hop)
+		routes[v.domain(key, d)] = hop
+	}
+	c.Relay.Routes = routes
+	v.oneOf("relay.tls", c.Relay.TLS, TLSModes)
+	routeTLS := map[string]string{}
+	for d, m := range c.Relay.RouteTLS {
+		key := "relay.route_tls." + d
+		v.oneOf(key, m, TLSModes)
+		routeTLS[v.domain(key, d)] = m
+	}
+	c.Relay.RouteTLS = routeTLS
+	if c.Relay.DNSServer != "" {
+		if _, _, err := net.SplitHostPort(c.Relay.DNSServer); err != nil {
+			v.fail("relay.dns_server", "%q is not host:port", c.Relay.DNSServer)
+		}
+	}
+	if c.Relay.HeloName == "" {
+		c.Relay.HeloName = c.Hostname
+	}
+	v.positive("relay.max_connections", int64(c.Relay.MaxConnections))
+	v.positive("relay.max_per_destination", int64(c.Relay.MaxPerDestination))
+	v.positive("relay.connect_timeout", int64(c.Relay.ConnectTimeout))
+	v.positive("relay.command_timeout", int64(c.Relay.CommandTimeout))
+	v.positive("relay.max_recipients_per_transaction", int64(c.Relay.MaxRecipientsPerTrans))
+
+	// [certs]
+	v.path("certs.own", &c.Certs.Own)
+	v.path("certs.partners", &c.Certs.Partners)
+	v.path("certs.trust_anchors", &c.Certs.TrustAnchors)
+	v.path("certs.key_passphrase_file", &c.Certs.KeyPassphraseFile)
+	if len(c.Certs.Names) == 0 {
+		v.fail("certs.names", "at least one local part is needed (the default is smg_encryptor and domain-confidentiality-authority)")
+	}
+	for _, n := range c.Certs.Names {
+		if n == "" || strings.ContainsAny(n, "@ \t") {
+			v.fail("certs.names", "%q is not a local part", n)
+		}
+	}
+
+	// [policy]
+	v.oneOf("policy.mixed_recipients", c.Policy.MixedRecipients, MixedPolicies)
+	v.oneOf("policy.cipher", c.Policy.Cipher, Ciphers)
+	v.oneOf("policy.rsa_padding", c.Policy.RSAPadding, RSAPaddings)
+	v.oneOf("policy.key_id", c.Policy.KeyID, KeyIDs)
+	partners := map[string]Partner{}
+	for d, p := range c.Policy.Partners {
+		key := "policy.partners." + d
+		if p.Cipher != "" {
+			v.oneOf(key+".cipher", p.Cipher, Ciphers)
+		}
+		if p.RSAPadding != "" {
+			v.oneOf(key+".rsa_padding", p.RSAPadding, RSAPaddings)
+		}
+		if p.KeyID != "" {
+			v.oneOf(key+".key_id", p.KeyID, KeyIDs)
+		}
+		partners[v.domain(key, d)] = p
+	}
+	c.Policy.Partners = partners
+
+	// [queue]
+	v.positive("queue.lifetime", int64(c.Queue.Lifetime))
+	v.positive("queue.min_backoff", int64(c.Queue.MinBackoff))
+	v.positive("queue.max_backoff", int64(c.Queue.MaxBackoff))
+	if c.Queue.MaxBackoff < c.Queue.MinBackoff {
+		v.fail("queue.max_backoff", "must not be shorter than queue.min_backoff")
+	}
+	if c.Queue.DelayWarning < 0 {
+		v.fail("queue.delay_warning", "must not be negative")
+	}
+	v.positive("queue.hold_lifetime", int64(c.Queue.HoldLifetime))
+	v.positive("queue.shutdown_grace", int64(c.Queue.ShutdownGrace))
+
+	// [admin]
+	if c.Admin.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
+			v.fail("admin.listen", "%q is not host:port (or \"\" to disable)", c.Admin.Listen)
+		}
+	}
+}
+
+// PartnerPolicy is the effective policy for a destination domain: the most
+// specific [policy.partners] entry that is the domain or one of its parents,
+// over the global [policy].
+type PartnerPolicy struct {
+	Cipher      string
+	RSAPadding  string
+	KeyID       string
+	Require     bool
+	RequireAEAD bool
+	// Entry is the [policy.partners] key that matched, "" if none did.
+	Entry string
+}
+
+// PartnerPolicy returns the effective policy for domain (an A-label domain).
+func (c *Config) PartnerPolicy(domain string) PartnerPolicy {
+	pp := PartnerPolicy{Cipher: c.Policy.Cipher, RSAPadding: c.Policy.RSAPadding, KeyID: c.Policy.KeyID, RequireAEAD: c.Policy.RequireAEAD}
+	for d := domain; d != ""; d = Parent(d) {
+		p, ok := c.Policy.Partners[d]
+		if !ok {
+			continue
+		}
+		pp.Entry = d
+		if p.Cipher != "" {
+			pp.Cipher = p.Cipher
+		}
+		if p.RSAPadding != "" {
+			pp.RSAPadding = p.RSAPadding
+		}
+		if p.KeyID != "" {
+			pp.KeyID = p.KeyID
+		}
+		pp.Require = p.Require
+		if p.RequireAEAD != nil {
+			pp.RequireAEAD = *p.RequireAEAD
+		}
+		break
+	}
+	return pp
+}
+
+// IsLocal tells whether domain is one of the local domains or a sub-domain
+// of one (draft section 5: membership is the rightmost part of the address).
+func (c *Config) IsLocal(domain string) bool {
+	for d := domain; d != ""; d = Parent(d) {
+		if slices.Contains(c.LocalDomains, d) {
+			return true
+		}
+	}
+	return false
+}
+
+// Parent returns the parent of a domain ("a.b.c" -> "b.c"), "" at the top.
+func Parent(domain string) string {
+	if i := strings.IndexByte(domain, '.'); i >= 0 {
+		return domain[i+1:]
+	}
+	return ""
+}
+
+// CanonicalDomain returns the form in which smimegate compares domains:
+// lower case, A-labels (punycode) for internationalised names, no trailing dot.
+func CanonicalDomain(d string) (string, error) {
+	if d == "" {
+		return "", errors.New("empty domain")
+	}
+	a, err := idna.Lookup.ToASCII(d)
+	if err != nil {
+		return "", err
+	}
+	return strings.ToLower(a), nil
+}
+
+// Duration is a time.Duration that reads "300s", "1h30m" and also "5d".
+type Duration time.Duration
+
+// D returns the duration as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string {
+	t := time.Duration(d)
+	if t != 0 && t%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", t/(24*time.Hour))
+	}
+	return t.String()
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	s := string(b)
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days < 0 {
+			return fmt.Errorf("%q is not a duration such as 300s, 1h or 5d", s)
+		}
+		*d = Duration(time.Duration(days) * 24 * time.Hour)
+		return nil
+	}
+	t, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration such as 300s, 1h or 5d", s)
+	}
+	*d = Duration(t)
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Effective renders the configuration as TOML, every key with its value,
+// for `smimegate check-config`.
+func (c *Config) Effective() ([]byte, error) {
+	var b bytes.Buffer
+	enc := toml.NewEncoder(&b)
+	enc.SetIndentTables(true)
+	if err := enc.Encode(c); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
