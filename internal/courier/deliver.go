@@ -1,0 +1,360 @@
+package courier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+)
+
+// Deliver carries m to the next hop of r and returns one Result per
+// recipient, in the order of m.Recipients. It never returns early without
+// a result: whatever goes wrong becomes a Deferred or Failed result that
+// says why.
+//
+// Recipients are sent in transactions of at most
+// Config.MaxRecipientsPerTransaction, one after the other on the same
+// connection.
+func (c *Courier) Deliver(ctx context.Context, r Route, m *Message) []Result {
+	results := make([]Result, len(m.Recipients))
+	if len(results) == 0 {
+		return results
+	}
+	if r.TLS == TLSDefault {
+		r.TLS = c.cfg.TLS
+	}
+	for i, rc := range m.Recipients {
+		results[i] = Result{Rcpt: rc.Addr, TLS: "none"}
+	}
+
+	var todo []int
+	if !safeAddress(m.From) {
+		c.fillLocal(m, r, results, all(len(results)), localFailure(Failed, "5.1.7", "bad sender address syntax"))
+		return results
+	}
+	for i, rc := range m.Recipients {
+		if rc.Addr == "" || !safeAddress(rc.Addr) {
+			c.fillLocal(m, r, results, []int{i}, localFailure(Failed, "5.1.3", "bad recipient address syntax"))
+			continue
+		}
+		todo = append(todo, i)
+	}
+
+	d := &delivery{c: c, route: r, msg: m, results: results, key: poolKey(r)}
+	for len(todo) > 0 {
+		n := min(len(todo), c.cfg.MaxRecipientsPerTransaction)
+		d.batch(ctx, todo[:n])
+		todo = todo[n:]
+	}
+	return results
+}
+
+// delivery is the state of one Deliver call: the targets are resolved
+// once, when the first batch needs a new connection.
+type delivery struct {
+	c        *Courier
+	route    Route
+	msg      *Message
+	results  []Result
+	key      string
+	targets  []target
+	resolved bool
+}
+
+func poolKey(r Route) string {
+	if r.NextHop == "mx" {
+		return "mx:" + strings.ToLower(r.Domain) + "|" + r.TLS.String()
+	}
+	return r.NextHop + "|" + r.TLS.String()
+}
+
+func all(n int) []int {
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	return idx
+}
+
+// safeAddress refuses what would break the command line or smuggle a
+// second command into it; the receiver already checked the syntax, this is
+// the last line of defence.
+func safeAddress(a string) bool {
+	return !strings.ContainsAny(a, "\r\n<> \t\x00") && len(a) <= 512
+}
+
+// batch runs one transaction for the recipients idx.
+func (d *delivery) batch(ctx context.Context, idx []int) {
+	c := d.c
+	s, f := d.session(ctx, idx)
+	if f != nil {
+		c.fillLocal(d.msg, d.route, d.results, idx, f)
+		return
+	}
+	reusable := d.transaction(ctx, s, idx)
+	c.pool.release(s, reusable && ctx.Err() == nil, c.cfg.MaxReuseTime)
+}
+
+// session takes an idle connection to the destination, or dials one.
+func (d *delivery) session(ctx context.Context, idx []int) (*session, *failure) {
+	c := d.c
+	for {
+		s, err := c.pool.acquire(ctx, d.key)
+		if err != nil {
+			if errors.Is(err, errClosed) {
+				return nil, localFailure(Deferred, "4.3.2", "courier is shutting down")
+			}
+			return nil, localFailure(Deferred, "4.4.7", "no connection slot before the attempt was cancelled: %v", err)
+		}
+		if s == nil {
+			break
+		}
+		stop := context.AfterFunc(ctx, s.conn.abort)
+		err = s.reset()
+		stop()
+		if err == nil {
+			return s, nil
+		}
+		// The server dropped the idle connection: not a failure of this
+		// message, just dial afresh.
+		c.pool.release(s, false, 0)
+	}
+	if !d.resolved {
+		t, err := c.targets(ctx, d.route)
+		if err != nil {
+			c.pool.unreserve(d.key)
+			var he *hopError
+			if errors.As(err, &he) {
+				return nil, localFailure(he.status, he.enhanced, "%s", he.text)
+			}
+			return nil, localFailure(Deferred, "4.4.3", "%v", err)
+		}
+		d.targets, d.resolved = t, true
+	}
+	s, f := c.connect(ctx, d.route.TLS, d.targets, func(t target, f *failure) {
+		c.logAttempt(d.msg, d.rcpts(idx), t.host+"["+t.addr+"]", "none", f.text, "next host")
+	})
+	if f != nil {
+		c.pool.unreserve(d.key)
+		return nil, f
+	}
+	s.key = d.key
+	return s, nil
+}
+
+func (d *delivery) rcpts(idx []int) []string {
+	out := make([]string, len(idx))
+	for i, j := range idx {
+		out[i] = d.msg.Recipients[j].Addr
+	}
+	return out
+}
+
+// fillLocal gives every recipient in idx the same outcome, logs it once,
+// and is used when no transaction took place.
+func (c *Courier) fillLocal(m *Message, r Route, results []Result, idx []int, f *failure) {
+	for _, i := range idx {
+		results[i].Status = f.status
+		results[i].Code = f.code
+		results[i].Enhanced = f.enhanced
+		results[i].Reply = f.text
+	}
+	rcpts := make([]string, len(idx))
+	for i, j := range idx {
+		rcpts[i] = m.Recipients[j].Addr
+	}
+	c.logAttempt(m, rcpts, r.NextHop, "none", f.text, f.status.String())
+}
+
+// logAttempt writes the one line per delivery attempt: never the message
+// content, only the envelope and the server's words.
+func (c *Courier) logAttempt(m *Message, rcpts []string, hop, tlsDesc, reply, outcome string, extra ...any) {
+	args := append([]any{
+		slog.String("queue_id", m.ID),
+		slog.String("from", m.From),
+		slog.Any("rcpts", rcpts),
+		slog.String("next_hop", hop),
+		slog.String("tls", tlsDesc),
+		slog.String("reply", reply),
+		slog.String("outcome", outcome),
+	}, extra...)
+	level := slog.LevelInfo
+	if outcome == "failed" {
+		level = slog.LevelWarn
+	}
+	c.log.Log(context.Background(), level, "delivery attempt", args...)
+}
+
+// transaction runs MAIL, RCPT, DATA for the recipients idx on s and fills
+// their results. It reports whether s is fit for another transaction.
+func (d *delivery) transaction(ctx context.Context, s *session, idx []int) (reusable bool) {
+	c, m := d.c, d.msg
+	stop := context.AfterFunc(ctx, s.conn.abort)
+	defer stop()
+	t := newTally(d, s, idx)
+	defer t.log()
+
+	// RFC 6531 section 3.4: without SMTPUTF8 at the server, a message
+	// that needs it cannot go there. A recipient whose own address is
+	// UTF-8 fails alone; a UTF-8 sender or header fails them all.
+	utf8OK, _ := s.ext("SMTPUTF8")
+	msgNeedsUTF8 := m.SMTPUTF8 || !isASCII(m.From)
+	needUTF8 := msgNeedsUTF8
+	var send []int
+	for _, i := range idx {
+		addr := m.Recipients[i].Addr
+		if !utf8OK && (msgNeedsUTF8 || !isASCII(addr)) {
+			t.set(i, Failed, 0, "5.6.7", fmt.Sprintf("SMTPUTF8 is required, but was not offered by host %s[%s]", s.target.host, s.target.addr), false)
+			continue
+		}
+		needUTF8 = needUTF8 || !isASCII(addr)
+		send = append(send, i)
+	}
+	if len(send) == 0 {
+		return true
+	}
+	// RFC 1870 section 6: a message larger than the announced SIZE would
+	// be refused after it was sent; say so now.
+	if limit := s.sizeLimit(); limit > 0 && m.Size > limit {
+		t.setAll(send, Failed, 0, "5.3.4", fmt.Sprintf("message size %d exceeds size limit %d of server %s[%s]", m.Size, limit, s.target.host, s.target.addr), false)
+		return true
+	}
+	body, err := m.Open()
+	if err != nil {
+		t.setAll(send, Deferred, 0, "4.3.0", fmt.Sprintf("cannot read the queued message: %v", err), false)
+		return true
+	}
+	defer body.Close()
+
+	// MAIL FROM with its parameters: RFC 6152 BODY, RFC 1870 SIZE, RFC
+	// 6531 SMTPUTF8, RFC 3461 RET and ENVID.
+	var params strings.Builder
+	if ok, _ := s.ext("8BITMIME"); ok && m.EightBit {
+		params.WriteString(" BODY=8BITMIME")
+	}
+	// Without 8BITMIME at the server an 8-bit body still goes unchanged:
+	// the draft asks that mail be relayed unaltered (D7), which rules out
+	// a conversion to quoted-printable, and bouncing mail for it would be
+	// worse than what every current MTA accepts.
+	if ok, _ := s.ext("SIZE"); ok && m.Size > 0 {
+		fmt.Fprintf(&params, " SIZE=%d", m.Size)
+	}
+	if needUTF8 {
+		params.WriteString(" SMTPUTF8")
+	}
+	dsn, _ := s.ext("DSN")
+	if dsn {
+		if ret := strings.ToUpper(m.RET); ret == "FULL" || ret == "HDRS" {
+			params.WriteString(" RET=" + ret)
+		}
+		if m.EnvID != "" && isASCII(m.EnvID) && len(m.EnvID) <= 100 {
+			params.WriteString(" ENVID=" + encodeXtext(m.EnvID))
+		}
+	}
+	if r, err := s.cmd(250, "MAIL FROM:<%s>%s", m.From, params.String()); err != nil {
+		if r.code != 0 {
+			t.reply(send, r, "MAIL FROM")
+			return true
+		}
+		t.lost(send, s.lost("sending MAIL FROM", err, false))
+		return false
+	}
+
+	var accepted []int
+	for k, i := range send {
+		rc := m.Recipients[i]
+		var p strings.Builder
+		if dsn {
+			if v := notifyParam(rc.Notify); v != "" {
+				p.WriteString(" " + v)
+			}
+			if v := orcptParam(rc.ORcpt); v != "" {
+				p.WriteString(" " + v)
+			}
+		}
+		r, err := s.cmd(25, "RCPT TO:<%s>%s", rc.Addr, p.String())
+		if err != nil && r.code == 0 {
+			t.lost(append(accepted, send[k:]...), s.lost("sending RCPT TO", err, false))
+			return false
+		}
+		if err != nil {
+			t.reply([]int{i}, r, "RCPT TO")
+			continue
+		}
+		accepted = append(accepted, i)
+	}
+	if len(accepted) == 0 {
+		// Nothing to send; the next user of the session sends RSET.
+		return true
+	}
+
+	if r, err := s.cmd(354, "DATA"); err != nil {
+		if r.code != 0 {
+			t.reply(accepted, r, "DATA")
+			return true
+		}
+		t.lost(accepted, s.lost("sending DATA", err, false))
+		return false
+	}
+	w := s.client.Text.DotWriter()
+	if _, err := io.Copy(w, taggedReader{body}); err != nil {
+		// A transaction cannot be taken back once DATA began (RFC 5321
+		// section 4.1.1.4): close the connection without the final dot.
+		_ = s.conn.Close()
+		if ctx.Err() != nil || s.conn.aborted.Load() || !isLocalReadError(err) {
+			t.lost(accepted, s.lost("sending message content", err, false))
+		} else {
+			t.setAll(accepted, Deferred, 0, "4.3.0", fmt.Sprintf("cannot read the queued message: %v", err), false)
+		}
+		return false
+	}
+	s.conn.setTimeout(c.cfg.DataDoneTimeout)
+	defer s.conn.setTimeout(c.cfg.CommandTimeout)
+	if err := w.Close(); err != nil {
+		t.lost(accepted, s.lost("sending end of data", err, false))
+		return false
+	}
+	code, msg, err := s.client.Text.ReadResponse(250)
+	if err != nil {
+		if r, ok := asReply(err); ok {
+			t.reply(accepted, r, "end of data")
+			return true
+		}
+		// RFC 5321 section 4.1.1.4 and RFC 1047: the dot left us and no
+		// reply came. The server may have the message; we must try again
+		// anyway, and say that a duplicate is possible.
+		f := s.lost("waiting for the reply to end of data", err, false)
+		f.text += " (the message may have been delivered: a duplicate is possible)"
+		t.setAll(accepted, Deferred, 0, f.enhanced, f.text, s.conn.lastWriteOK.Load())
+		return false
+	}
+	r := parseReply(code, msg)
+	t.setAll(accepted, Delivered, r.code, r.status(), r.line(), false)
+	return true
+}
+
+// readErr marks errors that came from reading the queued message rather
+// than from writing to the server.
+type readErr struct{ err error }
+
+func (e *readErr) Error() string { return e.err.Error() }
+func (e *readErr) Unwrap() error { return e.err }
+
+func isLocalReadError(err error) bool {
+	var re *readErr
+	return errors.As(err, &re)
+}
+
+// taggedReader marks the errors of the queued message's reader, so that a
+// broken spool file is not mistaken for a broken connection.
+type taggedReader struct{ r io.Reader }
+
+func (t taggedReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = &readErr{err}
+	}
+	return n, err
+}

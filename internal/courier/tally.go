@@ -1,0 +1,75 @@
+package courier
+
+import (
+	"fmt"
+	"strings"
+)
+
+// tally collects the results of one transaction and writes its log line.
+type tally struct {
+	d    *delivery
+	s    *session
+	idx  []int
+	last string // the reply that decided the outcome, for the log
+}
+
+func newTally(d *delivery, s *session, idx []int) *tally {
+	for _, i := range idx {
+		r := &d.results[i]
+		r.Host, r.HostName, r.TLS = s.target.addr, s.target.host, s.tlsDesc
+	}
+	return &tally{d: d, s: s, idx: idx}
+}
+
+func (t *tally) set(i int, st Status, code int, enhanced, text string, dup bool) {
+	r := &t.d.results[i]
+	r.Status, r.Code, r.Enhanced, r.Reply, r.MaybeDuplicate = st, code, enhanced, text, dup
+	t.last = text
+}
+
+func (t *tally) setAll(idx []int, st Status, code int, enhanced, text string, dup bool) {
+	for _, i := range idx {
+		t.set(i, st, code, enhanced, text, dup)
+	}
+}
+
+// reply records a server's refusal, naming the command it answered as
+// Postfix does ("(in reply to RCPT TO command)").
+func (t *tally) reply(idx []int, r reply, command string) {
+	f := replyFailure(r)
+	text := fmt.Sprintf("host %s[%s] said: %s (in reply to %s command)", t.s.target.host, t.s.target.addr, r.line(), command)
+	t.setAll(idx, f.status, f.code, f.enhanced, text, false)
+}
+
+func (t *tally) lost(idx []int, f *failure) {
+	t.setAll(idx, f.status, f.code, f.enhanced, f.text, false)
+}
+
+// log writes the attempt's line: the outcome is the common one, or
+// "partial" with every recipient's status when they differ.
+func (t *tally) log() {
+	res := t.d.results
+	outcome := ""
+	var each []string
+	for _, i := range t.idx {
+		r := res[i]
+		if outcome == "" {
+			outcome = r.Status.String()
+		} else if outcome != r.Status.String() {
+			outcome = "partial"
+		}
+		each = append(each, fmt.Sprintf("%s=%s %s", r.Rcpt, r.Status, r.Enhanced))
+	}
+	var extra []any
+	if outcome == "partial" {
+		extra = append(extra, "results", strings.Join(each, ", "))
+	}
+	for _, i := range t.idx {
+		if res[i].MaybeDuplicate {
+			extra = append(extra, "maybe_duplicate", true)
+			break
+		}
+	}
+	hop := t.s.target.host + "[" + t.s.target.addr + "]"
+	t.d.c.logAttempt(t.d.msg, t.d.rcpts(t.idx), hop, t.s.tlsDesc, t.last, outcome, extra...)
+}
