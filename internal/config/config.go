@@ -288,7 +288,9 @@ func decodeError(path string, err error) error {
 	var de *toml.DecodeError
 	if errors.As(err, &de) {
 		row, _ := de.Position()
-		return &Error{File: path, Line: row, Key: strings.Join(de.Key(), "."), Msg: de.Error()}
+		// The library prefixes every message with "toml: "; the file name
+		// and line already say where the text comes from.
+		return &Error{File: path, Line: row, Key: strings.Join(de.Key(), "."), Msg: strings.TrimPrefix(de.Error(), "toml: ")}
 	}
 	return &Error{File: path, Msg: err.Error()}
 }
@@ -314,11 +316,35 @@ func keyLines(data []byte) (map[string]int, error) {
 			prefix = keyOf(e.Key())
 			lines[strings.Join(prefix, ".")] = lineOf(&p, e)
 		case unstable.KeyValue:
-			full := append(slices.Clone(prefix), keyOf(e.Key())...)
-			lines[strings.Join(full, ".")] = lineOf(&p, e.Value())
+			keyValueLines(&p, lines, prefix, e, keyOf)
 		}
 	}
 	return lines, p.Error()
+}
+
+// keyValueLines records the line of one key = value, and of every key inside
+// an inline table value (partners = { "example.net" = { cipher = "..." } }),
+// so that errors about those keys are located too.
+func keyValueLines(p *unstable.Parser, lines map[string]int, prefix []string, kv *unstable.Node, keyOf func(unstable.Iterator) []string) {
+	full := append(slices.Clone(prefix), keyOf(kv.Key())...)
+	val := kv.Value()
+	line := lineOf(p, val)
+	if line == 0 {
+		// An empty array or inline table has no position of its own;
+		// the key it is assigned to is on the same line.
+		if it := kv.Key(); it.Next() {
+			line = lineOf(p, it.Node())
+		}
+	}
+	lines[strings.Join(full, ".")] = line
+	if val.Kind != unstable.InlineTable {
+		return
+	}
+	for it := val.Children(); it.Next(); {
+		if c := it.Node(); c.Kind == unstable.KeyValue {
+			keyValueLines(p, lines, full, c, keyOf)
+		}
+	}
 }
 
 func lineOf(p *unstable.Parser, n *unstable.Node) int {
@@ -382,6 +408,20 @@ func (v *validator) nextHop(key, hop string) {
 	}
 }
 
+// listenAddr checks a host:port that is listened on or dialled. The host may
+// be empty (all addresses); the port must be a number, so that "localhost:smtp"
+// or a port beyond 65535 is caught here rather than at the first bind.
+func (v *validator) listenAddr(key, addr string) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		v.fail(key, "%q is not host:port", addr)
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		v.fail(key, "%q has no valid port (a number from 0 to 65535)", addr)
+	}
+}
+
 func (v *validator) domain(key, d string) string {
 	a, err := CanonicalDomain(d)
 	if err != nil {
@@ -413,9 +453,7 @@ func (v *validator) validate() {
 		v.fail("smtp.listen", "at least one listen address is needed")
 	}
 	for _, l := range c.SMTP.Listen {
-		if _, _, err := net.SplitHostPort(l); err != nil {
-			v.fail("smtp.listen", "%q is not host:port", l)
-		}
+		v.listenAddr("smtp.listen", l)
 	}
 	c.SMTP.TrustedPrefixes = nil
 	for _, n := range c.SMTP.TrustedNetworks {
@@ -473,9 +511,7 @@ func (v *validator) validate() {
 	}
 	c.Relay.RouteTLS = routeTLS
 	if c.Relay.DNSServer != "" {
-		if _, _, err := net.SplitHostPort(c.Relay.DNSServer); err != nil {
-			v.fail("relay.dns_server", "%q is not host:port", c.Relay.DNSServer)
-		}
+		v.listenAddr("relay.dns_server", c.Relay.DNSServer)
 	}
 	if c.Relay.HeloName == "" {
 		c.Relay.HeloName = c.Hostname
@@ -525,7 +561,7 @@ func (v *validator) validate() {
 	v.positive("queue.lifetime", int64(c.Queue.Lifetime))
 	v.positive("queue.min_backoff", int64(c.Queue.MinBackoff))
 	v.positive("queue.max_backoff", int64(c.Queue.MaxBackoff))
-	if c.Queue.MaxBackoff < c.Queue.MinBackoff {
+	if c.Queue.MaxBackoff > 0 && c.Queue.MaxBackoff < c.Queue.MinBackoff {
 		v.fail("queue.max_backoff", "must not be shorter than queue.min_backoff")
 	}
 	if c.Queue.DelayWarning < 0 {
@@ -536,9 +572,7 @@ func (v *validator) validate() {
 
 	// [admin]
 	if c.Admin.Listen != "" {
-		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
-			v.fail("admin.listen", "%q is not host:port (or \"\" to disable)", c.Admin.Listen)
-		}
+		v.listenAddr("admin.listen", c.Admin.Listen)
 	}
 }
 
@@ -601,9 +635,17 @@ func Parent(domain string) string {
 	return ""
 }
 
+// maxDomainLength is the longest domain name DNS can carry (RFC 1035 section
+// 2.3.4: 255 octets on the wire, 253 characters in text form).
+const maxDomainLength = 253
+
 // CanonicalDomain returns the form in which smimegate compares domains:
-// lower case, A-labels (punycode) for internationalised names, no trailing dot.
+// lower case, A-labels (punycode) for internationalised names (RFC 5891), no
+// trailing dot. It refuses what no mail domain can be (empty labels, names
+// too long for DNS), so that a typo in the file is reported rather than
+// silently never matching; certstore.CanonicalDomain applies the same rules.
 func CanonicalDomain(d string) (string, error) {
+	d = strings.TrimSuffix(d, ".")
 	if d == "" {
 		return "", errors.New("empty domain")
 	}
@@ -611,7 +653,16 @@ func CanonicalDomain(d string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return strings.ToLower(a), nil
+	a = strings.ToLower(a)
+	if len(a) > maxDomainLength {
+		return "", fmt.Errorf("longer than %d characters", maxDomainLength)
+	}
+	for label := range strings.SplitSeq(a, ".") {
+		if label == "" {
+			return "", errors.New("empty label")
+		}
+	}
+	return a, nil
 }
 
 // Duration is a time.Duration that reads "300s", "1h30m" and also "5d".
