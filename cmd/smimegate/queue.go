@@ -1,6 +1,349 @@
 package main
 
-import "errors"
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
 
-// runQueue is being written; this placeholder keeps the package building meanwhile.
-func runQueue(args []string) error { return errors.New("not built yet") }
+	"smimegate/internal/config"
+	"smimegate/internal/gateway"
+	"smimegate/internal/spool"
+)
+
+func runQueue(args []string) error {
+	fs := newFlagSet("queue", "list | show ID | flush | delete ID  [-config FILE]")
+	cfgPath := configFlag(fs)
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return fmt.Errorf("%w: say list, show ID, flush or delete ID", errUsage)
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	q := newQueueAccess(cfg)
+	switch {
+	case pos[0] == "list" && len(pos) == 1:
+		envs, err := q.list("queue")
+		if err != nil {
+			return err
+		}
+		printQueue(os.Stdout, envs)
+		return nil
+	case pos[0] == "show" && len(pos) == 2:
+		ewh, err := q.show("queue", pos[1])
+		if err != nil {
+			return err
+		}
+		return printShow(os.Stdout, ewh)
+	case pos[0] == "flush" && len(pos) == 1:
+		return q.flush()
+	case pos[0] == "delete" && len(pos) == 2:
+		return q.act("queue", pos[1], "delete")
+	}
+	return fmt.Errorf("%w: queue %s: expected list, show ID, flush or delete ID", errUsage, strings.Join(pos, " "))
+}
+
+func runQuarantine(args []string) error {
+	fs := newFlagSet("quarantine", "list | show ID | release ID | delete ID  [-config FILE]")
+	cfgPath := configFlag(fs)
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return fmt.Errorf("%w: say list, show ID, release ID or delete ID", errUsage)
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	q := newQueueAccess(cfg)
+	switch {
+	case pos[0] == "list" && len(pos) == 1:
+		envs, err := q.list("quarantine")
+		if err != nil {
+			return err
+		}
+		printQuarantine(os.Stdout, envs)
+		return nil
+	case pos[0] == "show" && len(pos) == 2:
+		ewh, err := q.show("quarantine", pos[1])
+		if err != nil {
+			return err
+		}
+		return printShow(os.Stdout, ewh)
+	case (pos[0] == "release" || pos[0] == "delete") && len(pos) == 2:
+		return q.act("quarantine", pos[1], pos[0])
+	}
+	return fmt.Errorf("%w: quarantine %s: expected list, show ID, release ID or delete ID", errUsage, strings.Join(pos, " "))
+}
+
+// parseInterspersed parses flags that may stand before, between or after
+// the positional arguments ("queue show ID -config FILE").
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := parseFlags(fs, args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// queueAccess reaches the queue through the running gateway's admin API
+// when one runs (so that the gateway's schedule and the files agree), and
+// through the files when none does.
+type queueAccess struct {
+	cfg     *config.Config
+	running bool
+}
+
+func newQueueAccess(cfg *config.Config) *queueAccess {
+	return &queueAccess{cfg: cfg, running: stateDirLocked(cfg.StateDir)}
+}
+
+func (q *queueAccess) api(method, path string, out any) error {
+	if q.cfg.Admin.Listen == "" {
+		return errors.New("a gateway is running on this state_dir but admin.listen is empty: the queue can be changed only through it; set admin.listen")
+	}
+	req, err := http.NewRequest(method, "http://"+q.cfg.Admin.Listen+path, nil)
+	if err != nil {
+		return err
+	}
+	client := &http.Client{Timeout: 30 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("the gateway's admin API (admin.listen %s): %w", q.cfg.Admin.Listen, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		_ = json.Unmarshal(body, &e)
+		if e.Error == "" {
+			e.Error = resp.Status
+		}
+		return errors.New(e.Error)
+	}
+	if out != nil {
+		return json.Unmarshal(body, out)
+	}
+	return nil
+}
+
+func (q *queueAccess) spool() (*spool.Spool, error) {
+	return spool.Open(q.cfg.StateDir, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+func (q *queueAccess) list(area string) ([]*spool.Envelope, error) {
+	var envs []*spool.Envelope
+	if q.running {
+		return envs, q.api("GET", "/"+area, &envs)
+	}
+	sp, err := q.spool()
+	if err != nil {
+		return nil, err
+	}
+	if area == "quarantine" {
+		return sp.ListQuarantine()
+	}
+	return sp.List()
+}
+
+func (q *queueAccess) show(area, id string) (*gateway.EnvelopeWithHeader, error) {
+	var ewh gateway.EnvelopeWithHeader
+	if q.running {
+		return &ewh, q.api("GET", "/"+area+"/"+id, &ewh)
+	}
+	sp, err := q.spool()
+	if err != nil {
+		return nil, err
+	}
+	var data []byte
+	if area == "quarantine" {
+		ewh.Envelope, err = sp.LoadQuarantined(id)
+		if err == nil {
+			data, err = sp.ReadQuarantinedData(id)
+		}
+	} else {
+		ewh.Envelope, err = sp.Load(id)
+		if err == nil {
+			data, err = sp.ReadData(id, "")
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", area, id, err)
+	}
+	ewh.Header = string(headerSection(data))
+	return &ewh, nil
+}
+
+func (q *queueAccess) flush() error {
+	if q.running {
+		var out map[string]int
+		if err := q.api("POST", "/queue/flush", &out); err != nil {
+			return err
+		}
+		fmt.Printf("%d message(s) scheduled for delivery now\n", out["scheduled"])
+		return nil
+	}
+	sp, err := q.spool()
+	if err != nil {
+		return err
+	}
+	envs, err := sp.List()
+	if err != nil {
+		return err
+	}
+	for _, env := range envs {
+		env.NextAttempt = time.Time{}
+		for vi := range env.Versions {
+			for ri := range env.Versions[vi].Recipients {
+				env.Versions[vi].Recipients[ri].NextAttempt = time.Time{}
+			}
+		}
+		if err := sp.Update(env); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("no gateway is running: %d message(s) will be attempted as soon as it starts\n", len(envs))
+	return nil
+}
+
+func (q *queueAccess) act(area, id, verb string) error {
+	if q.running {
+		if err := q.api("POST", "/"+area+"/"+id+"/"+verb, nil); err != nil {
+			return fmt.Errorf("%s %s %s: %w", area, verb, id, err)
+		}
+	} else {
+		sp, err := q.spool()
+		if err != nil {
+			return err
+		}
+		switch area + " " + verb {
+		case "queue delete":
+			err = sp.Remove(id)
+		case "quarantine delete":
+			err = sp.DeleteQuarantined(id)
+		case "quarantine release":
+			err = sp.Release(id)
+		}
+		if err != nil {
+			return fmt.Errorf("%s %s %s: %w", area, verb, id, err)
+		}
+	}
+	fmt.Printf("%s: %s %sd\n", id, area, verb)
+	return nil
+}
+
+func headerSection(msg []byte) []byte {
+	if i := bytes.Index(msg, []byte("\r\n\r\n")); i >= 0 {
+		return msg[:i+2]
+	}
+	return msg
+}
+
+func age(t time.Time) string {
+	d := time.Since(t).Round(time.Second)
+	if d >= 48*time.Hour {
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	return d.String()
+}
+
+func printQueue(w io.Writer, envs []*spool.Envelope) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tAGE\tSENDER\tPENDING RECIPIENTS\tNEXT ATTEMPT\tLAST ERROR")
+	for _, env := range envs {
+		var pending []string
+		var next time.Time
+		lastErr := env.LastError
+		if env.Stage == spool.StageReceived {
+			for _, r := range env.Recipients {
+				pending = append(pending, r.Addr)
+			}
+			next = env.NextAttempt
+		}
+		for _, v := range env.Versions {
+			for _, d := range v.Recipients {
+				if d.State != spool.Pending {
+					continue
+				}
+				label := d.Addr
+				if v.Action == "hold" {
+					label += " (held)"
+				}
+				pending = append(pending, label)
+				if next.IsZero() || d.NextAttempt.Before(next) {
+					next = d.NextAttempt
+				}
+				if d.LastError != "" {
+					lastErr = d.LastError
+				}
+			}
+		}
+		sender := env.Sender
+		if sender == "" {
+			sender = "<>"
+		}
+		nextS := "now"
+		if next.After(time.Now()) {
+			nextS = next.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", env.ID, age(env.Arrival), sender, strings.Join(pending, ","), nextS, oneLine(lastErr))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "%d message(s)\n", len(envs))
+}
+
+func printQuarantine(w io.Writer, envs []*spool.Envelope) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tQUARANTINED\tSENDER\tRECIPIENTS\tREASON")
+	for _, env := range envs {
+		var rcpts []string
+		for _, r := range env.Recipients {
+			rcpts = append(rcpts, r.Addr)
+		}
+		sender := env.Sender
+		if sender == "" {
+			sender = "<>"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", env.ID, env.QuarantinedAt.Format(time.RFC3339), sender, strings.Join(rcpts, ","), oneLine(env.Reason))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "%d message(s)\n", len(envs))
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func printShow(w io.Writer, ewh *gateway.EnvelopeWithHeader) error {
+	enc, err := json.MarshalIndent(ewh.Envelope, "", "  ")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "%s\n\n%s", enc, ewh.Header)
+	return nil
+}

@@ -1,6 +1,307 @@
 package main
 
-import "errors"
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"reflect"
+	"syscall"
+	"time"
 
-// runServe is being written; this placeholder keeps the package building meanwhile.
-func runServe(args []string) error { return errors.New("not built yet") }
+	"smimegate/internal/certstore"
+	"smimegate/internal/config"
+	"smimegate/internal/courier"
+	"smimegate/internal/gateway"
+	"smimegate/internal/smtpd"
+	"smimegate/internal/spool"
+)
+
+// quickstart is what `serve` prints when there is no configuration file:
+// one screen that says what to write, rather than an error.
+const quickstart = `smimegate serve: no configuration file at %s
+
+smimegate needs three things to run: the domain(s) it serves, where mail
+goes next, and a domain certificate with its key. A minimal setup:
+
+  1. Make the domain certificate and key (send the .crt to your partners):
+
+       smimegate keygen -domain example.org -out /etc/smimegate/own
+
+  2. Put the partners' domain certificates into /etc/smimegate/partners
+     (smimegate cert import FILE... checks and copies them there).
+
+  3. Write %s:
+
+       hostname      = "gw.example.org"
+       state_dir     = "/var/lib/smimegate"
+       local_domains = ["example.org"]
+
+       [relay]
+       outbound = "mx"               # or host:port of your outbound relay
+       inbound  = "10.0.0.5:25"      # your internal mail server
+
+       [certs]
+       own      = "/etc/smimegate/own"
+       partners = "/etc/smimegate/partners"
+
+  4. Check it and start:
+
+       smimegate check-config -config %[2]s
+       smimegate serve -config %[2]s
+
+Every key, its default and its meaning: README.md ("Configuration").
+To see two gateways at work first: smimegate demo
+`
+
+func runServe(args []string) error {
+	fs := newFlagSet("serve", "[-config FILE]")
+	cfgPath := configFlag(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*cfgPath)
+	if errors.Is(err, config.ErrNoFile) {
+		fmt.Fprintf(os.Stderr, quickstart, *cfgPath, *cfgPath)
+		return errors.New("no configuration (see above)")
+	}
+	if err != nil {
+		return err
+	}
+	logger := newLogger(os.Stderr, cfg.LogLevel)
+	return serve(context.Background(), *cfgPath, cfg, logger, nil)
+}
+
+// serve runs a gateway until SIGTERM or SIGINT (or ctx ends). ready, if not
+// nil, is closed once the listeners accept connections.
+func serve(ctx context.Context, cfgPath string, cfg *config.Config, logger *slog.Logger, ready chan<- struct{}) error {
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return fmt.Errorf("state_dir: %w", err)
+	}
+	unlock, err := lockStateDir(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	sp, err := spool.Open(cfg.StateDir, logger)
+	if err != nil {
+		return fmt.Errorf("opening the spool in %s: %w", cfg.StateDir, err)
+	}
+	certOpts, err := certOptions(cfg, logger)
+	if err != nil {
+		return err
+	}
+	store, err := certstore.Load(certOpts)
+	if err != nil {
+		return err
+	}
+	warnCerts(logger, cfg, store)
+
+	cour := courier.New(courierConfig(cfg, logger))
+	defer cour.Close()
+	gw := gateway.New(cfg, store, sp, gateway.Options{Logger: logger, Courier: cour})
+
+	var tlsConfig *tls.Config
+	if cfg.SMTP.TLSCert != "" {
+		kp, err := tls.LoadX509KeyPair(cfg.SMTP.TLSCert, cfg.SMTP.TLSKey)
+		if err != nil {
+			return fmt.Errorf("smtp.tls_cert/tls_key: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{kp}, MinVersion: tls.VersionTLS12}
+	}
+	srv, err := smtpd.New(cfg, sp, smtpd.Options{Logger: logger, Check: gw.Check, OnQueued: gw.Enqueue, TLSConfig: tlsConfig})
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	// Listen first, so that a port in use is an error at start-up, not a
+	// log line after the gateway claims to run.
+	var listeners []net.Listener
+	for _, addr := range cfg.SMTP.Listen {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			return fmt.Errorf("smtp.listen %s: %w", addr, err)
+		}
+		listeners = append(listeners, l)
+	}
+	var admin *http.Server
+	if cfg.Admin.Listen != "" {
+		l, err := net.Listen("tcp", cfg.Admin.Listen)
+		if err != nil {
+			return fmt.Errorf("admin.listen %s: %w", cfg.Admin.Listen, err)
+		}
+		admin = &http.Server{Handler: gw.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := admin.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				logger.Error("admin listener failed", "err", err)
+			}
+		}()
+	}
+
+	gwDone := make(chan error, 1)
+	go func() { gwDone <- gw.Run(ctx) }()
+	for _, l := range listeners {
+		go func() {
+			if err := srv.Serve(l); err != nil && !errors.Is(err, smtpd.ErrServerClosed) {
+				logger.Error("SMTP listener failed", "addr", l.Addr().String(), "err", err)
+			}
+		}()
+	}
+	logger.Info("smimegate running", "hostname", cfg.Hostname, "smtp", cfg.SMTP.Listen, "admin", cfg.Admin.Listen,
+		"local_domains", cfg.LocalDomains, "state_dir", cfg.StateDir, "config", cfgPath)
+	if ready != nil {
+		close(ready)
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			reload(cfgPath, logger, gw, certOpts)
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
+
+	logger.Info("shutting down: no new connections; attempts in flight may finish", "grace", cfg.Queue.ShutdownGrace.D())
+	shutCtx, cancel := context.WithTimeout(context.Background(), cfg.Queue.ShutdownGrace.D())
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		logger.Warn("SMTP sessions cut at shutdown", "err", err)
+	}
+	err = <-gwDone
+	if admin != nil {
+		_ = admin.Shutdown(shutCtx)
+	}
+	logger.Info("stopped", "queued", gw.Pending())
+	return err
+}
+
+// reload re-reads the configuration and the certificates (SIGHUP). A bad
+// configuration is reported and the running one kept; certificate files
+// that no longer load keep their previous version (certstore.Reload).
+func reload(cfgPath string, logger *slog.Logger, gw *gateway.Gateway, certOpts certstore.Options) {
+	old := gw.Config()
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		logger.Error("reload: configuration not reloaded, the running one stays in force", "err", err)
+		cfg = old
+	}
+	for _, key := range restartOnly(old, cfg) {
+		logger.Warn("reload: this change takes effect only after a restart", "key", key)
+	}
+	var store *certstore.Store
+	newOpts, err := certOptions(cfg, logger)
+	if err == nil && reflect.DeepEqual(optsKey(newOpts), optsKey(certOpts)) {
+		store, err = gw.Certs().Reload()
+	} else if err == nil {
+		store, err = certstore.Load(newOpts)
+	}
+	if err != nil {
+		logger.Error("reload: certificates not reloaded, the loaded ones stay in force", "err", err)
+		store = gw.Certs()
+	}
+	warnCerts(logger, cfg, store)
+	gw.Reload(cfg, store)
+}
+
+// optsKey is the part of the certificate options that decides whether a
+// reload can keep the old store's files.
+func optsKey(o certstore.Options) [4]any {
+	return [4]any{o.OwnDir, o.PartnersDir, o.TrustDir, fmt.Sprint(o.Names)}
+}
+
+// restartOnly lists the changed keys that a reload cannot apply.
+func restartOnly(a, b *config.Config) []string {
+	var keys []string
+	if !reflect.DeepEqual(a.SMTP, b.SMTP) {
+		keys = append(keys, "[smtp]")
+	}
+	if a.StateDir != b.StateDir {
+		keys = append(keys, "state_dir")
+	}
+	if a.Admin != b.Admin {
+		keys = append(keys, "[admin]")
+	}
+	if !reflect.DeepEqual(a.Relay, b.Relay) {
+		keys = append(keys, "[relay] (connection settings; routes apply at once)")
+	}
+	return keys
+}
+
+// warnCerts says at start-up and at each reload what the certificates allow.
+func warnCerts(logger *slog.Logger, cfg *config.Config, store *certstore.Store) {
+	if len(store.Own()) == 0 {
+		logger.Warn("no own domain certificate with its key: inbound mail encrypted to us cannot be recognised or opened", "certs.own", cfg.Certs.Own)
+	}
+	partners := 0
+	for _, c := range store.All() {
+		if !c.Own {
+			partners++
+		}
+	}
+	logger.Info("certificates", "own", len(store.Own()), "partner", partners, "problems", len(store.Problems()))
+}
+
+// courierConfig maps [relay] onto the courier's settings.
+func courierConfig(cfg *config.Config, logger *slog.Logger) courier.Config {
+	return courier.Config{
+		HeloName:          cfg.Relay.HeloName,
+		TLS:               courier.TLSMode(cfg.Relay.TLS),
+		ConnectTimeout:    cfg.Relay.ConnectTimeout.D(),
+		CommandTimeout:    cfg.Relay.CommandTimeout.D(),
+		MaxConnections:    cfg.Relay.MaxConnections,
+		MaxPerDestination: cfg.Relay.MaxPerDestination,
+		MaxRecipients:     cfg.Relay.MaxRecipientsPerTrans,
+		DNSServer:         cfg.Relay.DNSServer,
+		Logger:            logger,
+	}
+}
+
+// lockStateDir takes an exclusive lock on state_dir/smimegate.lock, so that
+// two gateways never share a spool, and so that the queue commands know
+// whether a gateway is running (then they go through its admin API).
+func lockStateDir(dir string) (unlock func(), err error) {
+	path := filepath.Join(dir, "smimegate.lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("another smimegate is running with state_dir %s (%s is locked)", dir, path)
+	}
+	_ = f.Truncate(0)
+	fmt.Fprintf(f, "%d\n", os.Getpid())
+	return func() { f.Close() }, nil
+}
+
+// stateDirLocked reports whether a running gateway holds the lock.
+func stateDirLocked(dir string) bool {
+	f, err := os.Open(filepath.Join(dir, "smimegate.lock"))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		return true
+	}
+	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return false
+}

@@ -1,0 +1,128 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"sort"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"smimegate/internal/spool"
+)
+
+// AdminHandler serves the admin listener: /metrics (Prometheus), /healthz,
+// a plain-text status page at /, and the JSON API that the queue and
+// quarantine commands use while the gateway runs. It has no authentication:
+// bind admin.listen to loopback (the default) or a management network.
+func (g *Gateway) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g.metrics.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /{$}", g.statusPage)
+
+	mux.HandleFunc("GET /queue", func(w http.ResponseWriter, r *http.Request) {
+		envs, err := g.spool.List()
+		writeJSON(w, sortEnvelopes(envs), err)
+	})
+	mux.HandleFunc("GET /queue/{id}", func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		env, err := g.spool.Load(id)
+		if err != nil {
+			writeJSON(w, nil, err)
+			return
+		}
+		data, err := g.spool.ReadData(id, "")
+		writeJSON(w, EnvelopeWithHeader{env, string(headerOf(data))}, err)
+	})
+	mux.HandleFunc("POST /queue/flush", func(w http.ResponseWriter, r *http.Request) {
+		n := g.Flush()
+		g.log.Info("queue flushed by operator", "messages", n)
+		writeJSON(w, map[string]int{"scheduled": n}, nil)
+	})
+	mux.HandleFunc("POST /queue/{id}/delete", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, map[string]string{"deleted": r.PathValue("id")}, g.Delete(r.PathValue("id")))
+	})
+
+	mux.HandleFunc("GET /quarantine", func(w http.ResponseWriter, r *http.Request) {
+		envs, err := g.spool.ListQuarantine()
+		writeJSON(w, sortEnvelopes(envs), err)
+	})
+	mux.HandleFunc("GET /quarantine/{id}", func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		env, err := g.spool.LoadQuarantined(id)
+		if err != nil {
+			writeJSON(w, nil, err)
+			return
+		}
+		data, err := g.spool.ReadQuarantinedData(id)
+		writeJSON(w, EnvelopeWithHeader{env, string(headerOf(data))}, err)
+	})
+	mux.HandleFunc("POST /quarantine/{id}/release", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, map[string]string{"released": r.PathValue("id")}, g.Release(r.PathValue("id")))
+	})
+	mux.HandleFunc("POST /quarantine/{id}/delete", func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		err := g.spool.DeleteQuarantined(id)
+		if err == nil {
+			g.log.Info("deleted from quarantine by operator", "queue_id", id)
+		}
+		writeJSON(w, map[string]string{"deleted": id}, err)
+	})
+	return mux
+}
+
+// EnvelopeWithHeader is the answer to `show`: the envelope and the message's
+// header section (never the body).
+type EnvelopeWithHeader struct {
+	Envelope *spool.Envelope `json:"envelope"`
+	Header   string          `json:"header"`
+}
+
+func sortEnvelopes(envs []*spool.Envelope) []*spool.Envelope {
+	sort.Slice(envs, func(i, j int) bool { return envs[i].Arrival.Before(envs[j].Arrival) })
+	return envs
+}
+
+func writeJSON(w http.ResponseWriter, v any, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	if err != nil {
+		code := http.StatusInternalServerError
+		if errors.Is(err, fs.ErrNotExist) {
+			code = http.StatusNotFound
+		}
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+		return
+	}
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (g *Gateway) statusPage(w http.ResponseWriter, r *http.Request) {
+	st := g.state.Load()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintf(w, "smimegate on %s\n\n", st.cfg.Hostname)
+	fmt.Fprintf(w, "local domains:   %v\n", st.cfg.LocalDomains)
+	fmt.Fprintf(w, "queued messages: %d\n", g.Pending())
+	if q, err := g.spool.ListQuarantine(); err == nil {
+		fmt.Fprintf(w, "quarantined:     %d\n", len(q))
+	}
+	fmt.Fprintf(w, "\ncertificates:\n")
+	for _, c := range st.certs.All() {
+		kind := "partner"
+		if c.Own {
+			kind = "own"
+		}
+		fmt.Fprintf(w, "  %-7s %-40v %s %s\n", kind, c.Domains, c.Status, c.Fingerprint)
+	}
+	if p := st.certs.Problems(); len(p) > 0 {
+		fmt.Fprintf(w, "\nfiles not loaded:\n")
+		for _, pr := range p {
+			fmt.Fprintf(w, "  %s: %s\n", pr.File, pr.Reason)
+		}
+	}
+}

@@ -1,0 +1,134 @@
+package gateway
+
+import (
+	"bytes"
+	"slices"
+	"strings"
+	"time"
+
+	"smimegate/internal/courier"
+	"smimegate/internal/spool"
+)
+
+// failure is one recipient for a delivery status notification.
+type failure struct {
+	d       spool.Delivery
+	status  string // enhanced status code, e.g. 5.1.1
+	diag    string // the remote reply or our reason
+	remote  string // remote MTA that answered, if any
+	delayed bool   // a delay warning rather than a failure
+	version int
+}
+
+// bounce queues an RFC 3464 report about failed (or delayed) recipients to
+// the envelope sender. A message from the null sender is never bounced
+// (RFC 5321 section 4.5.5): it is logged and dropped. Recipients that asked
+// for NOTIFY=NEVER, or did not ask for FAILURE/DELAY when they asked for
+// anything, get no report (RFC 3461 section 4.1).
+//
+// The report carries the original header only, never the body of a message
+// that was (or was to be) encrypted; the whole original only for RET=FULL of
+// a message that was passed in the clear anyway.
+func (g *Gateway) bounce(env *spool.Envelope, v *spool.Version, failed []failure, delayed bool) error {
+	want := "FAILURE"
+	if delayed {
+		want = "DELAY"
+	}
+	var report []courier.DSNRecipient
+	for _, f := range failed {
+		if notify := f.d.Notify; len(notify) > 0 && !slices.Contains(notify, want) {
+			continue
+		}
+		action := "failed"
+		if delayed {
+			action = "delayed"
+		}
+		report = append(report, courier.DSNRecipient{
+			Addr:           f.d.Addr,
+			ORcpt:          f.d.ORcpt,
+			Action:         action,
+			Status:         f.status,
+			RemoteMTA:      f.remote,
+			DiagnosticCode: f.diag,
+			LastAttempt:    time.Now(),
+		})
+	}
+	if len(report) == 0 {
+		return nil
+	}
+	if env.Sender == "" {
+		addrs := make([]string, len(report))
+		for i, r := range report {
+			addrs[i] = r.Addr
+		}
+		g.log.Warn("not bouncing a message from the null sender", "queue_id", env.ID, "recipients", strings.Join(addrs, ","))
+		return nil
+	}
+
+	cfg := g.Config()
+	original, err := g.spool.ReadData(env.ID, "")
+	if err != nil {
+		return err
+	}
+	full := env.RET == "FULL" && v.Action == "pass"
+	if !full {
+		original = headerOf(original)
+	}
+	dsn, err := courier.BuildDSN(courier.DSNReport{
+		ReportingMTA: cfg.Hostname,
+		Sender:       env.Sender,
+		EnvID:        env.EnvID,
+		QueueID:      env.ID,
+		Arrival:      env.Arrival,
+		Recipients:   report,
+		Original:     original,
+		FullMessage:  full,
+		Delayed:      delayed,
+	})
+	if err != nil {
+		return err
+	}
+	in, err := g.spool.NewMessage()
+	if err != nil {
+		return err
+	}
+	if _, err := in.Write(dsn); err != nil {
+		in.Abort()
+		return err
+	}
+	benv := &spool.Envelope{
+		ID:         in.ID,
+		Sender:     "",
+		Recipients: []spool.Recipient{{Addr: env.Sender, Notify: []string{"NEVER"}}},
+		Client:     "local",
+		Helo:       cfg.Hostname,
+		Trusted:    true,
+		Arrival:    time.Now(),
+		Size:       int64(len(dsn)),
+		Stage:      spool.StageReceived,
+		SMTPUTF8:   env.SMTPUTF8,
+	}
+	if err := in.Commit(benv); err != nil {
+		return err
+	}
+	kind := "bounce"
+	if delayed {
+		kind = "delay warning"
+	}
+	g.log.Info("queued "+kind, "queue_id", env.ID, "dsn_id", in.ID, "to", env.Sender, "recipients", len(report))
+	g.metrics.bounces.Inc()
+	g.sched.schedule(in.ID, time.Now())
+	return nil
+}
+
+// headerOf returns the header section of a message, up to and including the
+// empty line that ends it.
+func headerOf(msg []byte) []byte {
+	if i := bytes.Index(msg, []byte("\r\n\r\n")); i >= 0 {
+		return msg[:i+4]
+	}
+	if i := bytes.Index(msg, []byte("\n\n")); i >= 0 {
+		return msg[:i+2]
+	}
+	return msg
+}

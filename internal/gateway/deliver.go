@@ -1,0 +1,309 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"smimegate/internal/config"
+	"smimegate/internal/courier"
+	"smimegate/internal/policy"
+	"smimegate/internal/spool"
+)
+
+// hop is where one batch of recipients goes: the courier route and the
+// version it carries. Recipients that share it travel in one transaction.
+type hop struct {
+	version int
+	nextHop string
+	domain  string // for "mx" only: the destination domain
+	tls     string
+}
+
+// routeFor returns the next hop and TLS mode for a recipient domain:
+// relay.inbound for local domains, the most specific [relay.routes] entry,
+// else relay.outbound.
+func routeFor(cfg *config.Config, domain string) (next, tls string) {
+	next = cfg.Relay.Outbound
+	if cfg.IsLocal(domain) {
+		next = cfg.Relay.Inbound
+	} else {
+		for d := domain; d != ""; d = config.Parent(d) {
+			if h, ok := cfg.Relay.Routes[d]; ok {
+				next = h
+				break
+			}
+		}
+	}
+	tls = cfg.Relay.TLS
+	for d := domain; d != ""; d = config.Parent(d) {
+		if m, ok := cfg.Relay.RouteTLS[d]; ok {
+			tls = m
+			break
+		}
+	}
+	return next, tls
+}
+
+// deliver attempts every recipient that is due, one transaction per next hop
+// and version, records the outcomes with one envelope update, queues the
+// bounces, and returns when the message next needs work.
+func (g *Gateway) deliver(ctx context.Context, env *spool.Envelope) time.Time {
+	cfg := g.Config()
+	now := time.Now()
+	batches := map[hop][]int{}
+	var order []hop
+	for vi, v := range env.Versions {
+		if v.Action == "hold" {
+			continue
+		}
+		for ri, d := range v.Recipients {
+			if d.State != spool.Pending || d.NextAttempt.After(now) {
+				continue
+			}
+			domain := policy.Domain(d.Addr)
+			next, tls := routeFor(cfg, domain)
+			h := hop{version: vi, nextHop: next, tls: tls}
+			if next == "mx" {
+				h.domain = domain
+			}
+			if _, ok := batches[h]; !ok {
+				order = append(order, h)
+			}
+			batches[h] = append(batches[h], ri)
+		}
+	}
+	if len(order) == 0 {
+		return g.finish(env)
+	}
+
+	type outcome struct {
+		h       hop
+		idx     []int
+		results []courier.Result
+	}
+	outcomes := make(chan outcome, len(order))
+	for _, h := range order {
+		go func() {
+			outcomes <- outcome{h, batches[h], g.attempt(ctx, env, h, batches[h])}
+		}()
+	}
+	bounced := map[int][]failure{} // version -> newly failed recipients
+	var delayed []failure
+	for range order {
+		o := <-outcomes
+		v := &env.Versions[o.h.version]
+		for k, res := range o.results {
+			d := &v.Recipients[o.idx[k]]
+			d.Attempts++
+			d.LastHop = res.Host
+			d.LastError = res.Reply
+			switch res.Status {
+			case courier.Delivered:
+				d.State = spool.Delivered
+				g.metrics.deliveries.WithLabelValues("delivered").Inc()
+			case courier.Failed:
+				d.State = spool.Bounced
+				g.metrics.deliveries.WithLabelValues("bounced").Inc()
+				bounced[o.h.version] = append(bounced[o.h.version], failure{d: *d, status: statusOf(res, "5.0.0"), diag: res.Reply, remote: res.Host})
+			default:
+				g.metrics.deliveries.WithLabelValues("deferred").Inc()
+				if now.Sub(env.Arrival) >= cfg.Queue.Lifetime.D() {
+					d.State = spool.Bounced
+					d.LastError = "queue lifetime expired; last error: " + res.Reply
+					bounced[o.h.version] = append(bounced[o.h.version], failure{d: *d, status: statusOf(res, "4.4.7"), diag: d.LastError, remote: res.Host})
+					continue
+				}
+				d.NextAttempt = now.Add(backoff(cfg, d.Attempts))
+				if dw := cfg.Queue.DelayWarning.D(); dw > 0 && !d.Warned && now.Sub(env.Arrival) >= dw {
+					d.Warned = true
+					delayed = append(delayed, failure{d: *d, status: statusOf(res, "4.0.0"), diag: res.Reply, remote: res.Host, delayed: true, version: o.h.version})
+				}
+			}
+		}
+	}
+	for vi, failed := range bounced {
+		if err := g.bounce(env, &env.Versions[vi], failed, false); err != nil {
+			g.log.Error("cannot queue the bounce", "queue_id", env.ID, "err", err)
+		}
+	}
+	for _, f := range delayed {
+		if err := g.bounce(env, &env.Versions[f.version], []failure{f}, true); err != nil {
+			g.log.Error("cannot queue the delay warning", "queue_id", env.ID, "err", err)
+		}
+	}
+	return g.finish(env)
+}
+
+// attempt hands one batch to the courier.
+func (g *Gateway) attempt(ctx context.Context, env *spool.Envelope, h hop, idx []int) []courier.Result {
+	v := env.Versions[h.version]
+	msg := &courier.Message{
+		ID:       env.ID,
+		From:     env.Sender,
+		SMTPUTF8: env.SMTPUTF8,
+		EightBit: env.Body == "8BITMIME" || env.Body == "BINARYMIME",
+		RET:      env.RET,
+		EnvID:    env.EnvID,
+		Open: func() (io.ReadCloser, error) {
+			return g.spool.OpenData(env.ID, v.Data)
+		},
+	}
+	for _, i := range idx {
+		r := v.Recipients[i]
+		msg.Recipients = append(msg.Recipients, courier.Rcpt{Addr: r.Addr, Notify: r.Notify, ORcpt: r.ORcpt})
+	}
+	route := courier.Route{NextHop: h.nextHop, Domain: h.domain, TLS: courier.TLSMode(h.tls)}
+	return g.courier.Deliver(ctx, route, msg)
+}
+
+// statusOf returns the enhanced status of a reply, or def.
+func statusOf(r courier.Result, def string) string {
+	if r.Enhanced != "" {
+		return r.Enhanced
+	}
+	return def
+}
+
+// finish records the envelope and tells when the message next needs work:
+// it leaves the queue once every recipient of every version is delivered or
+// bounced.
+func (g *Gateway) finish(env *spool.Envelope) time.Time {
+	next := nextDue(env)
+	if next.IsZero() {
+		if err := g.spool.Remove(env.ID); err != nil {
+			g.log.Error("cannot remove a finished message", "queue_id", env.ID, "err", err)
+			return time.Now().Add(g.Config().Queue.MinBackoff.D())
+		}
+		g.log.Debug("done", "queue_id", env.ID)
+		return time.Time{}
+	}
+	if err := g.spool.Update(env); err != nil {
+		// The attempt's results are lost; the next attempt repeats it.
+		g.log.Error("cannot record delivery results; the attempt will be repeated", "queue_id", env.ID, "err", err)
+	}
+	return next
+}
+
+// nextDue is the earliest time a pending recipient (or the policy step) is
+// due; zero when nothing is pending.
+func nextDue(env *spool.Envelope) time.Time {
+	if env.Stage == spool.StageReceived {
+		return env.NextAttempt // zero: now
+	}
+	var next time.Time
+	for _, v := range env.Versions {
+		for _, d := range v.Recipients {
+			if d.State != spool.Pending {
+				continue
+			}
+			t := d.NextAttempt
+			if t.IsZero() {
+				t = time.Now()
+			}
+			if next.IsZero() || t.Before(next) {
+				next = t
+			}
+		}
+	}
+	return next
+}
+
+// backoff is the wait before attempt n+1: Postfix's doubling from
+// queue.min_backoff up to queue.max_backoff.
+func backoff(cfg *config.Config, attempts int) time.Duration {
+	return courier.Backoff(attempts, cfg.Queue.MinBackoff.D(), cfg.Queue.MaxBackoff.D())
+}
+
+// retryHolds re-examines the held versions that are due: a certificate may
+// have been imported (seal and deliver), the partner may no longer require
+// encryption (pass), or the hold lifetime may be over (bounce).
+func (g *Gateway) retryHolds(env *spool.Envelope) {
+	st := g.state.Load()
+	now := time.Now()
+	changed := false
+	for vi := range env.Versions {
+		v := &env.Versions[vi]
+		if v.Action != "hold" || !holdDue(v, now) {
+			continue
+		}
+		changed = true
+		grp := policy.Classify(st.cfg, st.certs, env.Sender, env.Trusted, []string{"x@" + v.Domain}).Groups[0]
+		switch grp.Action {
+		case policy.Encrypt:
+			data, err := g.spool.ReadData(env.ID, "")
+			if err == nil {
+				var sealed spool.Version
+				sealed, err = g.seal(env, data, v.Domain, grp.Match, grp.Policy, v.Recipients)
+				if err == nil {
+					for i := range sealed.Recipients {
+						sealed.Recipients[i].NextAttempt = time.Time{}
+					}
+					*v = sealed
+					g.logDecision(env, policy.DirectionOf(st.cfg, env.Sender, env.Trusted), "encrypt", v.Domain, v.Fingerprints, v.Cipher, "certificate now available for held message")
+					continue
+				}
+			}
+			g.log.Error("cannot seal a held message; will retry", "queue_id", env.ID, "domain", v.Domain, "err", err)
+			g.postponeHold(v, st.cfg)
+		case policy.Hold:
+			if now.Sub(env.Arrival) >= st.cfg.Queue.HoldLifetime.D() {
+				reason := "no usable certificate for " + v.Domain + ", which requires encryption; held until the hold lifetime expired"
+				var failed []failure
+				for i := range v.Recipients {
+					v.Recipients[i].State = spool.Bounced
+					v.Recipients[i].LastError = reason
+					failed = append(failed, failure{d: v.Recipients[i], status: "5.7.1", diag: reason})
+				}
+				if err := g.bounce(env, v, failed, false); err != nil {
+					g.log.Error("cannot queue the bounce", "queue_id", env.ID, "err", err)
+				}
+				g.logDecision(env, policy.DirectionOf(st.cfg, env.Sender, env.Trusted), "bounce", v.Domain, nil, "", reason)
+				continue
+			}
+			g.postponeHold(v, st.cfg)
+		default:
+			// The policy no longer requires encryption for this domain.
+			v.Action = "pass"
+			for i := range v.Recipients {
+				v.Recipients[i].NextAttempt = time.Time{}
+				v.Recipients[i].LastError = ""
+			}
+			g.logDecision(env, policy.DirectionOf(st.cfg, env.Sender, env.Trusted), "pass", v.Domain, nil, "", "held message released: the domain no longer requires encryption")
+		}
+	}
+	if changed {
+		if err := g.spool.Update(env); err != nil {
+			g.log.Error("cannot record the held message's state", "queue_id", env.ID, "err", err)
+		}
+	}
+}
+
+func holdDue(v *spool.Version, now time.Time) bool {
+	for _, d := range v.Recipients {
+		if d.State == spool.Pending && !d.NextAttempt.After(now) {
+			return true
+		}
+	}
+	return false
+}
+
+func (g *Gateway) postponeHold(v *spool.Version, cfg *config.Config) {
+	for i := range v.Recipients {
+		d := &v.Recipients[i]
+		d.Attempts++
+		d.NextAttempt = time.Now().Add(backoff(cfg, d.Attempts))
+	}
+}
+
+// receivedField is our trace header field for a copy that we rewrote
+// (an opened inbound message), RFC 5321 section 4.4.
+func receivedField(hostname string, env *spool.Envelope, note string) string {
+	var b strings.Builder
+	b.WriteString("Received: by ")
+	b.WriteString(hostname)
+	fmt.Fprintf(&b, " (smimegate, %s)\r\n\tid %s; %s\r\n", note, env.ID, time.Now().Format(time.RFC1123Z))
+	return b.String()
+}

@@ -1,0 +1,210 @@
+// Package gateway is the loop that moves a message from the spool through
+// the policy step (classify, seal, open) to the courier, and handles what
+// follows: retries, holds, bounces and the quarantine.
+//
+// Work happens only after the 250, from the spool: the policy step reads the
+// original, writes the per-domain versions and commits them with one atomic
+// envelope update, so a crash at any point repeats work rather than losing it.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"smimegate/internal/certstore"
+	"smimegate/internal/cms"
+	"smimegate/internal/config"
+	"smimegate/internal/courier"
+	"smimegate/internal/smtpd"
+	"smimegate/internal/spool"
+)
+
+// Gateway is a running gateway's processing side (the receiver is smtpd).
+type Gateway struct {
+	log     *slog.Logger
+	spool   *spool.Spool
+	courier *courier.Courier
+	metrics *Metrics
+	sched   *scheduler
+
+	state atomic.Pointer[state]
+
+	wg      sync.WaitGroup
+	workers int
+	stopped atomic.Bool
+}
+
+// state is what a reload replaces as a whole: configuration and certificates.
+type state struct {
+	cfg     *config.Config
+	certs   *certstore.Store
+	ownKeys []cms.KeyPair
+}
+
+// Options are the parts New does not make itself.
+type Options struct {
+	Logger  *slog.Logger
+	Metrics *Metrics // nil: a private registry
+	Courier *courier.Courier
+}
+
+// New returns a gateway over an open spool. It does not start work: Run does.
+func New(cfg *config.Config, certs *certstore.Store, sp *spool.Spool, opts Options) *Gateway {
+	g := &Gateway{
+		log:     opts.Logger,
+		spool:   sp,
+		courier: opts.Courier,
+		metrics: opts.Metrics,
+		sched:   newScheduler(),
+		workers: cfg.Relay.MaxConnections + 2*runtime.GOMAXPROCS(0),
+	}
+	if g.log == nil {
+		g.log = slog.Default()
+	}
+	if g.metrics == nil {
+		g.metrics = NewMetrics(nil)
+	}
+	g.setState(cfg, certs)
+	g.metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "smimegate_queue_messages", Help: "Messages in the queue (received or routed, not yet done)."},
+		func() float64 { return float64(g.Pending()) }))
+	return g
+}
+
+func (g *Gateway) setState(cfg *config.Config, certs *certstore.Store) {
+	st := &state{cfg: cfg, certs: certs}
+	for _, c := range certs.Own() {
+		st.ownKeys = append(st.ownKeys, cms.KeyPair{Cert: c.X509, Key: c.Key})
+	}
+	g.state.Store(st)
+}
+
+// Reload replaces configuration and certificates for all work that starts
+// from now on (SIGHUP). Work in flight finishes with what it started with.
+func (g *Gateway) Reload(cfg *config.Config, certs *certstore.Store) {
+	g.setState(cfg, certs)
+	g.log.Info("reloaded", "own_certs", len(certs.Own()), "certs", len(certs.All()), "problems", len(certs.Problems()))
+}
+
+// Config returns the configuration in force.
+func (g *Gateway) Config() *config.Config { return g.state.Load().cfg }
+
+// Certs returns the certificate store in force.
+func (g *Gateway) Certs() *certstore.Store { return g.state.Load().certs }
+
+// Run schedules everything already in the spool, then works until ctx is
+// cancelled; it then lets work in flight finish (within the configured
+// shutdown grace, after which deliveries are interrupted and simply stay
+// queued) and returns.
+func (g *Gateway) Run(ctx context.Context) error {
+	envs, err := g.spool.List()
+	if err != nil {
+		return fmt.Errorf("reading the queue: %w", err)
+	}
+	for _, env := range envs {
+		g.sched.schedule(env.ID, nextDue(env))
+	}
+	g.log.Info("queue loaded", "messages", len(envs))
+
+	// Workers get their own context, cancelled only after the grace period,
+	// so that a delivery in flight is not cut at the first signal.
+	workCtx, cancelWork := context.WithCancel(context.Background())
+	defer cancelWork()
+	tickCtx, cancelTick := context.WithCancel(ctx)
+	defer cancelTick()
+	go g.sched.tick(tickCtx)
+	for range g.workers {
+		g.wg.Add(1)
+		go g.worker(workCtx)
+	}
+
+	<-ctx.Done()
+	g.stopped.Store(true)
+	g.sched.shutdown()
+	done := make(chan struct{})
+	go func() { g.wg.Wait(); close(done) }()
+	grace := g.Config().Queue.ShutdownGrace.D()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		g.log.Warn("shutdown grace expired: interrupting deliveries in flight; they stay queued", "grace", grace)
+		cancelWork()
+		<-done
+	}
+	return nil
+}
+
+func (g *Gateway) worker(ctx context.Context) {
+	defer g.wg.Done()
+	for {
+		id, ok := g.sched.next()
+		if !ok {
+			return
+		}
+		next := g.work(ctx, id)
+		g.sched.done(id, next)
+	}
+}
+
+// Enqueue asks for immediate work on a message just committed to the spool
+// (the receiver's OnQueued).
+func (g *Gateway) Enqueue(id string) {
+	g.metrics.received.Inc()
+	g.sched.schedule(id, time.Now())
+}
+
+// Flush makes every queued message due now.
+func (g *Gateway) Flush() int { return g.sched.flush() }
+
+// Delete removes a message from the queue for good.
+func (g *Gateway) Delete(id string) error {
+	g.sched.forget(id)
+	if err := g.spool.Remove(id); err != nil {
+		return err
+	}
+	g.log.Info("deleted by operator", "queue_id", id)
+	return nil
+}
+
+// Release moves a quarantined message back to the queue, where the inbound
+// step runs again (after the operator installed the right key, say).
+func (g *Gateway) Release(id string) error {
+	if err := g.spool.Release(id); err != nil {
+		return err
+	}
+	g.log.Info("released from quarantine", "queue_id", id)
+	g.sched.schedule(id, time.Now())
+	return nil
+}
+
+// Pending returns the number of messages in the queue.
+func (g *Gateway) Pending() int { return g.sched.pending() }
+
+// Check is the receiver's hook, run after DATA and before the 250: it
+// refuses a message that policy.mixed_recipients = "reject" forbids, so
+// that nothing of it is sent and the sender's own server bounces it.
+func (g *Gateway) Check(env *spool.Envelope) error {
+	st := g.state.Load()
+	if st.cfg.Policy.MixedRecipients != "reject" {
+		return nil
+	}
+	plan := classify(st, env)
+	if !plan.Mixed() {
+		return nil
+	}
+	g.metrics.decisions.WithLabelValues("reject").Inc()
+	g.log.Info("decision", "queue_id", env.ID, "direction", plan.Direction, "action", "reject", "reason", "mixed secured and unsecured recipients")
+	return &smtpd.Reject{Code: 550, Enhanced: [3]int{5, 7, 1}, Message: mixedRejection(plan)}
+}
+
+// errGone marks a message that disappeared from the queue while we worked
+// (deleted by the operator).
+var errGone = errors.New("message no longer queued")

@@ -1,0 +1,348 @@
+package gateway
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"time"
+
+	"smimegate/internal/certstore"
+	"smimegate/internal/cms"
+	"smimegate/internal/config"
+	"smimegate/internal/policy"
+	"smimegate/internal/smime"
+	"smimegate/internal/spool"
+)
+
+// work does whatever message id needs now and returns when it next needs
+// work (zero: it has left the queue).
+func (g *Gateway) work(ctx context.Context, id string) time.Time {
+	env, err := g.spool.Load(id)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return time.Time{}
+		}
+		g.log.Error("cannot read queued message; retrying later", "queue_id", id, "err", err)
+		return time.Now().Add(g.Config().Queue.MinBackoff.D())
+	}
+	if env.Stage == spool.StageReceived {
+		if env.NextAttempt.After(time.Now()) {
+			return env.NextAttempt
+		}
+		done, err := g.route(env)
+		if err != nil {
+			return g.routeFailed(env, err)
+		}
+		if done {
+			return time.Time{}
+		}
+	}
+	if g.stopped.Load() {
+		return nextDue(env)
+	}
+	g.retryHolds(env)
+	return g.deliver(ctx, env)
+}
+
+// classify runs the policy for an envelope.
+func classify(st *state, env *spool.Envelope) *policy.Plan {
+	rcpts := make([]string, len(env.Recipients))
+	for i, r := range env.Recipients {
+		rcpts[i] = r.Addr
+	}
+	return policy.Classify(st.cfg, st.certs, env.Sender, env.Trusted, rcpts)
+}
+
+// route is the policy step: it turns a received original into versions, one
+// per treatment, and commits them with one envelope update. done is true
+// when the message left the queue instead (quarantined or refused).
+func (g *Gateway) route(env *spool.Envelope) (done bool, err error) {
+	st := g.state.Load()
+	plan := classify(st, env)
+
+	if plan.Mixed() && st.cfg.Policy.MixedRecipients == "reject" {
+		// Accepted before the policy said "reject" (a reload in between):
+		// nothing may be sent, so every recipient is bounced.
+		g.logDecision(env, plan.Direction, "reject", "", nil, "", "mixed secured and unsecured recipients")
+		return true, g.refuseAll(env, mixedRejection(plan))
+	}
+
+	data, err := g.spool.ReadData(env.ID, "")
+	if err != nil {
+		return false, fmt.Errorf("reading the message: %w", err)
+	}
+
+	var versions []spool.Version
+	var written []string // version data files, removed again if the step fails
+	defer func() {
+		if err != nil {
+			for _, name := range written {
+				_ = g.spool.RemoveVersion(env.ID, name)
+			}
+		}
+	}()
+	for _, grp := range plan.Groups {
+		rcpts := deliveries(env, grp.Recipients)
+		switch grp.Action {
+		case policy.Local:
+			v, quarantined, err := g.openInbound(env, plan.Direction, data, rcpts, grp.Domain)
+			if err != nil {
+				return false, err
+			}
+			if quarantined {
+				return true, nil
+			}
+			if v.Data != "" {
+				written = append(written, v.Data)
+			}
+			versions = append(versions, v)
+		case policy.Encrypt:
+			v, err := g.seal(env, data, grp.Domain, grp.Match, grp.Policy, rcpts)
+			if err != nil {
+				return false, err
+			}
+			written = append(written, v.Data)
+			versions = append(versions, v)
+			g.logDecision(env, plan.Direction, "encrypt", grp.Domain, v.Fingerprints, v.Cipher, "")
+		case policy.Hold:
+			for i := range rcpts {
+				rcpts[i].NextAttempt = time.Now().Add(st.cfg.Queue.MinBackoff.D())
+				rcpts[i].LastError = "no usable certificate for " + grp.Domain + ", which requires encryption"
+			}
+			versions = append(versions, spool.Version{Action: "hold", Domain: grp.Domain, Recipients: rcpts})
+			g.logDecision(env, plan.Direction, "hold", grp.Domain, nil, "", "partner requires encryption and has no usable certificate")
+		case policy.Pass:
+			versions = append(versions, spool.Version{Action: "pass", Domain: grp.Domain, Recipients: rcpts})
+			g.logDecision(env, plan.Direction, "pass", grp.Domain, nil, "", "")
+		}
+	}
+	env.Stage = spool.StageRouted
+	env.Versions = mergePass(versions)
+	env.LastError = ""
+	if err := g.spool.Update(env); err != nil {
+		return false, fmt.Errorf("committing the versions: %w", err)
+	}
+	return false, nil
+}
+
+// mergePass joins the pass versions of several domains into one, since
+// they share the same bytes (the courier groups recipients by next hop).
+func mergePass(vs []spool.Version) []spool.Version {
+	var out []spool.Version
+	passAt := -1
+	for _, v := range vs {
+		if v.Action == "pass" && v.Data == "" {
+			if passAt >= 0 {
+				out[passAt].Recipients = append(out[passAt].Recipients, v.Recipients...)
+				out[passAt].Domain = ""
+				continue
+			}
+			passAt = len(out)
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// deliveries makes the pending delivery records for the given recipients.
+func deliveries(env *spool.Envelope, idx []int) []spool.Delivery {
+	out := make([]spool.Delivery, 0, len(idx))
+	for _, i := range idx {
+		out = append(out, spool.Delivery{Recipient: env.Recipients[i], State: spool.Pending})
+	}
+	return out
+}
+
+// openInbound handles the recipients in local domains: an inbound message
+// encrypted to one of our certificates is opened (draft 5.2); one that
+// cannot be opened goes to the quarantine and is never relayed (D6).
+func (g *Gateway) openInbound(env *spool.Envelope, dir policy.Direction, data []byte, rcpts []spool.Delivery, domain string) (v spool.Version, quarantined bool, err error) {
+	st := g.state.Load()
+	pass := spool.Version{Action: "pass", Domain: domain, Recipients: rcpts}
+	if dir != policy.Inbound {
+		g.logDecision(env, dir, "pass", domain, nil, "", "local recipients")
+		return pass, false, nil
+	}
+	res := smime.Open(data, st.ownKeys, smime.OpenOptions{
+		MaxSize:   st.cfg.SMTP.MaxMessageBytes * 2,
+		Allow3DES: st.cfg.Policy.Allow3DES,
+	})
+	switch res.Outcome {
+	case smime.NotEncrypted:
+		g.logDecision(env, dir, "pass", domain, nil, "", "not encrypted")
+		return pass, false, nil
+	case smime.NotForUs:
+		g.logDecision(env, dir, "pass", domain, nil, "", "encrypted, not to one of our certificates")
+		return pass, false, nil
+	case smime.Failed:
+		return v, true, g.quarantine(env, dir, fmt.Sprintf("cannot decrypt: %v", res.Err))
+	}
+	fp := fingerprint(res.Info.Cert)
+	sender := policy.Domain(env.Sender)
+	if !res.Info.AEAD && st.cfg.PartnerPolicy(sender).RequireAEAD {
+		return v, true, g.quarantine(env, dir, fmt.Sprintf("unauthenticated %s content refused by policy (require_aead) for %s", res.Info.Cipher, sender))
+	}
+	vw, err := g.spool.NewVersion(env.ID)
+	if err != nil {
+		return v, false, err
+	}
+	trace := receivedField(st.cfg.Hostname, env, "decrypted")
+	if _, err := vw.Write([]byte(trace)); err != nil {
+		vw.Abort()
+		return v, false, err
+	}
+	if _, err := vw.Write(res.Message); err != nil {
+		vw.Abort()
+		return v, false, err
+	}
+	name, err := vw.Commit()
+	if err != nil {
+		return v, false, err
+	}
+	g.metrics.decisions.WithLabelValues("decrypt").Inc()
+	g.logDecision(env, dir, "decrypt", domain, []string{fp}, res.Info.Cipher, "")
+	return spool.Version{Data: name, Action: "decrypt", Domain: domain, Fingerprints: []string{fp}, Cipher: res.Info.Cipher, Recipients: rcpts}, false, nil
+}
+
+// quarantine moves the message to the quarantine with the reason.
+func (g *Gateway) quarantine(env *spool.Envelope, dir policy.Direction, reason string) error {
+	if err := g.spool.Quarantine(env, reason); err != nil {
+		return fmt.Errorf("quarantining: %w", err)
+	}
+	g.metrics.quarantined.Inc()
+	g.metrics.decisions.WithLabelValues("quarantine").Inc()
+	g.log.Warn("decision", "queue_id", env.ID, "direction", dir, "action", "quarantine", "reason", reason)
+	return nil
+}
+
+// seal makes the encrypted version for one partner domain.
+func (g *Gateway) seal(env *spool.Envelope, data []byte, domain string, m certstore.Match, pp config.PartnerPolicy, rcpts []spool.Delivery) (spool.Version, error) {
+	st := g.state.Load()
+	opts, fps, err := sealOptions(st.cfg, m, pp)
+	if err != nil {
+		return spool.Version{}, err
+	}
+	// Seal encrypts in place: give it a copy with room for the GCM tag, so
+	// the original stays intact for the other domains' versions.
+	buf := make([]byte, len(data), len(data)+16)
+	copy(buf, data)
+	vw, err := g.spool.NewVersion(env.ID)
+	if err != nil {
+		return spool.Version{}, err
+	}
+	if err := smime.Seal(vw, buf, opts); err != nil {
+		vw.Abort()
+		return spool.Version{}, fmt.Errorf("sealing for %s: %w", domain, err)
+	}
+	name, err := vw.Commit()
+	if err != nil {
+		return spool.Version{}, err
+	}
+	g.metrics.decisions.WithLabelValues("encrypt").Inc()
+	return spool.Version{Data: name, Action: "encrypt", Domain: domain, Fingerprints: fps, Cipher: opts.Cipher.String(), Recipients: rcpts}, nil
+}
+
+// sealOptions turns a certificate match and a partner policy into the
+// options of smime.Seal: every usable certificate of the domain is a
+// recipient (a key rotation in progress).
+func sealOptions(cfg *config.Config, m certstore.Match, pp config.PartnerPolicy) (smime.SealOptions, []string, error) {
+	cipher, err := cms.ParseCipher(pp.Cipher)
+	if err != nil {
+		return smime.SealOptions{}, nil, err
+	}
+	padding, err := cms.ParseRSAPadding(pp.RSAPadding)
+	if err != nil {
+		return smime.SealOptions{}, nil, err
+	}
+	opts := smime.SealOptions{Cipher: cipher, ProtectSubject: cfg.Policy.ProtectSubject}
+	var fps []string
+	for _, c := range m.Certs {
+		opts.Recipients = append(opts.Recipients, cms.Recipient{Cert: c.X509, RSAPadding: padding, UseSKI: pp.KeyID == "ski"})
+		fps = append(fps, c.Fingerprint)
+	}
+	return opts, fps, nil
+}
+
+// routeFailed records a failure of the policy step (a full disk, say): the
+// message stays as received and the step is retried with backoff, then
+// bounced when the queue lifetime is over.
+func (g *Gateway) routeFailed(env *spool.Envelope, err error) time.Time {
+	cfg := g.Config()
+	env.Attempts++
+	env.LastError = err.Error()
+	if time.Since(env.Arrival) > cfg.Queue.Lifetime.D() {
+		g.log.Error("policy step failed until the queue lifetime ran out; bouncing", "queue_id", env.ID, "err", err)
+		if berr := g.refuseAll(env, "message could not be processed: "+err.Error()); berr != nil {
+			g.log.Error("cannot bounce", "queue_id", env.ID, "err", berr)
+		}
+		return time.Time{}
+	}
+	env.NextAttempt = time.Now().Add(backoff(cfg, env.Attempts))
+	g.log.Error("policy step failed; will retry", "queue_id", env.ID, "attempt", env.Attempts, "next_attempt", env.NextAttempt.Format(time.RFC3339), "err", err)
+	if uerr := g.spool.Update(env); uerr != nil {
+		g.log.Error("cannot record the failure", "queue_id", env.ID, "err", uerr)
+	}
+	return env.NextAttempt
+}
+
+// refuseAll bounces every recipient of a received message with the reason
+// and removes it from the queue.
+func (g *Gateway) refuseAll(env *spool.Envelope, reason string) error {
+	v := spool.Version{Action: "refuse", Recipients: deliveries(env, seq(len(env.Recipients)))}
+	var failed []failure
+	for i := range v.Recipients {
+		v.Recipients[i].State = spool.Bounced
+		v.Recipients[i].LastError = reason
+		failed = append(failed, failure{d: v.Recipients[i], status: "5.7.1", diag: reason})
+	}
+	if err := g.bounce(env, &v, failed, false); err != nil {
+		return err
+	}
+	return g.spool.Remove(env.ID)
+}
+
+func seq(n int) []int {
+	s := make([]int, n)
+	for i := range s {
+		s[i] = i
+	}
+	return s
+}
+
+// logDecision writes the one structured line per decision.
+func (g *Gateway) logDecision(env *spool.Envelope, dir policy.Direction, action, domain string, fps []string, cipher, reason string) {
+	attrs := []any{"queue_id", env.ID, "direction", dir, "action", action}
+	if domain != "" {
+		attrs = append(attrs, "domain", domain)
+	}
+	if len(fps) > 0 {
+		attrs = append(attrs, "cert_sha256", slices.Clone(fps))
+	}
+	if cipher != "" {
+		attrs = append(attrs, "cipher", cipher)
+	}
+	if reason != "" {
+		attrs = append(attrs, "reason", reason)
+	}
+	if action == "pass" {
+		g.metrics.decisions.WithLabelValues("pass").Inc()
+	}
+	g.log.Info("decision", attrs...)
+}
+
+func mixedRejection(p *policy.Plan) string { return policy.MixedRejection(p) }
+
+// fingerprint is the hex SHA-256 of a certificate, as certstore and the
+// cert commands show it.
+func fingerprint(c *x509.Certificate) string {
+	if c == nil {
+		return ""
+	}
+	sum := sha256.Sum256(c.Raw)
+	return hex.EncodeToString(sum[:])
+}

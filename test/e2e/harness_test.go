@@ -1,0 +1,345 @@
+// Package e2e runs the built smimegate binary against real peers: loopback
+// SMTP sinks, `openssl cms`, and a second gateway. The tests look at the
+// gateways only from outside: SMTP in, SMTP out, the command line.
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/smtp"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"smimegate/internal/mailsink"
+)
+
+var (
+	bin     string // the smimegate binary under test
+	keysDir string // domain certificates made once for the whole package
+)
+
+// domains for which TestMain makes a key and certificate with `keygen`.
+var keyDomains = []string{"example.org", "example.net", "sub.example.net", "secure.test", "other.example.net"}
+
+func TestMain(m *testing.M) {
+	code, err := setup(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e setup:", err)
+		os.Exit(1)
+	}
+	os.Exit(code)
+}
+
+func setup(m *testing.M) (int, error) {
+	tmp, err := os.MkdirTemp("", "smimegate-e2e-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(tmp)
+	bin = filepath.Join(tmp, "smimegate")
+	build := exec.Command("go", "build", "-o", bin, "smimegate/cmd/smimegate")
+	if out, err := build.CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	keysDir = filepath.Join(tmp, "keys")
+	for _, d := range keyDomains {
+		dir := filepath.Join(keysDir, d)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return 0, err
+		}
+		out, err := exec.Command(bin, "keygen", "-domain", d, "-key", "rsa2048", "-out", dir).CombinedOutput()
+		if err != nil {
+			return 0, fmt.Errorf("keygen %s: %v\n%s", d, err, out)
+		}
+	}
+	return m.Run(), nil
+}
+
+// keyFiles returns the certificate and key made for domain.
+func keyFiles(domain string) (crt, key string) {
+	dir := filepath.Join(keysDir, domain)
+	return filepath.Join(dir, domain+".crt"), filepath.Join(dir, domain+".key")
+}
+
+// gateway is one running smimegate process.
+type gateway struct {
+	t       *testing.T
+	dir     string
+	cfgPath string
+	smtp    string
+	admin   string
+	cmd     *exec.Cmd
+	log     *syncBuffer
+	exited  chan struct{}
+}
+
+type gatewayOptions struct {
+	domain   string   // local domain
+	own      []string // domains whose key and certificate go into certs.own
+	partners []string // domains whose certificate goes into certs.partners
+	outbound string   // relay.outbound
+	inbound  string   // relay.inbound
+	trusted  string   // TOML array for smtp.trusted_networks; default all of loopback
+	extra    string   // more TOML, appended
+}
+
+func startGateway(t *testing.T, o gatewayOptions) *gateway {
+	t.Helper()
+	dir := t.TempDir()
+	for _, sub := range []string{"own", "partners"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range o.own {
+		crt, key := keyFiles(d)
+		copyFile(t, crt, filepath.Join(dir, "own", d+".crt"))
+		copyFile(t, key, filepath.Join(dir, "own", d+".key"))
+	}
+	for _, d := range o.partners {
+		crt, _ := keyFiles(d)
+		copyFile(t, crt, filepath.Join(dir, "partners", d+".crt"))
+	}
+	if o.trusted == "" {
+		o.trusted = `["127.0.0.0/8"]`
+	}
+	g := &gateway{t: t, dir: dir, cfgPath: filepath.Join(dir, "smimegate.toml"), smtp: freeAddr(t), admin: freeAddr(t), log: &syncBuffer{}, exited: make(chan struct{})}
+	cfg := fmt.Sprintf(`hostname = "gw.%s"
+state_dir = "state"
+local_domains = ["%s"]
+
+[smtp]
+listen = ["%s"]
+trusted_networks = %s
+
+[relay]
+outbound = "%s"
+inbound = "%s"
+tls = "none"
+
+[certs]
+own = "own"
+partners = "partners"
+
+[queue]
+min_backoff = "1s"
+max_backoff = "2s"
+
+[admin]
+listen = "%s"
+%s
+`, o.domain, o.domain, g.smtp, o.trusted, o.outbound, o.inbound, g.admin, o.extra)
+	if err := os.WriteFile(g.cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g.start()
+	t.Cleanup(g.stop)
+	return g
+}
+
+func (g *gateway) start() {
+	g.t.Helper()
+	g.cmd = exec.Command(bin, "serve", "-config", g.cfgPath)
+	g.cmd.Stdout = g.log
+	g.cmd.Stderr = g.log
+	if err := g.cmd.Start(); err != nil {
+		g.t.Fatal(err)
+	}
+	g.exited = make(chan struct{})
+	go func() { g.cmd.Wait(); close(g.exited) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.Dial("tcp", g.smtp)
+		if err == nil {
+			c.Close()
+			return
+		}
+		select {
+		case <-g.exited:
+			g.t.Fatalf("gateway exited at start:\n%s", g.log.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			g.t.Fatalf("gateway did not listen on %s:\n%s", g.smtp, g.log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM and waits; the log is shown if the test failed.
+func (g *gateway) stop() {
+	if g.cmd == nil || g.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-g.exited:
+	default:
+		g.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-g.exited:
+		case <-time.After(30 * time.Second):
+			g.cmd.Process.Kill()
+			<-g.exited
+		}
+	}
+	if g.t.Failed() {
+		g.t.Logf("log of gateway %s:\n%s", g.cfgPath, g.log.String())
+	}
+	g.cmd = nil
+}
+
+// kill stops the gateway with SIGKILL, as a crash would.
+func (g *gateway) kill() {
+	g.cmd.Process.Kill()
+	<-g.exited
+	g.cmd = nil
+}
+
+func (g *gateway) hup() { g.cmd.Process.Signal(syscall.SIGHUP) }
+
+// run runs an operator command against this gateway's configuration.
+func (g *gateway) run(args ...string) (string, error) {
+	args = append(args, "-config", g.cfgPath)
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	return string(out), err
+}
+
+// send submits a message over SMTP and returns the error of the
+// transaction (an *textproto.Error for a 4xx/5xx reply).
+func send(addr, from string, to []string, msg string) error {
+	return smtp.SendMail(addr, nil, from, to, []byte(msg))
+}
+
+func mustSend(t *testing.T, addr, from string, to []string, msg string) {
+	t.Helper()
+	if err := send(addr, from, to, msg); err != nil {
+		t.Fatalf("sending to %s: %v", addr, err)
+	}
+}
+
+func startSink(t *testing.T) *mailsink.Sink {
+	t.Helper()
+	s, err := mailsink.Start("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func waitMessages(t *testing.T, s *mailsink.Sink, n int) []mailsink.Message {
+	t.Helper()
+	msgs, err := s.Wait(n, 30*time.Second)
+	if err != nil {
+		t.Fatalf("%v: got %d of %d", err, len(msgs), n)
+	}
+	return msgs
+}
+
+// opensslDecrypt opens a sealed message with `openssl cms -decrypt`.
+func opensslDecrypt(t *testing.T, sealed []byte, domain string) ([]byte, error) {
+	t.Helper()
+	crt, key := keyFiles(domain)
+	in := filepath.Join(t.TempDir(), "in.eml")
+	if err := os.WriteFile(in, sealed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("openssl", "cms", "-decrypt", "-in", in, "-recip", crt, "-inkey", key, "-binary")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("openssl cms -decrypt: %v: %s", err, stderr.String())
+	}
+	return out, nil
+}
+
+// opensslEncrypt seals a message to domain's certificate with openssl, as a
+// partner gateway running OpenSSL would; args are extra options.
+func opensslEncrypt(t *testing.T, msg []byte, domain string, args ...string) []byte {
+	t.Helper()
+	crt, _ := keyFiles(domain)
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.eml")
+	if err := os.WriteFile(in, msg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmdArgs := append([]string{"cms", "-encrypt", "-binary", "-in", in}, args...)
+	cmdArgs = append(cmdArgs, crt)
+	out, err := exec.Command("openssl", cmdArgs...).Output()
+	if err != nil {
+		t.Fatalf("openssl cms -encrypt: %v", err)
+	}
+	return out
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// header returns the header section of a message.
+func header(msg []byte) string {
+	h, _, _ := strings.Cut(string(msg), "\r\n\r\n")
+	return h + "\r\n"
+}
+
+// withoutTrace strips the leading Received fields our gateways add, so that
+// what is left can be compared with what the sender sent.
+func withoutTrace(msg []byte) []byte {
+	for bytes.HasPrefix(msg, []byte("Received:")) {
+		i := bytes.Index(msg, []byte("\r\n"))
+		for i >= 0 && i+2 < len(msg) && (msg[i+2] == ' ' || msg[i+2] == '\t') {
+			j := bytes.Index(msg[i+2:], []byte("\r\n"))
+			if j < 0 {
+				break
+			}
+			i += 2 + j
+		}
+		if i < 0 {
+			break
+		}
+		msg = msg[i+2:]
+	}
+	return msg
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
