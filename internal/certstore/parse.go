@@ -1,0 +1,192 @@
+package certstore
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"software.sslmate.com/src/go-pkcs12"
+)
+
+// maxFileSize bounds what is read from one file of the store. A certificate
+// is a few kilobytes; a PKCS#7 bundle of a long chain some tens.
+const maxFileSize = 1 << 20
+
+// fileContent is what one file of the store holds.
+type fileContent struct {
+	certs []*x509.Certificate
+	keys  []crypto.PrivateKey
+	// notes are remarks that do not make the file unusable, such as a
+	// private key found among partner certificates and ignored.
+	notes []string
+}
+
+// fileKind says which formats a directory accepts.
+type fileKind int
+
+const (
+	partnerFile fileKind = iota // certificates: PEM, DER, PKCS#7
+	ownFile                     // also private keys and PKCS#12
+)
+
+// errNoPassphrase is returned for an encrypted key when none was configured.
+var errNoPassphrase = errors.New("the key is encrypted and no passphrase is configured (certs.key_passphrase_file or certs.key_passphrase_env)")
+
+// parseFile reads certificates (and, for own files, keys) from data. name
+// is used only to pick the format by extension and never appears in errors,
+// which the caller prefixes with the file name.
+func parseFile(name string, data []byte, kind fileKind, passphrase []byte) (*fileContent, error) {
+	if len(data) == 0 {
+		return nil, errors.New("empty file")
+	}
+	ext := strings.ToLower(filepath.Ext(name))
+	if ext == ".p12" || ext == ".pfx" {
+		if kind != ownFile {
+			return nil, errors.New("PKCS#12 belongs in the own directory (certs.own); give partner certificates as PEM, DER or .p7b")
+		}
+		return parsePKCS12(data, passphrase)
+	}
+	if bytes.Contains(data, []byte("-----BEGIN ")) {
+		return parsePEM(data, kind, passphrase)
+	}
+	return parseDER(data, kind, passphrase)
+}
+
+func parsePEM(data []byte, kind fileKind, passphrase []byte) (*fileContent, error) {
+	fc := &fileContent{}
+	rest := data
+	n := 0
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		n++
+		if len(fc.certs) > maxCertsPerFile {
+			return nil, fmt.Errorf("more than %d certificates in one file", maxCertsPerFile)
+		}
+		switch block.Type {
+		case "CERTIFICATE", "X509 CERTIFICATE":
+			c, err := x509.ParseCertificate(block.Bytes)
+			if err != nil {
+				return nil, fmt.Errorf("PEM block %d (%s): %w", n, block.Type, err)
+			}
+			fc.certs = append(fc.certs, c)
+		case "PKCS7", "CERTIFICATE CHAIN":
+			cs, err := parsePKCS7Certs(block.Bytes)
+			if err != nil {
+				return nil, fmt.Errorf("PEM block %d (%s): %w", n, block.Type, err)
+			}
+			fc.certs = append(fc.certs, cs...)
+		case "PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", "ENCRYPTED PRIVATE KEY":
+			if kind != ownFile {
+				fc.notes = append(fc.notes, "holds a private key, which does not belong among partner certificates: ignored")
+				continue
+			}
+			k, err := parsePEMKey(block, passphrase)
+			if err != nil {
+				return nil, fmt.Errorf("PEM block %d (%s): %w", n, block.Type, err)
+			}
+			fc.keys = append(fc.keys, k)
+		case "EC PARAMETERS", "CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST", "X509 CRL", "PUBLIC KEY":
+			// Companions that tools write beside keys and certificates
+			// (`openssl ecparam -genkey`, `smimegate keygen -csr`): nothing
+			// to load, nothing wrong.
+		default:
+			return nil, fmt.Errorf("PEM block %d has type %q, which is neither a certificate nor a key", n, block.Type)
+		}
+	}
+	if n == 0 {
+		return nil, errors.New("damaged PEM: a BEGIN line without a matching END line or valid base64")
+	}
+	if len(fc.certs) == 0 && len(fc.keys) == 0 && len(fc.notes) == 0 {
+		return nil, errors.New("no certificate or key in this PEM file")
+	}
+	return fc, nil
+}
+
+func parsePEMKey(block *pem.Block, passphrase []byte) (crypto.PrivateKey, error) {
+	if _, ok := block.Headers["Proc-Type"]; ok {
+		// RFC 1421 encryption: weak (MD5-based key derivation) and
+		// deprecated in Go, so it is not read.
+		return nil, errors.New("legacy PEM encryption (Proc-Type) is not supported: convert with `openssl pkcs8 -topk8 -v2 aes256`")
+	}
+	switch block.Type {
+	case "PRIVATE KEY":
+		return x509.ParsePKCS8PrivateKey(block.Bytes)
+	case "RSA PRIVATE KEY":
+		return x509.ParsePKCS1PrivateKey(block.Bytes)
+	case "EC PRIVATE KEY":
+		return x509.ParseECPrivateKey(block.Bytes)
+	default: // ENCRYPTED PRIVATE KEY
+		if len(passphrase) == 0 {
+			return nil, errNoPassphrase
+		}
+		return decryptPKCS8(block.Bytes, passphrase)
+	}
+}
+
+// parseDER tries the binary forms in turn: certificate, PKCS#7, then (own
+// files only) the unencrypted key encodings and PKCS#12.
+func parseDER(data []byte, kind fileKind, passphrase []byte) (*fileContent, error) {
+	if c, err := x509.ParseCertificate(data); err == nil {
+		return &fileContent{certs: []*x509.Certificate{c}}, nil
+	}
+	certs, p7err := parsePKCS7Certs(data)
+	if p7err == nil {
+		return &fileContent{certs: certs}, nil
+	}
+	if kind == ownFile {
+		if k, err := x509.ParsePKCS8PrivateKey(data); err == nil {
+			return &fileContent{keys: []crypto.PrivateKey{k}}, nil
+		}
+		if k, err := x509.ParsePKCS1PrivateKey(data); err == nil {
+			return &fileContent{keys: []crypto.PrivateKey{k}}, nil
+		}
+		if k, err := x509.ParseECPrivateKey(data); err == nil {
+			return &fileContent{keys: []crypto.PrivateKey{k}}, nil
+		}
+		if _, err := parseEncryptedPKCS8(data); err == nil {
+			if len(passphrase) == 0 {
+				return nil, errNoPassphrase
+			}
+			k, err := decryptPKCS8(data, passphrase)
+			if err != nil {
+				return nil, err
+			}
+			return &fileContent{keys: []crypto.PrivateKey{k}}, nil
+		}
+		if fc, err := parsePKCS12(data, passphrase); err == nil {
+			return fc, nil
+		}
+	}
+	if bytes.HasPrefix(data, []byte{0x30, 0x80}) {
+		return nil, errors.New("BER with indefinite lengths; convert to DER with `openssl pkcs7 -in FILE -inform DER -out FILE.p7b -outform DER`")
+	}
+	if kind == ownFile {
+		return nil, errors.New("neither PEM nor a DER certificate, PKCS#7 bundle, private key or PKCS#12 file")
+	}
+	return nil, errors.New("neither PEM nor a DER certificate or PKCS#7 bundle")
+}
+
+// parsePKCS12 reads one key with its certificate and chain (RFC 7292), as
+// `openssl pkcs12 -export` writes it (OpenSSL 3: AES-256-CBC, PBKDF2).
+func parsePKCS12(data, passphrase []byte) (*fileContent, error) {
+	key, cert, chain, err := pkcs12.DecodeChain(data, string(passphrase))
+	if err != nil {
+		if errors.Is(err, pkcs12.ErrIncorrectPassword) {
+			if len(passphrase) == 0 {
+				return nil, fmt.Errorf("PKCS#12: %w", errNoPassphrase)
+			}
+			return nil, errors.New("PKCS#12: wrong passphrase")
+		}
+		return nil, fmt.Errorf("PKCS#12: %w", err)
+	}
+	return &fileContent{certs: append([]*x509.Certificate{cert}, chain...), keys: []crypto.PrivateKey{key}}, nil
+}
