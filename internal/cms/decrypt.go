@@ -1,0 +1,366 @@
+package cms
+
+import (
+	"crypto/cipher"
+	"crypto/ecdh"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"crypto/subtle"
+	"fmt"
+	"strings"
+)
+
+// candidate is a RecipientInfo that names one of our certificates, with the
+// key to open it.
+type candidate struct {
+	key      KeyPair
+	keyTrans *keyTransInfo
+	keyAgree *keyAgreeInfo
+	ref      keyRef
+}
+
+// Decrypt parses a BER or DER ContentInfo holding EnvelopedData or
+// AuthEnvelopedData and returns the plaintext, decrypted with whichever of
+// keys the message names. The plaintext may alias input, and input is
+// overwritten either way.
+//
+// Errors: ErrNotForUs when no RecipientInfo names one of keys'
+// certificates; ErrDecrypt (always the same value, whatever went wrong in
+// key transport or content decryption); ErrMalformed; ErrTooLarge; or an
+// *UnsupportedAlgorithmError naming the refused algorithm.
+func Decrypt(input []byte, keys []KeyPair, opts DecryptOptions) ([]byte, *Info, error) {
+	if opts.MaxSize > 0 && int64(len(input)) > opts.MaxSize {
+		return nil, nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(input), opts.MaxSize)
+	}
+	env, err := parseContentInfo(input)
+	if err != nil {
+		return nil, nil, err
+	}
+	cands := env.match(keys)
+	if len(cands) == 0 {
+		return nil, nil, fmt.Errorf("%w: it is for %s", ErrNotForUs, env.describeRecipients())
+	}
+	alg, iv, err := env.checkContentAlg(opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !env.hasContent {
+		return nil, nil, malformed("encryptedContent is absent (detached content is not supported)")
+	}
+
+	// Unwrap the content-encryption key for every candidate. None of these
+	// steps reports a cryptographic failure; a failed one yields a random
+	// key (see rsaKeyTransport.unwrap).
+	type attempt struct {
+		cek  []byte
+		info Info
+	}
+	var attempts []attempt
+	var mismatch []string
+	for _, c := range cands {
+		cek, transport, err := c.unwrap(alg.keyLen)
+		if err != nil {
+			if _, ok := err.(*UnsupportedAlgorithmError); ok {
+				return nil, nil, err
+			}
+			mismatch = append(mismatch, err.Error())
+			continue
+		}
+		attempts = append(attempts, attempt{cek: cek, info: Info{
+			ContentType:  env.typeName(),
+			Cipher:       alg.name,
+			AEAD:         alg.aead,
+			KeyTransport: transport,
+			Cert:         c.key.Cert,
+		}})
+	}
+	if len(attempts) == 0 {
+		return nil, nil, fmt.Errorf("%w: %s", ErrDecrypt, strings.Join(mismatch, "; "))
+	}
+	defer func() {
+		for _, a := range attempts {
+			clear(a.cek)
+		}
+	}()
+
+	ct, err := octets(env.content, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	dec := decryptCBC
+	var aad []byte
+	if alg.aead {
+		if aad, err = env.additionalData(); err != nil {
+			return nil, nil, err
+		}
+		dec = func(alg *contentAlg, key, iv, ct []byte, inPlace bool) ([]byte, bool) {
+			return openGCM(alg, key, iv, ct, env.mac, aad, inPlace)
+		}
+	} else if len(ct) == 0 || len(ct)%blockSize(alg) != 0 {
+		return nil, nil, malformed("%s ciphertext of %d bytes is not a whole number of blocks", alg.name, len(ct))
+	}
+	// Every attempt but the last works on a copy, because a failed one
+	// destroys the ciphertext it decrypts in place.
+	for i, a := range attempts {
+		last := i == len(attempts)-1
+		if pt, ok := dec(alg, a.cek, iv, ct, last); ok {
+			info := a.info
+			return pt, &info, nil
+		}
+	}
+	return nil, nil, ErrDecrypt
+}
+
+// match lists the (RecipientInfo, key) pairs whose identifier names the
+// key's certificate (RFC 5652 section 6.2).
+func (env *envelope) match(keys []KeyPair) []candidate {
+	var out []candidate
+	for _, k := range keys {
+		if k.Cert == nil || k.Key == nil {
+			continue
+		}
+		for i := range env.keyTrans {
+			kt := &env.keyTrans[i]
+			if kt.ref.rid.matches(k.Cert) {
+				out = append(out, candidate{key: k, keyTrans: kt, ref: kt.ref})
+			}
+		}
+		for _, ka := range env.keyAgree {
+			for _, ref := range ka.keys {
+				if ref.rid.matches(k.Cert) {
+					out = append(out, candidate{key: k, keyAgree: ka, ref: ref})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// describeRecipients names the recipients of a message that is not for us,
+// so that the log says who it was for; it reveals only what the message
+// shows anyone.
+func (env *envelope) describeRecipients() string {
+	var ids []string
+	for _, kt := range env.keyTrans {
+		ids = append(ids, kt.ref.rid.String())
+	}
+	for _, ka := range env.keyAgree {
+		for _, ref := range ka.keys {
+			ids = append(ids, ref.rid.String())
+		}
+	}
+	if env.otherKinds > 0 {
+		ids = append(ids, fmt.Sprintf("%d recipient(s) by symmetric key, password or other method", env.otherKinds))
+	}
+	const maxListed = 8 // a message may name hundreds of recipients
+	if len(ids) > maxListed {
+		ids = append(ids[:maxListed], fmt.Sprintf("%d more", len(ids)-maxListed))
+	}
+	return strings.Join(ids, ", ")
+}
+
+func (env *envelope) typeName() string {
+	if env.auth {
+		return "authEnvelopedData"
+	}
+	return "envelopedData"
+}
+
+// unwrap recovers the content-encryption key for c. Its error reports only
+// facts visible without any key: an unsupported algorithm, or a key whose
+// type does not fit the RecipientInfo.
+func (c candidate) unwrap(keyLen int) ([]byte, string, error) {
+	if c.keyTrans != nil {
+		priv, ok := c.key.Key.(*rsa.PrivateKey)
+		if !ok {
+			return nil, "", fmt.Errorf("certificate %q is named in a key-transport RecipientInfo but its key is a %T", c.key.Cert.Subject, c.key.Key)
+		}
+		kt, err := readRSAKeyTransport(c.keyTrans.alg)
+		if err != nil {
+			return nil, "", err
+		}
+		return kt.unwrap(priv, c.ref.encKey, keyLen), kt.name, nil
+	}
+	var priv *ecdh.PrivateKey
+	switch k := c.key.Key.(type) {
+	case *ecdh.PrivateKey:
+		priv = k
+	case *ecdsa.PrivateKey:
+		var err error
+		if priv, err = k.ECDH(); err != nil {
+			return nil, "", fmt.Errorf("certificate %q: %v", c.key.Cert.Subject, err)
+		}
+	default:
+		return nil, "", fmt.Errorf("certificate %q is named in a key-agreement RecipientInfo but its key is a %T", c.key.Cert.Subject, c.key.Key)
+	}
+	return c.keyAgree.unwrap(priv, c.ref, keyLen), c.keyAgree.transportName(priv.Curve()), nil
+}
+
+// checkContentAlg resolves the content-encryption algorithm and its IV or
+// nonce, refusing what policy forbids.
+func (env *envelope) checkContentAlg(opts DecryptOptions) (*contentAlg, []byte, error) {
+	a := env.contentAlg
+	var alg *contentAlg
+	for _, c := range decryptAlgs {
+		if c.oid.Equal(a.oid) {
+			alg = c
+		}
+	}
+	switch {
+	case alg == nil:
+		return nil, nil, &UnsupportedAlgorithmError{OID: a.oid, Where: "content encryption"}
+	case env.auth && !alg.aead:
+		// RFC 5083 section 2.1 requires an authenticated algorithm; a CBC
+		// OID here is the AEAD-downgrade attack (CVE-2026-34182).
+		return nil, nil, &UnsupportedAlgorithmError{OID: a.oid, Where: "authEnvelopedData content encryption (only AES-GCM is accepted)"}
+	case !env.auth && alg.aead:
+		return nil, nil, &UnsupportedAlgorithmError{OID: a.oid, Where: "envelopedData content encryption (AES-GCM belongs in authEnvelopedData)"}
+	case alg.legacy && !opts.Allow3DES:
+		return nil, nil, &UnsupportedAlgorithmError{OID: a.oid, Where: "content encryption (3DES is off; see DecryptOptions.Allow3DES)"}
+	}
+	if !a.hasParams {
+		return nil, nil, malformed("%s without parameters", alg.name)
+	}
+	if !alg.aead {
+		// RFC 3565 section 4.1, RFC 3370 section 5.1: the IV.
+		if !a.params.is(classUniversal, tagOctetString) {
+			return nil, nil, malformed("%s IV is not an OCTET STRING", alg.name)
+		}
+		iv, err := octets(a.params, false)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(iv) != alg.ivLen() {
+			return nil, nil, malformed("%s IV of %d bytes (want %d)", alg.name, len(iv), alg.ivLen())
+		}
+		return alg, iv, nil
+	}
+	nonce, err := readGCMParams(alg, a.params)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(env.mac) != gcmTagSize {
+		return nil, nil, malformed("mac of %d bytes (want %d)", len(env.mac), gcmTagSize)
+	}
+	return alg, nonce, nil
+}
+
+// readGCMParams decodes GCMParameters (RFC 5084 section 3.2) and accepts
+// only a 12-byte nonce and a 16-byte tag. aes-ICVlen defaults to 12, so a
+// missing one is refused too.
+func readGCMParams(alg *contentAlg, p element) ([]byte, error) {
+	if !p.is(classUniversal, tagSequence) || !p.constructed {
+		return nil, malformed("GCMParameters is not a SEQUENCE")
+	}
+	r, _ := p.children()
+	ne, err := r.nextIs(classUniversal, tagOctetString, "aes-nonce")
+	if err != nil {
+		return nil, err
+	}
+	nonce, err := octets(ne, false)
+	if err != nil {
+		return nil, err
+	}
+	icvLen := 12
+	if ie, ok, err := r.optional(classUniversal, tagInteger); err != nil {
+		return nil, err
+	} else if ok {
+		if icvLen, err = readSmallInt(ie, "aes-ICVlen"); err != nil {
+			return nil, err
+		}
+	}
+	if !r.empty() {
+		return nil, malformed("trailing data in GCMParameters")
+	}
+	if icvLen != gcmTagSize {
+		return nil, &UnsupportedAlgorithmError{OID: alg.oid, Where: fmt.Sprintf("authEnvelopedData: a %d-byte tag (only %d is accepted)", icvLen, gcmTagSize)}
+	}
+	if len(nonce) != gcmNonceSize {
+		return nil, &UnsupportedAlgorithmError{OID: alg.oid, Where: fmt.Sprintf("authEnvelopedData: a %d-byte nonce (only %d is accepted)", len(nonce), gcmNonceSize)}
+	}
+	return nonce, nil
+}
+
+// additionalData returns the GCM additional data: the DER of authAttrs with
+// a SET OF tag in place of the [1] IMPLICIT tag (RFC 5083 section 2.2), or
+// nothing when there are no authenticated attributes.
+func (env *envelope) additionalData() ([]byte, error) {
+	if !env.hasAuthAttrs {
+		return nil, nil
+	}
+	if !env.authAttrs.constructed {
+		return nil, malformed("authAttrs is not constructed")
+	}
+	der, err := toDER(env.authAttrs) // a fresh buffer: authAttrs is constructed
+	if err != nil {
+		return nil, err
+	}
+	der[0] = 0x31
+	return der, nil
+}
+
+func blockSize(alg *contentAlg) int {
+	if alg.legacy {
+		return 8
+	}
+	return 16
+}
+
+// openGCM authenticates and decrypts ct with the tag mac. In place, the
+// tag is moved to right after the ciphertext (over the mac's own DER
+// header, which follows it in the input) so that Open reads one buffer.
+func openGCM(alg *contentAlg, key, nonce, ct, mac, aad []byte, inPlace bool) ([]byte, bool) {
+	block, err := alg.block(key)
+	if err != nil {
+		return nil, false
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, false
+	}
+	var tag [gcmTagSize]byte
+	copy(tag[:], mac)
+	var nonceCopy [gcmNonceSize]byte
+	copy(nonceCopy[:], nonce)
+	var buf []byte
+	if inPlace && cap(ct)-len(ct) >= gcmTagSize {
+		buf = ct[:len(ct)+gcmTagSize]
+	} else {
+		buf = make([]byte, len(ct)+gcmTagSize)
+		copy(buf, ct)
+	}
+	copy(buf[len(ct):], tag[:])
+	pt, err := aead.Open(buf[:0], nonceCopy[:], buf, aad)
+	if err != nil {
+		return nil, false
+	}
+	return pt, true
+}
+
+// decryptCBC decrypts ct and removes the padding of RFC 5652 section 6.3,
+// checking it in constant time so that the time taken does not reveal
+// where the padding went wrong.
+func decryptCBC(alg *contentAlg, key, iv, ct []byte, inPlace bool) ([]byte, bool) {
+	block, err := alg.block(key)
+	if err != nil {
+		return nil, false
+	}
+	buf := ct
+	if !inPlace {
+		buf = make([]byte, len(ct))
+	}
+	cipher.NewCBCDecrypter(block, iv).CryptBlocks(buf, ct)
+	bs := block.BlockSize()
+	n := len(buf)
+	pad := int(buf[n-1])
+	good := subtle.ConstantTimeLessOrEq(1, pad) & subtle.ConstantTimeLessOrEq(pad, bs)
+	for i := 0; i < bs; i++ {
+		inPad := subtle.ConstantTimeLessOrEq(i+1, pad)
+		same := subtle.ConstantTimeByteEq(buf[n-1-i], byte(pad))
+		good &= subtle.ConstantTimeSelect(inPad, same, 1)
+	}
+	if good != 1 {
+		return nil, false
+	}
+	return buf[:n-pad], true
+}
