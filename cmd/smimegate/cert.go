@@ -1,6 +1,223 @@
 package main
 
-import "errors"
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
 
-// runCert is being written; this placeholder keeps the package building meanwhile.
-func runCert(args []string) error { return errors.New("not built yet") }
+	"smimegate/internal/certstore"
+	"smimegate/internal/config"
+)
+
+const certSynopsis = "list | import FILE... | show DOMAIN   [-config FILE]"
+
+// runCert is `smimegate cert list|import|show`: the domain certificates as
+// the gateway sees them.
+func runCert(args []string) error {
+	return certCommand(args, os.Stdout, os.Stderr)
+}
+
+func certCommand(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%w: cert needs a subcommand: %s", errUsage, certSynopsis)
+	}
+	switch args[0] {
+	case "list":
+		return certList(args[1:], stdout)
+	case "import":
+		return certImport(args[1:], stdout, stderr)
+	case "show":
+		return certShow(args[1:], stdout, stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintf(stderr, "usage: smimegate cert %s\n", certSynopsis)
+		fmt.Fprintln(stderr, "  list          every domain certificate: domain(s), own/partner, subject, SHA-256 fingerprint, not-after, status")
+		fmt.Fprintln(stderr, "  import FILE   validate partner certificates (PEM, DER, PKCS#7 .p7b/.p7c) and copy them into certs.partners")
+		fmt.Fprintln(stderr, "  show DOMAIN   which certificate(s) mail to DOMAIN would be encrypted to, and why")
+		return flag.ErrHelp
+	}
+	return fmt.Errorf("%w: unknown cert subcommand %q (%s)", errUsage, args[0], certSynopsis)
+}
+
+// certSetup parses the flags shared by the cert subcommands and loads the
+// configuration.
+func certSetup(name, synopsis string, args []string) (*config.Config, []string, error) {
+	fs := newFlagSet("cert "+name, synopsis)
+	cfgPath := configFlag(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return nil, nil, err
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, fs.Args(), nil
+}
+
+// certLoad loads the store; problems go to logger (or only to the listing).
+func certLoad(cfg *config.Config, logger *slog.Logger) (*certstore.Store, error) {
+	opts, err := certOptions(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	return certstore.Load(opts)
+}
+
+func certList(args []string, stdout io.Writer) error {
+	cfg, rest, err := certSetup("list", "[-config FILE]", args)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return fmt.Errorf("%w: cert list takes no arguments, got %q", errUsage, rest[0])
+	}
+	// The problems are part of the listing, so they are not logged too.
+	store, err := certLoad(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "DOMAINS\tKIND\tSUBJECT\tSHA-256\tNOT AFTER\tSTATUS")
+	for _, c := range store.All() {
+		kind := "partner"
+		if c.Own {
+			kind = "own"
+		}
+		domains := strings.Join(c.Domains, ",")
+		if domains == "" {
+			domains = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", domains, kind, c.X509.Subject.String(), c.Fingerprint,
+			c.X509.NotAfter.UTC().Format(time.DateOnly), c.Status)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if ps := store.Problems(); len(ps) > 0 {
+		fmt.Fprintf(stdout, "\n%d problem(s):\n", len(ps))
+		for _, p := range ps {
+			fmt.Fprintf(stdout, "  %s\n", p)
+		}
+	}
+	return nil
+}
+
+func certImport(args []string, stdout, stderr io.Writer) error {
+	cfg, files, err := certSetup("import", "[-config FILE] FILE...", args)
+	if err != nil {
+		return err
+	}
+	if len(files) == 0 {
+		return fmt.Errorf("%w: cert import needs at least one FILE", errUsage)
+	}
+	opts, err := certOptions(cfg, newLogger(stderr, cfg.LogLevel))
+	if err != nil {
+		return err
+	}
+	// Validate every file before copying any, so that a refusal leaves
+	// the partner directory as it was.
+	var imports []*certstore.Import
+	var refused []error
+	for _, f := range files {
+		im, err := certstore.PrepareImport(opts, f)
+		if err != nil {
+			refused = append(refused, err)
+			continue
+		}
+		imports = append(imports, im)
+	}
+	if len(refused) > 0 {
+		if len(files) > 1 {
+			refused = append(refused, errors.New("nothing imported"))
+		}
+		return errors.Join(refused...)
+	}
+	for _, im := range imports {
+		if err := im.Commit(); err != nil {
+			return fmt.Errorf("%s: %w", im.Source, err)
+		}
+		for _, c := range im.Certs {
+			verb := "imported"
+			if im.Exists {
+				verb = "already present"
+			}
+			fmt.Fprintf(stdout, "%s: %s %s for %s (sha256 %s, %s until %s) as %s\n", im.Source, verb, c.X509.Subject, strings.Join(c.Domains, ", "),
+				c.Fingerprint, c.Status, c.X509.NotAfter.UTC().Format(time.DateOnly), im.Dest)
+		}
+	}
+	fmt.Fprintln(stdout, "a running gateway uses them after its next reload (SIGHUP)")
+	return nil
+}
+
+func certShow(args []string, stdout, stderr io.Writer) error {
+	cfg, rest, err := certSetup("show", "[-config FILE] DOMAIN", args)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 1 {
+		return fmt.Errorf("%w: cert show needs exactly one DOMAIN", errUsage)
+	}
+	domain, err := certstore.CanonicalDomain(rest[0])
+	if err != nil {
+		return fmt.Errorf("%q is not a domain: %w", rest[0], err)
+	}
+	store, err := certLoad(cfg, newLogger(stderr, "error"))
+	if err != nil {
+		return err
+	}
+	for _, c := range store.Own() {
+		for _, d := range c.Domains {
+			if d == domain {
+				fmt.Fprintf(stdout, "own certificate for %s (its key opens inbound mail): %s\n", domain, certLine(c))
+			}
+		}
+	}
+	if cfg.IsLocal(domain) {
+		fmt.Fprintf(stdout, "%s is a local domain: mail to it is delivered inbound, never encrypted by this gateway\n", domain)
+		return nil
+	}
+	m := store.Lookup(domain)
+	pp := cfg.PartnerPolicy(domain)
+	switch {
+	case len(m.Certs) > 0:
+		fmt.Fprintf(stdout, "mail to %s is encrypted to %d certificate(s) of %s, with %s", domain, len(m.Certs), m.Domain, pp.Cipher)
+		if m.Certs[0].X509.PublicKeyAlgorithm.String() == "RSA" {
+			fmt.Fprintf(stdout, " and RSA %s", pp.RSAPadding)
+		}
+		fmt.Fprintln(stdout)
+	case pp.Require:
+		fmt.Fprintf(stdout, "mail to %s is held: no usable certificate, and policy.partners.%q requires encryption\n", domain, pp.Entry)
+	case m.Domain != "":
+		fmt.Fprintf(stdout, "mail to %s has no usable certificate: %s's are all unusable\n", domain, m.Domain)
+	default:
+		fmt.Fprintf(stdout, "mail to %s is not encrypted\n", domain)
+	}
+	fmt.Fprintf(stdout, "why: %s\n", m.Rule)
+	for _, c := range m.Certs {
+		fmt.Fprintf(stdout, "  use   %s\n", certLine(c))
+	}
+	for _, c := range m.Unusable {
+		fmt.Fprintf(stdout, "  skip  %s: %s\n", certLine(c), c.Reason)
+	}
+	return nil
+}
+
+// certLine describes one certificate on one line.
+func certLine(c *certstore.Cert) string {
+	return fmt.Sprintf("%s  sha256 %s  not after %s  %s  (%s)", c.X509.Subject, c.Fingerprint,
+		c.X509.NotAfter.UTC().Format(time.DateOnly), c.Status, c.File)
+}
+
+// certFingerprint is the hex SHA-256 of a DER certificate, as certstore
+// and `cert list` show it.
+func certFingerprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:])
+}

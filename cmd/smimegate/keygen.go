@@ -1,6 +1,118 @@
 package main
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
 
-// runKeygen is being written; this placeholder keeps the package building meanwhile.
-func runKeygen(args []string) error { return errors.New("not built yet") }
+	"smimegate/internal/certstore"
+)
+
+// keygenDomains collects repeated -domain flags.
+type keygenDomains []string
+
+func (d *keygenDomains) String() string { return strings.Join(*d, ",") }
+
+func (d *keygenDomains) Set(v string) error {
+	*d = append(*d, v)
+	return nil
+}
+
+// runKeygen makes a domain key and a self-signed domain certificate (and,
+// with -csr, a certificate signing request for a CA).
+func runKeygen(args []string) error {
+	return keygenCommand(args, os.Stdout)
+}
+
+func keygenCommand(args []string, stdout io.Writer) error {
+	fs := newFlagSet("keygen", "-domain D [-domain D2 ...] [-key rsa3072|rsa2048|rsa4096|p256|p384] [-days N] [-csr | -csr-only] [-passphrase-file FILE] -out DIR")
+	var domains keygenDomains
+	fs.Var(&domains, "domain", "domain `D` the certificate serves (repeat for several; the first names the files)")
+	keyType := fs.String("key", certstore.KeyTypes[0], "key `type`: "+strings.Join(certstore.KeyTypes, ", "))
+	days := fs.Int("days", certstore.DefaultValidityDays, "validity in `days`")
+	out := fs.String("out", "", "`DIR` to write D.key (mode 0600) and D.crt into")
+	csr := fs.Bool("csr", false, "also write DIR/D.csr, a certificate signing request to give to a CA")
+	csrOnly := fs.Bool("csr-only", false, "write DIR/D.key and DIR/D.csr but no self-signed certificate")
+	passFile := fs.String("passphrase-file", "", "encrypt the key with the first line of `FILE` (PKCS#8, PBES2 with AES-256)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	case len(domains) == 0:
+		return fmt.Errorf("%w: -domain is required", errUsage)
+	case *out == "":
+		return fmt.Errorf("%w: -out is required", errUsage)
+	case !slices.Contains(certstore.KeyTypes, *keyType):
+		return fmt.Errorf("%w: -key %q is not one of %s", errUsage, *keyType, strings.Join(certstore.KeyTypes, ", "))
+	case *days < 1:
+		return fmt.Errorf("%w: -days must be positive", errUsage)
+	}
+	opts := certstore.KeygenOptions{Domains: domains, KeyType: *keyType, Days: *days}
+	if *passFile != "" {
+		p, err := readPassphraseFile(*passFile, nil)
+		if err != nil {
+			return fmt.Errorf("-passphrase-file: %w", err)
+		}
+		opts.Passphrase = p
+	}
+	g, err := certstore.Generate(opts)
+	if err != nil {
+		return err
+	}
+
+	type output struct {
+		path string
+		data []byte
+		perm os.FileMode
+		what string
+	}
+	base := filepath.Join(*out, g.Domain)
+	files := []output{{base + ".key", g.KeyPEM, 0o600, "private key"}}
+	if !*csrOnly {
+		files = append(files, output{base + ".crt", g.CertPEM, 0o644, "self-signed domain certificate"})
+	}
+	if *csr || *csrOnly {
+		files = append(files, output{base + ".csr", g.CSRPEM, 0o644, "certificate signing request"})
+	}
+	// Refuse before writing anything: overwriting a domain key would lose
+	// the key that mail in flight is encrypted to.
+	for _, f := range files {
+		if _, err := os.Lstat(f.path); err == nil {
+			return fmt.Errorf("%s exists; move it away or choose another -out (a domain key is never overwritten)", f.path)
+		}
+	}
+	if err := os.MkdirAll(*out, 0o700); err != nil {
+		return err
+	}
+	var written []string
+	for _, f := range files {
+		if err := certstore.WriteFile(f.path, f.data, f.perm, false); err != nil {
+			for _, p := range written {
+				os.Remove(p)
+			}
+			if errors.Is(err, certstore.ErrExists) {
+				return fmt.Errorf("%s appeared while keygen ran; nothing written", f.path)
+			}
+			return err
+		}
+		written = append(written, f.path)
+		fmt.Fprintf(stdout, "wrote %s (%s)\n", f.path, f.what)
+	}
+	c := g.Cert
+	fmt.Fprintf(stdout, "names: %s\n", strings.Join(c.EmailAddresses, ", "))
+	if !*csrOnly {
+		fmt.Fprintf(stdout, "sha256 fingerprint: %s\nvalid until: %s\n", certFingerprint(c.Raw), c.NotAfter.UTC().Format(time.RFC3339))
+		fmt.Fprintf(stdout, "keep %s and %s in certs.own; give %s to partner gateways (`smimegate cert import`)\n",
+			filepath.Base(base+".key"), filepath.Base(base+".crt"), filepath.Base(base+".crt"))
+	} else {
+		fmt.Fprintf(stdout, "have %s signed by a CA, then put the certificate beside %s in certs.own\n", filepath.Base(base+".csr"), filepath.Base(base+".key"))
+	}
+	return nil
+}
