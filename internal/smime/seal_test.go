@@ -25,8 +25,8 @@ var shapes = map[string]string{
 		"--b1\r\nContent-Type: text/plain\r\n\r\nSee attachment.\r\n" +
 		"--b1\r\nContent-Type: application/octet-stream; name=data.bin\r\nContent-Transfer-Encoding: binary\r\n\r\n" +
 		"\x00\x01\x02\xff\xfe\r\n\r\n.\r\n\x00\r\n--b1--\r\n",
-	"lf line ends": "From: alice@example.org\nTo: bob@example.net\nSubject: lf\n\nline one\nline two\n",
-	"no body":      "From: alice@example.org\r\nTo: bob@example.net\r\nSubject: empty\r\n",
+	"lf line ends":     "From: alice@example.org\nTo: bob@example.net\nSubject: lf\n\nline one\nline two\n",
+	"no body":          "From: alice@example.org\r\nTo: bob@example.net\r\nSubject: empty\r\n",
 	"no final newline": "From: alice@example.org\r\nTo: bob@example.net\r\n\r\nno newline at the end",
 }
 
