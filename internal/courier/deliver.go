@@ -134,7 +134,11 @@ func (d *delivery) session(ctx context.Context, idx []int) (*session, *failure) 
 		d.targets, d.resolved = t, true
 	}
 	s, f := c.connect(ctx, d.route.TLS, d.targets, func(t target, f *failure) {
-		c.logAttempt(d.msg, d.rcpts(idx), t.host+"["+t.addr+"]", "none", f.text, "next host")
+		text := f.text
+		if f.step != "" {
+			text += " (in reply to " + f.step + ")"
+		}
+		c.logAttempt(d.msg, d.rcpts(idx), t.host+"["+t.addr+"]", "none", text, "next host")
 	})
 	if f != nil {
 		c.pool.unreserve(d.key)
@@ -156,16 +160,25 @@ func (d *delivery) rcpts(idx []int) []string {
 // and is used when no transaction took place.
 func (c *Courier) fillLocal(m *Message, r Route, results []Result, idx []int, f *failure) {
 	for _, i := range idx {
-		results[i].Status = f.status
-		results[i].Code = f.code
-		results[i].Enhanced = f.enhanced
-		results[i].Reply = f.text
+		res := &results[i]
+		res.Status, res.Code, res.Enhanced, res.Reply = f.status, f.code, f.enhanced, f.text
+		if f.answered {
+			res.Host, res.HostName = f.target.addr, f.target.host
+		}
 	}
 	rcpts := make([]string, len(idx))
 	for i, j := range idx {
 		rcpts[i] = m.Recipients[j].Addr
 	}
-	c.logAttempt(m, rcpts, r.NextHop, "none", f.text, f.status.String())
+	hop := r.NextHop
+	if f.target.addr != "" {
+		hop = f.target.host + "[" + f.target.addr + "]"
+	}
+	text := f.text
+	if f.step != "" {
+		text += " (in reply to " + f.step + ")"
+	}
+	c.logAttempt(m, rcpts, hop, "none", text, f.status.String())
 }
 
 // logAttempt writes the one line per delivery attempt: never the message

@@ -38,7 +38,9 @@ type failure struct {
 	status   Status
 	code     int // 0 when no server reply is behind it
 	enhanced string
-	text     string // the Result.Reply
+	text     string // the Result.Reply: the server's reply, or what went wrong here
+	step     string // for the log: what the reply answered ("greeting", "EHLO")
+	target   target // the host that failed, when one was tried
 	answered bool   // a server answered: Host and TLS are known
 	// nextHost says the next address may be tried (RFC 5321 section 5.1:
 	// connection failures and greetings that refuse service).
@@ -61,7 +63,7 @@ func localFailure(status Status, enhanced, format string, args ...any) *failure 
 // connect opens a session to the first target that takes one, in order.
 func (c *Courier) connect(ctx context.Context, mode TLSMode, targets []target, log func(t target, f *failure)) (*session, *failure) {
 	var last *failure
-	for _, t := range targets {
+	for i, t := range targets {
 		s, f := c.dialTarget(ctx, t, mode, mode)
 		if f == nil {
 			return s, nil
@@ -77,11 +79,12 @@ func (c *Courier) connect(ctx context.Context, mode TLSMode, targets []target, l
 				return s, nil
 			}
 		}
-		log(t, f)
+		f.target = t
 		last = f
-		if !f.nextHost || ctx.Err() != nil {
+		if !f.nextHost || ctx.Err() != nil || i == len(targets)-1 {
 			break
 		}
+		log(t, f)
 	}
 	if last == nil {
 		last = localFailure(Deferred, "4.4.4", "no address to deliver to")
@@ -119,7 +122,7 @@ func (c *Courier) dialTarget(ctx context.Context, t target, mode, policy TLSMode
 		if r, ok := asReply(err); ok {
 			f := replyFailure(r)
 			f.status, f.nextHost = Deferred, true
-			f.text = fmt.Sprintf("host %s[%s] refused to talk to me: %s", t.host, t.addr, r.line())
+			f.step = "greeting"
 			return fail(f)
 		}
 		return fail(s.lost("the greeting", err, true))
@@ -130,7 +133,7 @@ func (c *Courier) dialTarget(ctx context.Context, t target, mode, policy TLSMode
 			// host's final word on us (Postfix bounces it too).
 			f := replyFailure(r)
 			f.nextHost = f.status == Deferred
-			f.text = fmt.Sprintf("host %s[%s] said: %s (in reply to EHLO)", t.host, t.addr, r.line())
+			f.step = "EHLO"
 			return fail(f)
 		}
 		return fail(s.lost("EHLO", err, true))
@@ -156,7 +159,7 @@ func (c *Courier) dialTarget(ctx context.Context, t target, mode, policy TLSMode
 			}
 			f := replyFailure(r)
 			f.status, f.nextHost = Deferred, true
-			f.text = fmt.Sprintf("host %s[%s] said: %s (in reply to STARTTLS; TLS is %s)", t.host, t.addr, r.line(), policy)
+			f.step = "STARTTLS, TLS " + policy.String()
 			return fail(f)
 		}
 		if errors.Is(err, errAborted) {

@@ -33,12 +33,13 @@ func (t *tally) setAll(idx []int, st Status, code int, enhanced, text string, du
 	}
 }
 
-// reply records a server's refusal, naming the command it answered as
-// Postfix does ("(in reply to RCPT TO command)").
+// reply records a server's refusal. The result keeps the reply as the
+// server sent it (it becomes a DSN's Diagnostic-Code); the log line also
+// names the command it answered, as Postfix does.
 func (t *tally) reply(idx []int, r reply, command string) {
 	f := replyFailure(r)
-	text := fmt.Sprintf("host %s[%s] said: %s (in reply to %s command)", t.s.target.host, t.s.target.addr, r.line(), command)
-	t.setAll(idx, f.status, f.code, f.enhanced, text, false)
+	t.setAll(idx, f.status, f.code, f.enhanced, f.text, false)
+	t.last = f.text + " (in reply to " + command + ")"
 }
 
 func (t *tally) lost(idx []int, f *failure) {
