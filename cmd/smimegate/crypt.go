@@ -1,9 +1,247 @@
 package main
 
-import "errors"
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/mail"
+	"os"
+	"strings"
 
-// runEncrypt is being written; this placeholder keeps the package building meanwhile.
-func runEncrypt(args []string) error { return errors.New("not built yet") }
+	"smimegate/internal/certstore"
+	"smimegate/internal/cms"
+	"smimegate/internal/config"
+	"smimegate/internal/smime"
+)
 
-// runDecrypt is being written; this placeholder keeps the package building meanwhile.
-func runDecrypt(args []string) error { return errors.New("not built yet") }
+// runEncrypt is `smimegate encrypt -to DOMAIN`: the outbound transformation
+// of the gateway, offline, from standard input to standard output.
+func runEncrypt(args []string) error {
+	return encryptCommand(args, os.Stdin, os.Stdout, os.Stderr)
+}
+
+// runDecrypt is `smimegate decrypt`: the inbound transformation, offline.
+func runDecrypt(args []string) error {
+	return decryptCommand(args, os.Stdin, os.Stdout, os.Stderr)
+}
+
+func encryptCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlagSet("encrypt", "[-config FILE] -to DOMAIN < message > sealed")
+	fs.SetOutput(stderr)
+	cfgPath := configFlag(fs)
+	to := fs.String("to", "", "destination `DOMAIN`: its partner certificate(s) and [policy.partners] entry are used")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *to == "" {
+		return fmt.Errorf("%w: -to DOMAIN is required", errUsage)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q (the message is read from standard input)", errUsage, fs.Arg(0))
+	}
+	domain, err := config.CanonicalDomain(strings.TrimPrefix(*to, "@"))
+	if err != nil {
+		return fmt.Errorf("-to %q is not a valid domain: %w", *to, err)
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(stderr, cfg.LogLevel)
+	store, err := loadStore(cfg, logger)
+	if err != nil {
+		return err
+	}
+
+	// Fail closed (shared/spec/STANDARDS.md section 5): without a usable
+	// certificate nothing is written, never the message in the clear.
+	m := store.Lookup(domain)
+	if len(m.Certs) == 0 {
+		return noCertificateError(domain, m)
+	}
+	pp := cfg.PartnerPolicy(domain)
+	cipher, err := cms.ParseCipher(pp.Cipher)
+	if err != nil {
+		return fmt.Errorf("policy for %s: %w", domain, err)
+	}
+	padding, err := cms.ParseRSAPadding(pp.RSAPadding)
+	if err != nil {
+		return fmt.Errorf("policy for %s: %w", domain, err)
+	}
+	opts := smime.SealOptions{Cipher: cipher, ProtectSubject: cfg.Policy.ProtectSubject}
+	fingerprints := make([]string, 0, len(m.Certs))
+	for _, c := range m.Certs {
+		opts.Recipients = append(opts.Recipients, cms.Recipient{Cert: c.X509, RSAPadding: padding, UseSKI: pp.KeyID == "ski"})
+		fingerprints = append(fingerprints, c.Fingerprint)
+	}
+
+	msg, err := readMessage(stdin, cfg.SMTP.MaxMessageBytes, smime.SealSpare)
+	if err != nil {
+		return err
+	}
+	size := len(msg)
+	w := bufio.NewWriterSize(stdout, 64<<10)
+	if err := smime.Seal(w, msg, opts); err != nil {
+		return err
+	}
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("writing standard output: %w", err)
+	}
+	logger.Info("sealed", "direction", "outbound", "action", "encrypt", "domain", domain,
+		"cert_domain", m.Domain, "fingerprints", strings.Join(fingerprints, ","), "cipher", cipher.String(),
+		"rsa_padding", pp.RSAPadding, "key_id", pp.KeyID, "policy_entry", pp.Entry, "size", size)
+	return nil
+}
+
+func decryptCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlagSet("decrypt", "[-config FILE] < sealed > message")
+	fs.SetOutput(stderr)
+	cfgPath := configFlag(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q (the message is read from standard input)", errUsage, fs.Arg(0))
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(stderr, cfg.LogLevel)
+	store, err := loadStore(cfg, logger)
+	if err != nil {
+		return err
+	}
+	// Our keys, expired certificates included: mail sealed before the
+	// expiry may still be in flight.
+	var keys []cms.KeyPair
+	for _, c := range store.Own() {
+		if c.Key != nil {
+			keys = append(keys, cms.KeyPair{Cert: c.X509, Key: c.Key})
+		}
+	}
+	msg, err := readMessage(stdin, cfg.SMTP.MaxMessageBytes, 0)
+	if err != nil {
+		return err
+	}
+	sender := senderDomain(msg)
+	opts := smime.OpenOptions{
+		Allow3DES: cfg.Policy.Allow3DES,
+		// policy.require_aead, or the sender's [policy.partners] entry.
+		RequireAEAD: cfg.PartnerPolicy(sender).RequireAEAD,
+		MaxSize:     cfg.SMTP.MaxMessageBytes,
+	}
+	r := smime.Open(msg, keys, opts)
+	switch r.Outcome {
+	case smime.Opened:
+		if _, err := stdout.Write(r.Message); err != nil {
+			return fmt.Errorf("writing standard output: %w", err)
+		}
+		logger.Info("opened", "direction", "inbound", "action", "decrypt", "sender_domain", sender,
+			"fingerprint", fingerprint(store, r.Info), "cipher", r.Info.Cipher, "key_transport", r.Info.KeyTransport, "size", len(r.Message))
+		return nil
+	case smime.NotEncrypted:
+		return errors.New("not encrypted: the message is not an S/MIME encrypted message (no application/pkcs7-mime or *.p7m body); the gateway relays such mail unaltered")
+	case smime.NotForUs:
+		return fmt.Errorf("not for us: the message is encrypted, but to none of our %d own certificate(s) in %s; the gateway relays such mail unaltered", len(keys), cfg.Certs.Own)
+	default:
+		return fmt.Errorf("failed: the message is encrypted but cannot be opened, the gateway would quarantine it: %w", r.Err)
+	}
+}
+
+// loadStore loads the certificate store as `serve` does, and reports the
+// files it had to skip so that a missing certificate is not a mystery.
+func loadStore(cfg *config.Config, logger *slog.Logger) (*certstore.Store, error) {
+	opts, err := certOptions(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	store, err := certstore.Load(opts)
+	if err != nil {
+		return nil, fmt.Errorf("certificate store: %w", err)
+	}
+	return store, nil
+}
+
+// noCertificateError explains why mail to domain cannot be encrypted.
+func noCertificateError(domain string, m certstore.Match) error {
+	if len(m.Unusable) == 0 {
+		return fmt.Errorf("no partner certificate for %s (smimegate cert show %s explains the lookup); refusing to write the message unencrypted", domain, domain)
+	}
+	reasons := make([]string, 0, len(m.Unusable))
+	for _, c := range m.Unusable {
+		reasons = append(reasons, fmt.Sprintf("%s: %s", c.File, c.Reason))
+	}
+	return fmt.Errorf("no usable partner certificate for %s (%s); refusing to write the message unencrypted", domain, strings.Join(reasons, "; "))
+}
+
+// readMessage reads all of r, refusing more than limit bytes with an error
+// rather than exhausting memory, into a buffer with spare bytes of unused
+// capacity (Seal encrypts in place and appends the GCM tag). A regular file
+// is read into a buffer of its exact size; a pipe grows one.
+func readMessage(r io.Reader, limit int64, spare int) ([]byte, error) {
+	size := int64(64 << 10)
+	if f, ok := r.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > 0 {
+			size = fi.Size() + 1 // +1 so that EOF is seen without growing
+		}
+	}
+	if size > limit+1 {
+		size = limit + 1
+	}
+	var b bytes.Buffer
+	b.Grow(int(size) + spare)
+	n, err := b.ReadFrom(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading standard input: %w", err)
+	}
+	if n > limit {
+		return nil, fmt.Errorf("the message on standard input is larger than smtp.max_message_bytes (%d bytes)", limit)
+	}
+	if n == 0 {
+		return nil, errors.New("standard input is empty: give the message on standard input")
+	}
+	msg := b.Bytes()
+	if cap(msg)-len(msg) < spare {
+		msg = append(make([]byte, 0, len(msg)+spare), msg...)
+	}
+	return msg, nil
+}
+
+// senderDomain is the domain of the message's From address, "" if there is
+// none that parses: it selects the sender's [policy.partners] entry.
+func senderDomain(msg []byte) string {
+	m, err := mail.ReadMessage(bytes.NewReader(msg))
+	if err != nil {
+		return ""
+	}
+	a, err := mail.ParseAddress(m.Header.Get("From"))
+	if err != nil {
+		return ""
+	}
+	at := strings.LastIndexByte(a.Address, '@')
+	if at < 0 {
+		return ""
+	}
+	d, err := config.CanonicalDomain(a.Address[at+1:])
+	if err != nil {
+		return ""
+	}
+	return d
+}
+
+// fingerprint names the own certificate that opened a message, for the log.
+func fingerprint(store *certstore.Store, info *cms.Info) string {
+	if info == nil || info.Cert == nil {
+		return ""
+	}
+	for _, c := range store.Own() {
+		if c.X509.Equal(info.Cert) {
+			return c.Fingerprint
+		}
+	}
+	return ""
+}

@@ -1,0 +1,296 @@
+package main
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The encrypt and decrypt commands are tested as operators and scripts use
+// them: the built binary, a configuration file, certificate directories,
+// standard input and output, the exit status, and openssl as the peer.
+
+var (
+	cryptBinOnce sync.Once
+	cryptBin     string
+	cryptBinErr  error
+)
+
+// smimegateBinary builds the command once per test run.
+func smimegateBinary(t *testing.T) string {
+	t.Helper()
+	cryptBinOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "smimegate-crypt-test")
+		if err != nil {
+			cryptBinErr = err
+			return
+		}
+		cryptBin = filepath.Join(dir, "smimegate")
+		out, err := exec.Command("go", "build", "-o", cryptBin, ".").CombinedOutput()
+		if err != nil {
+			cryptBinErr = errors.New(string(out))
+		}
+	})
+	if cryptBinErr != nil {
+		t.Fatalf("go build: %v", cryptBinErr)
+	}
+	return cryptBin
+}
+
+// The key pairs of internal/smime/testdata, made once with openssl:
+// rsa and ec for example.net, other for example.com.
+func testdata(name string) string {
+	return filepath.Join("..", "..", "internal", "smime", "testdata", name)
+}
+
+// gatewayDir writes a configuration whose own certificate and partner
+// certificate are both the example.net RSA pair (the gateway encrypts to
+// itself), plus extra TOML.
+func gatewayDir(t *testing.T, extra string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{"own", "partners", "state"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyFile(t, testdata("rsa.key"), filepath.Join(dir, "own", "example.net.key"))
+	copyFile(t, testdata("rsa.crt"), filepath.Join(dir, "own", "example.net.crt"))
+	copyFile(t, testdata("rsa.crt"), filepath.Join(dir, "partners", "example.net.crt"))
+	cfg := "state_dir = \"state\"\nlocal_domains = [\"example.org\"]\nlog_level = \"warn\"\n" +
+		"[relay]\ninbound = \"127.0.0.1:2700\"\n[certs]\nown = \"own\"\npartners = \"partners\"\n" + extra
+	if err := os.WriteFile(filepath.Join(dir, "smimegate.toml"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type result struct {
+	stdout, stderr []byte
+	code           int
+}
+
+func smimegate(t *testing.T, dir string, stdin []byte, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(smimegateBinary(t), args...)
+	cmd.Dir = dir
+	cmd.Stdin = bytes.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatal(err)
+	}
+	return result{out.Bytes(), errb.Bytes(), cmd.ProcessState.ExitCode()}
+}
+
+// oneLineError checks a failure: non-zero status, nothing on standard
+// output, one line on standard error that says what.
+func oneLineError(t *testing.T, r result, code int, want string) {
+	t.Helper()
+	if r.code != code || len(r.stdout) != 0 {
+		t.Errorf("exit %d with %d bytes of output, want exit %d and none", r.code, len(r.stdout), code)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(r.stderr), "\n"), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], want) {
+		t.Errorf("standard error %q, want one line with %q", r.stderr, want)
+	}
+}
+
+func openssl(t *testing.T, stdin []byte, args ...string) []byte {
+	t.Helper()
+	cmd := exec.Command("openssl", args...)
+	cmd.Stdin = bytes.NewReader(stdin)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("openssl %s: %v\n%s", strings.Join(args, " "), err, errb.String())
+	}
+	return out
+}
+
+const cryptMsg = "From: alice@example.org\r\nTo: bob@sub.example.net\r\nBcc: carol@example.net\r\n" +
+	"Subject: Quartalszahlen\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n" +
+	"Content-Transfer-Encoding: 8bit\r\n\r\nGrüße.\r\n"
+
+func TestEncryptDecryptCommands(t *testing.T) {
+	t.Parallel()
+	dir := gatewayDir(t, "")
+	// A sub-domain without a certificate of its own uses its parent's
+	// (draft-ramsdell section 4, most specific first).
+	enc := smimegate(t, dir, []byte(cryptMsg), "encrypt", "-to", "sub.example.net")
+	if enc.code != 0 {
+		t.Fatalf("encrypt: exit %d: %s", enc.code, enc.stderr)
+	}
+	if len(enc.stderr) != 0 {
+		t.Errorf("encrypt wrote to standard error at log_level warn: %s", enc.stderr)
+	}
+	hdr, _, _ := bytes.Cut(enc.stdout, []byte("\r\n\r\n"))
+	if !bytes.Contains(hdr, []byte("smime-type=authEnveloped-data")) || bytes.Contains(enc.stdout, []byte("carol")) ||
+		!bytes.Contains(hdr, []byte("Subject: Quartalszahlen")) {
+		t.Errorf("outer header:\n%s", hdr)
+	}
+	sealedFile := filepath.Join(t.TempDir(), "sealed.eml")
+	if err := os.WriteFile(sealedFile, enc.stdout, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := openssl(t, nil, "cms", "-decrypt", "-binary", "-in", sealedFile, "-recip", testdata("rsa.crt"), "-inkey", testdata("rsa.key"))
+	if string(got) != cryptMsg {
+		t.Errorf("openssl cms -decrypt gave %q", got)
+	}
+	dec := smimegate(t, dir, enc.stdout, "decrypt")
+	if dec.code != 0 || string(dec.stdout) != cryptMsg {
+		t.Errorf("decrypt: exit %d, %q, %s", dec.code, dec.stdout, dec.stderr)
+	}
+}
+
+func TestEncryptPartnerPolicy(t *testing.T) {
+	t.Parallel()
+	dir := gatewayDir(t, "[policy]\nprotect_subject = true\n"+
+		"[policy.partners.\"example.net\"]\ncipher = \"aes128-cbc\"\nrsa_padding = \"oaep\"\nkey_id = \"ski\"\n")
+	enc := smimegate(t, dir, []byte(cryptMsg), "encrypt", "-to", "example.net")
+	if enc.code != 0 {
+		t.Fatalf("encrypt: exit %d: %s", enc.code, enc.stderr)
+	}
+	if !bytes.Contains(enc.stdout, []byte("smime-type=enveloped-data")) || !bytes.Contains(enc.stdout, []byte("\r\nSubject: [...]\r\n")) {
+		t.Errorf("outer header:\n%.600s", enc.stdout)
+	}
+	f := filepath.Join(t.TempDir(), "sealed.eml")
+	if err := os.WriteFile(f, enc.stdout, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	structure := string(openssl(t, nil, "cms", "-cmsout", "-print", "-in", f))
+	for _, want := range []string{"aes-128-cbc", "rsaesOaep", "subjectKeyIdentifier"} {
+		if !strings.Contains(structure, want) {
+			t.Errorf("openssl cms -print does not show %s", want)
+		}
+	}
+	if dec := smimegate(t, dir, enc.stdout, "decrypt"); dec.code != 0 || string(dec.stdout) != cryptMsg {
+		t.Errorf("decrypt: exit %d, %s", dec.code, dec.stderr)
+	}
+}
+
+func TestEncryptRefuses(t *testing.T) {
+	t.Parallel()
+	dir := gatewayDir(t, "[smtp]\nmax_message_bytes = 4096\n")
+	oneLineError(t, smimegate(t, dir, []byte(cryptMsg), "encrypt", "-to", "example.com"), 1, "no partner certificate for example.com")
+	oneLineError(t, smimegate(t, dir, []byte(cryptMsg), "encrypt"), 2, "-to DOMAIN is required")
+	oneLineError(t, smimegate(t, dir, []byte(cryptMsg), "encrypt", "-to", "example.net", "extra"), 2, "unexpected argument")
+	oneLineError(t, smimegate(t, dir, []byte(cryptMsg), "encrypt", "-to", "exa mple.net"), 1, "not a valid domain")
+	oneLineError(t, smimegate(t, dir, nil, "encrypt", "-to", "example.net"), 1, "standard input is empty")
+	big := []byte(cryptMsg + strings.Repeat("x", 5000))
+	oneLineError(t, smimegate(t, dir, big, "encrypt", "-to", "example.net"), 1, "larger than smtp.max_message_bytes")
+	oneLineError(t, smimegate(t, dir, []byte(" bad\r\n\r\n"), "encrypt", "-to", "example.net"), 1, "malformed header")
+
+	// An expired partner certificate is never used.
+	exp := gatewayDir(t, "")
+	writeExpiredCert(t, filepath.Join(exp, "partners", "example.net.crt"))
+	r := smimegate(t, exp, []byte(cryptMsg), "encrypt", "-to", "example.net")
+	// The store warns about the file first; the error is the last line.
+	lines := strings.Split(strings.TrimSpace(string(r.stderr)), "\n")
+	if r.code != 1 || len(r.stdout) != 0 || !strings.Contains(lines[len(lines)-1], "no usable partner certificate for example.net (") ||
+		!strings.Contains(lines[len(lines)-1], "expired") {
+		t.Errorf("expired partner certificate: exit %d, %d bytes out, %s", r.code, len(r.stdout), r.stderr)
+	}
+}
+
+func TestDecryptOutcomes(t *testing.T) {
+	t.Parallel()
+	dir := gatewayDir(t, "")
+	legacy := gatewayDir(t, "[policy]\nallow_3des = true\n")
+	strict := gatewayDir(t, "[policy]\nrequire_aead = true\n")
+	plain := []byte(cryptMsg)
+	toOther := openssl(t, plain, "cms", "-encrypt", "-binary", "-aes-256-gcm", testdata("other.crt"))
+	des := openssl(t, plain, "smime", "-encrypt", "-binary", "-des3", testdata("rsa.crt"))
+	cbc := openssl(t, plain, "smime", "-encrypt", "-binary", "-aes256", testdata("rsa.crt"))
+	gcm := openssl(t, plain, "cms", "-encrypt", "-binary", "-aes-256-gcm", testdata("rsa.crt"))
+	// Flip a byte of the GCM tag: the message is to us but cannot be opened.
+	tampered := tamperLastBase64(t, gcm)
+
+	oneLineError(t, smimegate(t, dir, plain, "decrypt"), 1, "not encrypted")
+	oneLineError(t, smimegate(t, dir, toOther, "decrypt"), 1, "not for us")
+	oneLineError(t, smimegate(t, dir, tampered, "decrypt"), 1, "failed: the message is encrypted but cannot be opened")
+	oneLineError(t, smimegate(t, dir, des, "decrypt"), 1, "unsupported algorithm")
+	oneLineError(t, smimegate(t, strict, cbc, "decrypt"), 1, "require_aead")
+	oneLineError(t, smimegate(t, dir, gcm, "decrypt", "extra"), 2, "unexpected argument")
+	for name, c := range map[string]struct {
+		dir string
+		in  []byte
+	}{"3des allowed": {legacy, des}, "smime cbc": {dir, cbc}, "cms gcm": {dir, gcm}, "gcm, require_aead": {strict, gcm}} {
+		r := smimegate(t, c.dir, c.in, "decrypt")
+		if r.code != 0 || string(r.stdout) != cryptMsg {
+			t.Errorf("%s: exit %d, %q, %s", name, r.code, r.stdout, r.stderr)
+		}
+	}
+}
+
+// writeExpiredCert writes a domain certificate for example.net, with the
+// test RSA key, that expired in 2021.
+func writeExpiredCert(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(testdata("rsa.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	key, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer := key.(crypto.Signer)
+	tmpl := &x509.Certificate{
+		SerialNumber:   big.NewInt(7),
+		Subject:        pkix.Name{CommonName: "smg_encryptor@example.net"},
+		EmailAddresses: []string{"smg_encryptor@example.net"},
+		NotBefore:      time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC),
+		NotAfter:       time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC),
+		KeyUsage:       x509.KeyUsageKeyEncipherment,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, signer.Public(), signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tamperLastBase64 changes the last full base64 line of an S/MIME message,
+// which holds the end of the GCM tag.
+func tamperLastBase64(t *testing.T, msg []byte) []byte {
+	t.Helper()
+	lines := strings.Split(strings.TrimRight(string(msg), "\n"), "\n")
+	last := []byte(lines[len(lines)-2])
+	if last[10] == 'A' {
+		last[10] = 'B'
+	} else {
+		last[10] = 'A'
+	}
+	lines[len(lines)-2] = string(last)
+	return []byte(strings.Join(lines, "\n") + "\n")
+}
