@@ -1,0 +1,5 @@
+package smtpd
+
+const childEnv = "SMTPD_TEST_CHILD"
+
+func runChild() {}

@@ -1,0 +1,55 @@
+package smtpd
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"crypto/tls"
+)
+
+// received returns our Received header field (RFC 5321 section 4.4, RFC
+// 5322 section 3.6.7), which RFC 5321 requires of every SMTP server that
+// accepts a message for relaying. It names the recipient only when there is
+// one, as a list of all recipients would disclose the Bcc ones.
+func (s *session) received(id string, now time.Time) []byte {
+	with := "ESMTP"
+	if s.mailOpts.UTF8 {
+		with = "UTF8SMTP" // RFC 6531 section 3.7.3
+	}
+	if s.w.tlsState != nil {
+		with += "S" // RFC 3848
+	}
+	helo := heloForHeader(s.w.helo)
+	var b strings.Builder
+	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (smimegate) with %s id %s", helo, s.w.client.Addr().Unmap(), s.srv.cfg.Hostname, with, id)
+	if st := s.w.tlsState; st != nil {
+		fmt.Fprintf(&b, "\r\n\t(%s %s)", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite))
+	}
+	if len(s.rcpts) == 1 {
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", s.rcpts[0].Addr)
+	}
+	fmt.Fprintf(&b, ";\r\n\t%s\r\n", now.Format(time.RFC1123Z))
+	return []byte(b.String())
+}
+
+// heloForHeader keeps the client's greeting from breaking the header: only
+// the characters of a domain or address literal pass.
+func heloForHeader(h string) string {
+	if h == "" {
+		return "unknown"
+	}
+	var b strings.Builder
+	for _, r := range h {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', strings.ContainsRune(".-_:[]", r):
+			b.WriteRune(r)
+		default:
+			b.WriteByte('?')
+		}
+		if b.Len() > 255 {
+			break
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,308 @@
+package smtpd
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"smimegate/internal/config"
+	"smimegate/internal/spool"
+)
+
+// maxReceived is the hop count beyond which a message is taken to be
+// looping. RFC 5321 section 6.3 suggests at least 100; Postfix's
+// hopcount_limit is 50. We take the RFC's figure: a gateway is one more
+// hop than the MTAs around it expect.
+const maxReceived = 100
+
+// session is one SMTP session: go-smtp calls it for MAIL, RCPT and DATA.
+// Every decision that needs the raw command line (routing tricks that
+// go-smtp's parser would hide, ORCPT as given) uses wireConn.lastLine.
+type session struct {
+	srv     *Server
+	w       *wireConn
+	trusted bool
+
+	hasMail  bool
+	from     path
+	mailOpts smtp.MailOptions
+	rcpts    []spool.Recipient
+}
+
+func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
+	w, ok := c.Conn().(*wireConn)
+	if !ok {
+		return nil, errors.New("smtpd: connection was not accepted through Serve")
+	}
+	sess := &session{srv: s, w: w, trusted: s.trusted(w.client.Addr())}
+	s.mu.Lock()
+	s.conns[w] = sess
+	s.mu.Unlock()
+	return sess, nil
+}
+
+func smtpErr(code int, enhanced [3]int, msg string) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: code, EnhancedCode: smtp.EnhancedCode(enhanced), Message: msg}
+}
+
+// argOf returns what follows "VERB FROM:" / "VERB TO:" in the raw line.
+func argOf(line, prefix string) (string, bool) {
+	if len(line) < 5+len(prefix) || !strings.EqualFold(line[5:5+len(prefix)], prefix) {
+		return "", false
+	}
+	return line[5+len(prefix):], true
+}
+
+// Mail handles MAIL FROM (RFC 5321 section 4.1.1.2).
+func (s *session) Mail(_ string, opts *smtp.MailOptions) error {
+	if s.w.tlsState != nil && s.w.helo == "" {
+		return smtpErr(503, [3]int{5, 5, 1}, "Send EHLO first: STARTTLS discarded the earlier greeting (RFC 3207 section 4.2)")
+	}
+	if s.hasMail {
+		return smtpErr(503, [3]int{5, 5, 1}, "Nested MAIL command")
+	}
+	arg, _ := argOf(s.w.lastLine, "FROM:")
+	p, err := parsePath(arg, true)
+	if err == nil {
+		err = p.checkSyntax(opts.UTF8)
+	}
+	if err != nil {
+		if errors.Is(err, errNeedUTF8) {
+			return smtpErr(553, [3]int{5, 6, 7}, "Sender address: "+err.Error())
+		}
+		return smtpErr(501, [3]int{5, 1, 7}, "Bad sender address syntax: "+err.Error())
+	}
+	s.from, s.mailOpts, s.hasMail = p, *opts, true
+	s.rcpts = nil
+	return nil
+}
+
+// Rcpt handles RCPT TO (RFC 5321 section 4.1.1.3) and is where relay
+// control happens.
+func (s *session) Rcpt(_ string, opts *smtp.RcptOptions) error {
+	if !s.hasMail {
+		return smtpErr(503, [3]int{5, 5, 1}, "Send MAIL first")
+	}
+	arg, _ := argOf(s.w.lastLine, "TO:")
+	p, err := parsePath(arg, false)
+	if err != nil {
+		return s.refuseRcpt(arg, smtpErr(501, [3]int{5, 1, 3}, "Bad recipient address syntax: "+err.Error()))
+	}
+	if !s.trusted {
+		if trick := p.routingTrick(); trick != "" {
+			return s.refuseRcpt(arg, smtpErr(554, [3]int{5, 7, 1}, "Relay access denied ("+trick+")"))
+		}
+	}
+	if err := p.checkSyntax(s.mailOpts.UTF8); err != nil {
+		if errors.Is(err, errNeedUTF8) {
+			return s.refuseRcpt(arg, smtpErr(553, [3]int{5, 6, 7}, "Recipient address: "+err.Error()))
+		}
+		return s.refuseRcpt(arg, smtpErr(501, [3]int{5, 1, 3}, "Bad recipient address syntax: "+err.Error()))
+	}
+	if !s.trusted {
+		d, err := config.CanonicalDomain(p.Domain)
+		if err != nil || !s.srv.cfg.IsLocal(d) {
+			return s.refuseRcpt(arg, smtpErr(554, [3]int{5, 7, 1}, "Relay access denied"))
+		}
+	}
+	// Mailbox leaves out a source route, which a trusted client may still
+	// send: RFC 5321 section 4.1.1.3 says servers SHOULD ignore it.
+	r := spool.Recipient{Addr: p.Mailbox()}
+	for _, n := range opts.Notify {
+		r.Notify = append(r.Notify, string(n))
+	}
+	r.ORcpt = paramValue(p.Params, "ORCPT")
+	s.rcpts = append(s.rcpts, r)
+	return nil
+}
+
+func (s *session) refuseRcpt(arg string, e *smtp.SMTPError) error {
+	sender := "<>"
+	if s.hasMail {
+		sender = s.from.Mailbox()
+	}
+	s.srv.log.Info("smtpd: recipient refused", "client", s.w.client.String(), "trusted", s.trusted,
+		"sender", sender, "rcpt", printable(strings.TrimSpace(arg)), "reply", fmt.Sprintf("%d %d.%d.%d %s", e.Code, e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2], e.Message))
+	return e
+}
+
+// paramValue returns the raw value of an ESMTP parameter, "" if absent.
+func paramValue(params, key string) string {
+	for _, f := range strings.Fields(params) {
+		k, v, _ := strings.Cut(f, "=")
+		if strings.EqualFold(k, key) {
+			return v
+		}
+	}
+	return ""
+}
+
+// Data reads the message strictly, runs the Checker and commits it to the
+// spool; only then is the 250 sent.
+func (s *session) Data(r io.Reader) error {
+	reply := s.data()
+	// The DATA stream has been read here, from the connection; go-smtp's
+	// own reader gets an empty message so that it, too, is done.
+	s.w.eod = true
+	io.Copy(io.Discard, r)
+	return reply
+}
+
+func (s *session) data() *smtp.SMTPError {
+	srv := s.srv
+	cfg := srv.cfg.SMTP
+	start := time.Now()
+	if !s.hasMail || len(s.rcpts) == 0 {
+		s.discardData()
+		return smtpErr(503, [3]int{5, 5, 1}, "No valid recipients")
+	}
+	in, err := srv.sp.NewMessage()
+	if err != nil {
+		srv.log.Error("smtpd: cannot start a message in the spool", "err", err)
+		s.discardData()
+		return s.logResult("", 0, storageError(err))
+	}
+	defer in.Abort()
+	in.Write(s.received(in.ID, start))
+
+	dr := &dataReader{
+		br:  s.w.br,
+		dst: in,
+		lim: dataLimits{maxBytes: cfg.MaxMessageBytes, maxLine: cfg.MaxLineLength, maxHeader: cfg.MaxHeaderBytes, maxReceived: maxReceived},
+	}
+	dr.beforeFill = s.dataDeadline(start)
+	reject, writeErr, netErr := dr.readData()
+	s.w.conn().SetReadDeadline(time.Time{})
+	switch {
+	case netErr != nil:
+		var ne interface{ Timeout() bool }
+		if errors.As(netErr, &ne) && ne.Timeout() {
+			s.w.ended = true
+			return s.logResult(in.ID, dr.size, smtpErr(421, [3]int{4, 4, 2}, fmt.Sprintf("Timeout or data slower than %d bytes/s, closing the connection", cfg.MinDataRate)))
+		}
+		s.w.ended = true
+		s.logResult(in.ID, dr.size, smtpErr(421, [3]int{4, 4, 2}, "Connection lost during DATA: "+netErr.Error()))
+		return smtpErr(421, [3]int{4, 4, 2}, "Connection error")
+	case reject != nil:
+		return s.logResult(in.ID, dr.size, smtpErr(reject.code, reject.enhanced, reject.msg))
+	case writeErr != nil:
+		srv.log.Error("smtpd: writing to the spool failed", "id", in.ID, "err", writeErr)
+		return s.logResult(in.ID, dr.size, storageError(writeErr))
+	}
+
+	env := &spool.Envelope{
+		Sender:     s.from.Mailbox(),
+		Recipients: s.rcpts,
+		RET:        string(s.mailOpts.Return),
+		EnvID:      s.mailOpts.EnvelopeID,
+		SMTPUTF8:   s.mailOpts.UTF8,
+		Body:       string(s.mailOpts.Body),
+		Client:     s.w.client.String(),
+		Helo:       printable(s.w.helo),
+		Trusted:    s.trusted,
+		TLS:        s.w.tlsState != nil,
+		Arrival:    start.UTC(),
+		Size:       in.Size(),
+		Stage:      spool.StageReceived,
+	}
+	if srv.opts.Check != nil {
+		if err := srv.opts.Check(env); err != nil {
+			var rej *Reject
+			if errors.As(err, &rej) {
+				return s.logResult(in.ID, in.Size(), smtpErr(rej.Code, rej.Enhanced, rej.Message))
+			}
+			srv.log.Error("smtpd: message check failed", "id", in.ID, "err", err)
+			return s.logResult(in.ID, in.Size(), smtpErr(451, [3]int{4, 3, 0}, "Temporary failure checking the message, try again later"))
+		}
+	}
+	if err := in.Commit(env); err != nil {
+		srv.log.Error("smtpd: committing to the spool failed", "id", in.ID, "err", err)
+		return s.logResult(in.ID, in.Size(), storageError(err))
+	}
+	if srv.opts.OnQueued != nil {
+		srv.opts.OnQueued(in.ID)
+	}
+	// go-smtp sends an *SMTPError's code as it is, so a 250 can carry the
+	// queue id, as Postfix's does.
+	return s.logResult(in.ID, env.Size, smtpErr(250, [3]int{2, 0, 0}, "OK queued as "+in.ID))
+}
+
+// storageError is the reply when the spool cannot take the message: never
+// a 250, and a 4xx so the client tries again (RFC 3463: 4.3.1 is "mail
+// system full").
+func storageError(err error) *smtp.SMTPError {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EFBIG) {
+		return smtpErr(452, [3]int{4, 3, 1}, "Insufficient system storage, try again later")
+	}
+	return smtpErr(451, [3]int{4, 3, 0}, "Local error in processing, try again later")
+}
+
+// dataDeadline returns the function that moves the read deadline during
+// DATA. As with Postfix's smtpd_min_data_rate, each byte received buys
+// 1/min_data_rate seconds on top of the command timeout, and no single
+// read may wait longer than the command timeout: a client that trickles
+// its message is dropped.
+func (s *session) dataDeadline(start time.Time) func(int64) error {
+	timeout := s.srv.cfg.SMTP.CommandTimeout.D()
+	rate := int64(s.srv.cfg.SMTP.MinDataRate)
+	return func(total int64) error {
+		now := time.Now()
+		deadline := now.Add(timeout)
+		if rate > 0 {
+			earned := start.Add(timeout + time.Duration(total*int64(time.Second)/rate))
+			if earned.Before(deadline) {
+				deadline = earned
+			}
+		}
+		return s.w.conn().SetReadDeadline(deadline)
+	}
+}
+
+// discardData reads a DATA stream to its end when there is nothing to store
+// it in, so that the dialogue stays in step.
+func (s *session) discardData() {
+	dr := &dataReader{br: s.w.br, dst: io.Discard, lim: dataLimits{maxBytes: 1 << 62, maxLine: 1 << 30, maxHeader: 1 << 30, maxReceived: 1 << 30}}
+	dr.beforeFill = s.dataDeadline(time.Now())
+	if _, _, err := dr.readData(); err != nil {
+		s.w.ended = true
+	}
+	s.w.conn().SetReadDeadline(time.Time{})
+}
+
+// logResult writes the one line per transaction and returns e.
+func (s *session) logResult(id string, size int64, e *smtp.SMTPError) *smtp.SMTPError {
+	rcpts := make([]string, len(s.rcpts))
+	for i, r := range s.rcpts {
+		rcpts[i] = r.Addr
+	}
+	what := "smtpd: message accepted"
+	if e.Code >= 400 {
+		what = "smtpd: message refused"
+	}
+	s.srv.log.Info(what,
+		"id", id, "client", s.w.client.String(), "trusted", s.trusted, "tls", s.w.tlsState != nil,
+		"sender", s.from.Mailbox(), "rcpts", rcpts, "size", size,
+		"reply", fmt.Sprintf("%d %d.%d.%d %s", e.Code, e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2], e.Message))
+	return e
+}
+
+// forget drops the transaction and the greeting after STARTTLS.
+func (s *session) forget() {
+	s.Reset()
+}
+
+// Reset handles RSET, a new EHLO and the end of a transaction.
+func (s *session) Reset() {
+	s.hasMail = false
+	s.from = path{}
+	s.mailOpts = smtp.MailOptions{}
+	s.rcpts = nil
+}
+
+// Logout is called when the connection ends.
+func (s *session) Logout() error { return nil }
