@@ -274,9 +274,9 @@ func (r *DSNReport) humanText(delayed bool) string {
 		b.WriteString("####################################################################\r\n")
 		b.WriteString("# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\r\n")
 		b.WriteString("####################################################################\r\n\r\n")
-		b.WriteString(wrap("Your message could not be delivered yet to the recipients below. The mail system will keep trying; this report is only for your information."))
+		b.WriteString(wrap("Your message could not be delivered yet to the recipients below. The mail system will keep trying; this report is only for your information.", ""))
 	} else {
-		b.WriteString(wrap("I'm sorry to have to inform you that your message could not be delivered to one or more recipients. The reasons are given below."))
+		b.WriteString(wrap("I'm sorry to have to inform you that your message could not be delivered to one or more recipients. The reasons are given below.", ""))
 	}
 	b.WriteString("\r\n")
 	for _, rc := range r.Recipients {
@@ -291,26 +291,28 @@ func (r *DSNReport) humanText(delayed bool) string {
 		if rc.Action == ActionDelayed && !rc.WillRetryUntil.IsZero() {
 			line += fmt.Sprintf(" (will retry until %s)", rc.WillRetryUntil.Format(time.RFC1123Z))
 		}
-		b.WriteString(wrap(line))
+		b.WriteString(wrap(line, "  "))
 		b.WriteString("\r\n")
 	}
 	return b.String()
 }
 
 // wrap breaks text into lines of at most 76 characters at spaces, CRLF
-// terminated; a single longer word stays whole (it is bounded by
-// maxReplyText, well inside RFC 5322's 998).
-func wrap(s string) string {
+// terminated, continuation lines indented by indent; a single longer word
+// stays whole (it is bounded by maxReplyText, well inside RFC 5322's 998).
+func wrap(s, indent string) string {
 	var b strings.Builder
-	n := 0
+	n, start := 0, true
 	for _, w := range strings.Fields(s) {
-		if n > 0 && n+1+len(w) > 76 {
-			b.WriteString("\r\n  ")
-			n = 2
-		} else if n > 0 {
+		switch {
+		case !start && n+1+len(w) > 76:
+			b.WriteString("\r\n" + indent)
+			n = len(indent)
+		case !start:
 			b.WriteByte(' ')
 			n++
 		}
+		start = false
 		b.WriteString(w)
 		n += len(w)
 	}

@@ -144,4 +144,3 @@ func TestSinkNullSenderAndDSNParameters(t *testing.T) {
 		}
 	}
 }
-
