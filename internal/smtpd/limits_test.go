@@ -1,0 +1,265 @@
+package smtpd
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// sendData runs one transaction and returns the reply to the final dot.
+func sendData(c *rawClient, body string) (int, string) {
+	c.t.Helper()
+	c.cmd("MAIL FROM:<a@example.net>", 250)
+	c.cmd("RCPT TO:<b@example.org>", 250)
+	c.cmd("DATA", 354)
+	c.send(body + ".\r\n")
+	return c.reply()
+}
+
+func TestMessageSize(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "max_message_bytes = 2000", Options{})
+	c := h.session(untrustedIP)
+	if msg := c.cmd("MAIL FROM:<a@example.net> SIZE=2001", 552); !strings.HasPrefix(msg, "5.3.4") {
+		t.Errorf("SIZE= over the limit: %q", msg)
+	}
+	if !strings.Contains(c.cmd("EHLO x", 250), "SIZE 2000") {
+		t.Error("EHLO does not announce SIZE 2000")
+	}
+	big := "Subject: big\r\n\r\n" + strings.Repeat(strings.Repeat("x", 70)+"\r\n", 100)
+	if code, msg := sendData(c, big); code != 552 || !strings.HasPrefix(msg, "5.3.4") {
+		t.Errorf("oversized DATA: %d %s", code, msg)
+	}
+	// The dialogue is still in step, and a message within the limit passes.
+	if code, msg := sendData(c, message("small")); code != 250 {
+		t.Errorf("small message after a big one: %d %s", code, msg)
+	}
+	if n := len(h.queued()); n != 1 {
+		t.Errorf("%d queued, want 1", n)
+	}
+}
+
+func TestLineAndHeaderLimits(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "max_line_length = 998\nmax_header_bytes = 500", Options{})
+	c := h.session(untrustedIP)
+	if code, msg := sendData(c, "Subject: x\r\n\r\n"+strings.Repeat("y", 999)+"\r\n"); code != 550 || !strings.Contains(msg, "longer than 998") {
+		t.Errorf("long line: %d %s", code, msg)
+	}
+	// A line longer than the read buffer, to exercise the partial-line path.
+	if code, msg := sendData(c, "Subject: x\r\n\r\n"+strings.Repeat("y", 50000)+"\r\n"); code != 550 || !strings.Contains(msg, "longer than 998") {
+		t.Errorf("very long line: %d %s", code, msg)
+	}
+	if code, _ := sendData(c, "Subject: x\r\n\r\n"+strings.Repeat("y", 998)+"\r\n"); code != 250 {
+		t.Errorf("a 998-byte line was refused: %d", code)
+	}
+	hdr := strings.Repeat("X-Filler: "+strings.Repeat("h", 60)+"\r\n", 10)
+	if code, msg := sendData(c, hdr+"\r\nbody\r\n"); code != 552 || !strings.Contains(msg, "header section") {
+		t.Errorf("big header: %d %s", code, msg)
+	}
+	// The long line must be split across reads and still end properly: a
+	// CRLF straddling the buffer boundary is not a bare CR.
+	h2 := newHarness(t, "max_line_length = 100000", Options{})
+	c2 := h2.session(untrustedIP)
+	for _, n := range []int{readBuffer - 1, readBuffer, readBuffer + 1, 2*readBuffer - 1} {
+		if code, msg := sendData(c2, "Subject: x\r\n\r\n"+strings.Repeat("z", n)+"\r\n"); code != 250 {
+			t.Errorf("line of %d bytes: %d %s", n, code, msg)
+		}
+	}
+	loop := strings.Repeat("Received: from a by b; Thu, 1 Jan 2026 00:00:00 +0000\r\n", 101)
+	if code, msg := sendData(c2, loop+"\r\nbody\r\n"); code != 554 || !strings.HasPrefix(msg, "5.4.6") {
+		t.Errorf("loop: %d %s", code, msg)
+	}
+	if code, _ := sendData(c2, strings.Repeat("Received: from a by b; Thu, 1 Jan 2026 00:00:00 +0000\r\n", 100)+"\r\nbody\r\n"); code != 250 {
+		t.Errorf("100 Received fields were refused: %d", code)
+	}
+	for _, env := range h2.queued() {
+		if env.Size < 5000 {
+			t.Errorf("stored %d bytes", env.Size)
+		}
+	}
+}
+
+func TestRecipientLimit(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "max_recipients = 3", Options{})
+	c := h.session(untrustedIP)
+	c.cmd("MAIL FROM:<a@example.net>", 250)
+	for i := range 3 {
+		c.cmd(fmt.Sprintf("RCPT TO:<u%d@example.org>", i), 250)
+	}
+	if msg := c.cmd("RCPT TO:<u4@example.org>", 452); !strings.HasPrefix(msg, "4.5.3") {
+		t.Errorf("4th recipient: %q", msg)
+	}
+	c.cmd("DATA", 354)
+	c.send(message("three") + ".\r\n")
+	c.expect(250)
+	if env := h.queued(); len(env) != 1 || len(env[0].Recipients) != 3 {
+		t.Errorf("queued %+v", env)
+	}
+}
+
+func TestConnectionLimits(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "max_connections = 4\nmax_connections_per_client = 2", Options{})
+	a := h.dial(untrustedIP)
+	a.expect(220)
+	b := h.dial(untrustedIP)
+	b.expect(220)
+	c := h.dial(untrustedIP)
+	if msg := c.expect(421); !strings.HasPrefix(msg, "4.7.0") {
+		t.Errorf("third connection from one untrusted client: %q", msg)
+	}
+	// Trusted clients are exempt from the per-client limit (as Postfix's
+	// mynetworks are), not from the total.
+	d := h.dial(trustedIP)
+	d.expect(220)
+	e := h.dial(trustedIP)
+	e.expect(220)
+	f := h.dial(trustedIP)
+	if msg := f.expect(421); !strings.HasPrefix(msg, "4.3.2") {
+		t.Errorf("connection over the total: %q", msg)
+	}
+	// A slot comes back when a connection ends.
+	a.cmd("QUIT", 221)
+	a.closed()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		g := h.dial(untrustedIP)
+		code, _ := g.reply()
+		if code == 220 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the slot of a closed connection never came back")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestCommandTimeout(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, `command_timeout = "1s"`, Options{})
+	c := h.session(untrustedIP)
+	if msg := c.expect(421); !strings.HasPrefix(msg, "4.4.2") {
+		t.Errorf("idle client: %q", msg)
+	}
+	if !c.closed() {
+		t.Error("connection still open after the timeout")
+	}
+}
+
+// TestMinDataRate trickles a message: each read is well within the
+// command timeout, but the average rate is far below min_data_rate.
+func TestMinDataRate(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "command_timeout = \"2s\"\nmin_data_rate = 1000", Options{})
+	c := h.session(untrustedIP)
+	c.cmd("MAIL FROM:<a@example.net>", 250)
+	c.cmd("RCPT TO:<b@example.org>", 250)
+	c.cmd("DATA", 354)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 100; i++ {
+			if _, err := c.conn.Write([]byte("slow line\r\n")); err != nil {
+				return
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}()
+	code, msg := c.reply()
+	if code != 421 || !strings.Contains(msg, "1000 bytes/s") {
+		t.Errorf("slow sender: %d %s", code, msg)
+	}
+	c.conn.Close()
+	<-done
+	if n := len(h.queued()); n != 0 {
+		t.Errorf("%d queued", n)
+	}
+}
+
+func TestErrorLimit(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "error_limit = 3", Options{})
+	c := h.session(untrustedIP)
+	c.cmd("MAIL FROM:<a@example.net>", 250)
+	c.cmd("RCPT TO:<x@evil.example>", 554)
+	c.cmd("RCPT TO:<y@evil.example>", 554)
+	c.cmd("RCPT TO:<z@evil.example>", 554)
+	if msg := c.cmd("RCPT TO:<b@example.org>", 421); !strings.HasPrefix(msg, "4.7.0") {
+		t.Errorf("after 3 errors: %q", msg)
+	}
+	if !c.closed() {
+		t.Error("still open")
+	}
+}
+
+func TestJunkLimit(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "junk_command_limit = 5", Options{})
+	c := h.session(untrustedIP)
+	for range 5 {
+		c.cmd("NOOP", 250)
+	}
+	if msg := c.cmd("NOOP", 421); !strings.HasPrefix(msg, "4.7.0") {
+		t.Errorf("6th NOOP: %q", msg)
+	}
+	if !c.closed() {
+		t.Error("still open")
+	}
+}
+
+func TestUnknownAndChunking(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "", Options{})
+	c := h.dial(untrustedIP)
+	c.expect(220)
+	ehlo := c.cmd("EHLO x", 250)
+	for _, want := range []string{"PIPELINING", "8BITMIME", "SMTPUTF8", "SIZE", "ENHANCEDSTATUSCODES", "DSN"} {
+		if !strings.Contains(ehlo, want) {
+			t.Errorf("EHLO lacks %s:\n%s", want, ehlo)
+		}
+	}
+	for _, absent := range []string{"CHUNKING", "STARTTLS", "AUTH"} {
+		if strings.Contains(ehlo, absent) {
+			t.Errorf("EHLO offers %s:\n%s", absent, ehlo)
+		}
+	}
+	c.cmd("BDAT 10 LAST", 502)
+	c.cmd("XYZZY", 500)
+	c.cmd("ETRN", 502)
+	c.cmd("STARTTLS", 502)
+	c.cmd(strings.Repeat("N", 3000), 500)
+	c.cmd("NOOP", 250)
+}
+
+// TestShutdown: idle sessions are told 421 at once; a message in progress
+// is finished first.
+func TestShutdown(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "", Options{})
+	idle := h.session(untrustedIP)
+	busy := h.session(untrustedIP)
+	busy.cmd("MAIL FROM:<a@example.net>", 250)
+	busy.cmd("RCPT TO:<b@example.org>", 250)
+	busy.cmd("DATA", 354)
+	busy.send("Subject: in flight\r\n\r\n")
+	done := make(chan error, 1)
+	go func() { done <- h.srv.Shutdown(t.Context()) }()
+	if msg := idle.expect(421); !strings.HasPrefix(msg, "4.3.2") {
+		t.Errorf("idle session: %q", msg)
+	}
+	busy.send("body\r\n.\r\n")
+	busy.expect(250)
+	if msg := busy.expect(421); !strings.HasPrefix(msg, "4.3.2") {
+		t.Errorf("busy session after its message: %q", msg)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := len(h.queued()); n != 1 {
+		t.Errorf("the message in flight was not queued")
+	}
+}
