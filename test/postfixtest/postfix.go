@@ -375,6 +375,56 @@ func (in *Instance) WaitLog(t testing.TB, re *regexp.Regexp, timeout time.Durati
 	}
 }
 
+// Set changes main.cf parameters of the running instance (postconf -e) and
+// reloads it, returning once master has logged the reload. It serves the
+// tests whose topology is circular: start Postfix, then the server it hands
+// mail to, then point Postfix at that server's port.
+func (in *Instance) Set(t testing.TB, params map[string]string) {
+	t.Helper()
+	postconf, err := command("postconf")
+	if err != nil {
+		t.Fatalf("postfixtest: %v", err)
+	}
+	args := []string{"-c", in.ConfigDir, "-e"}
+	for _, k := range slices.Sorted(maps.Keys(params)) {
+		args = append(args, k+"="+params[k])
+	}
+	if out, err := exec.Command(postconf, args...).CombinedOutput(); err != nil {
+		t.Fatalf("postfixtest: postconf %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	before := strings.Count(in.Log(), "postfix/master[")
+	postfix, err := command("postfix")
+	if err != nil {
+		t.Fatalf("postfixtest: %v", err)
+	}
+	if out, err := exec.Command(postfix, "-c", in.ConfigDir, "reload").CombinedOutput(); err != nil {
+		t.Fatalf("postfixtest: postfix -c %s reload: %v: %s\nmaillog:\n%s", in.ConfigDir, err, out, tail(in.Log(), 40))
+	}
+	deadline := time.Now().Add(startTimeout)
+	for !reloaded(in.Log(), before) {
+		if time.Now().After(deadline) {
+			t.Fatalf("postfixtest: %s did not log its reload; maillog:\n%s", in.Hostname, tail(in.Log(), 40))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// reloaded tells whether master has logged "reload" after the first skip
+// of its lines.
+func reloaded(log string, skip int) bool {
+	n := 0
+	for line := range strings.SplitSeq(log, "\n") {
+		if !strings.Contains(line, "postfix/master[") {
+			continue
+		}
+		n++
+		if n > skip && strings.Contains(line, ": reload -- ") {
+			return true
+		}
+	}
+	return false
+}
+
 // Queue returns `postqueue -p` for the instance: "Mail queue is empty" or
 // the listing.
 func (in *Instance) Queue() (string, error) {
