@@ -550,3 +550,65 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestREADMEDocumentsEveryKey keeps README.md's configuration section true:
+// its check-config block is what Effective prints for the minimal file, and
+// its table names every key.
+func TestREADMEDocumentsEveryKey(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(readme)
+	const begin, end = "<!-- check-config:begin", "<!-- check-config:end -->"
+	i, j := strings.Index(doc, begin), strings.Index(doc, end)
+	if i < 0 || j < i {
+		t.Fatalf("README.md has no %s ... %s block", begin, end)
+	}
+	block := doc[i:j]
+	block = block[strings.Index(block, "```toml\n")+len("```toml\n") : strings.LastIndex(block, "```")]
+
+	c, err := Parse("smimegate.toml", []byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Hostname, c.Relay.HeloName = "HOSTNAME", "HOSTNAME"
+	out, err := c.Effective()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(out) != block {
+		t.Errorf("README.md's check-config block differs from the code's defaults; replace it with:\n%s", out)
+	}
+
+	// Every key of every table, from the structs' toml tags.
+	var missing []string
+	var walk func(prefix string, typ reflect.Type)
+	walk = func(prefix string, typ reflect.Type) {
+		for f := range typ.Fields() {
+			tag := strings.Split(f.Tag.Get("toml"), ",")[0]
+			if tag == "" || tag == "-" {
+				continue
+			}
+			key := prefix + tag
+			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeFor[Duration]() {
+				walk(key+".", f.Type)
+				continue
+			}
+			if !strings.Contains(doc, "`"+key+"`") {
+				missing = append(missing, key)
+			}
+		}
+	}
+	walk("", reflect.TypeFor[Config]())
+	for f := range reflect.TypeFor[Partner]().Fields() {
+		tag := f.Tag.Get("toml")
+		if !strings.Contains(doc, `policy.partners."DOMAIN".`+tag) && !strings.Contains(doc, "`."+tag+"`") {
+			missing = append(missing, "policy.partners.DOMAIN."+tag)
+		}
+	}
+	if len(missing) > 0 {
+		t.Errorf("README.md's configuration table lacks %v", missing)
+	}
+}
