@@ -10,6 +10,15 @@ import (
 // errAborted is returned by a watchConn after its attempt was cancelled.
 var errAborted = errors.New("delivery attempt cancelled")
 
+// maxReadWithoutWrite bounds what a server may send between two of our
+// writes. Without pipelining every reply follows a command of ours, so
+// this bounds each reply (net/textproto reads lines and multi-line replies
+// without a limit of its own) while leaving room for a TLS handshake with
+// a long certificate chain.
+const maxReadWithoutWrite = 256 << 10
+
+var errReplyTooLong = errors.New("server sent more than 256 KiB without being asked")
+
 // watchConn wraps the TCP connection of a session. net/smtp sets no
 // deadlines of its own, so every Read and Write here gets one (the
 // command timeout, or the longer wait after the final dot); a cancelled
@@ -22,6 +31,9 @@ type watchConn struct {
 	aborted atomic.Bool
 	// lastWriteOK is the outcome of the most recent Write.
 	lastWriteOK atomic.Bool
+	// unasked counts the bytes read since the last successful Write.
+	unasked    atomic.Int64
+	overflowed atomic.Bool
 }
 
 func newWatchConn(c net.Conn, timeout time.Duration) *watchConn {
@@ -42,7 +54,15 @@ func (w *watchConn) Read(p []byte) (int, error) {
 	if w.aborted.Load() {
 		return 0, errAborted
 	}
-	return w.Conn.Read(p)
+	if w.overflowed.Load() || w.unasked.Load() > maxReadWithoutWrite {
+		// Sticky: the dialogue is out of step for good, and the
+		// connection is only fit to be closed.
+		w.overflowed.Store(true)
+		return 0, errReplyTooLong
+	}
+	n, err := w.Conn.Read(p)
+	w.unasked.Add(int64(n))
+	return n, err
 }
 
 func (w *watchConn) Write(p []byte) (int, error) {
@@ -56,6 +76,9 @@ func (w *watchConn) Write(p []byte) (int, error) {
 	}
 	n, err := w.Conn.Write(p)
 	w.lastWriteOK.Store(err == nil && n == len(p))
+	if n > 0 {
+		w.unasked.Store(0)
+	}
 	return n, err
 }
 

@@ -13,6 +13,7 @@
 package courier
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -243,6 +244,9 @@ type Courier struct {
 	resolver *net.Resolver
 	pool     *pool
 	log      *slog.Logger
+	// dial replaces the TCP dial when set; the fuzz tests use it to talk
+	// to a scripted server over net.Pipe without using up ports.
+	dial func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 // New returns a courier with cfg completed by the defaults.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -373,5 +374,40 @@ func TestOneLogLinePerAttempt(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "Secret body") || strings.Contains(logs.String(), "courier test") {
 		t.Errorf("message content in the log: %s", logs)
+	}
+}
+
+func TestEndlessReplyIsCutOff(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rawServer(t, l, func(c net.Conn) {
+		_, _ = c.Write([]byte("220 mx ESMTP\r\n"))
+		buf := make([]byte, 512)
+		_, _ = c.Read(buf) // EHLO
+		line := []byte("250-" + strings.Repeat("X", 1000) + "\r\n")
+		for i := 0; i < 10000; i++ { // 10 MB if nobody stops reading
+			if _, err := c.Write(line); err != nil {
+				return
+			}
+		}
+	})
+	c, _ := newCourier(t, Config{TLS: TLSNone})
+	res := deliver(t, c, Route{NextHop: l.Addr().String()}, newMessage("L", "a@example.org", testBody, "b@example.net"))
+	wantStatus(t, res, Deferred)
+	if !strings.Contains(res[0].Reply, "256 KiB") {
+		t.Errorf("%+v", res[0])
+	}
+}
+
+func TestUnresolvableRelayIsDeferred(t *testing.T) {
+	t.Parallel()
+	c, _ := newCourier(t, Config{TLS: TLSNone, DNSServer: dnsServer(t, nil, nil)})
+	res := deliver(t, c, Route{NextHop: "relay.invalid.test:25"}, newMessage("N", "a@example.org", testBody, "b@example.net"))
+	wantStatus(t, res, Deferred)
+	if res[0].Enhanced != "4.4.3" || !strings.Contains(res[0].Reply, "relay.invalid.test") {
+		t.Errorf("%+v", res[0])
 	}
 }

@@ -49,6 +49,13 @@ func (c *Courier) targets(ctx context.Context, r Route) ([]target, error) {
 		}
 		addrs, err := c.lookupHost(ctx, host)
 		if err != nil {
+			var he *hopError
+			if errors.As(err, &he) && he.status == Failed {
+				// A configured relay that does not resolve is our
+				// mistake, not the recipient's: defer (as Postfix does
+				// for a bad relayhost) so that fixing it loses no mail.
+				return nil, &hopError{Deferred, "4.4.3", "next hop " + he.text}
+			}
 			return nil, err
 		}
 		return c.cap(expand(host, addrs, port)), nil

@@ -109,7 +109,15 @@ func (r reply) status() string {
 	if r.enhanced != "" {
 		return r.enhanced
 	}
-	return fmt.Sprintf("%d.0.0", r.code/100)
+	switch r.code / 100 {
+	case 2:
+		return "2.0.0"
+	case 5:
+		return "5.0.0"
+	}
+	// 1xx, 3xx where a final reply was due, or a code outside 100-599:
+	// the outcome is a deferral, so the status says so too.
+	return "4.0.0"
 }
 
 // outcome classifies a reply code for a recipient.

@@ -101,7 +101,13 @@ func (f *failure) tlsHandshake() bool { return f.enhanced == "4.7.5" && f.code =
 // used to describe the failure when mode is the fallback.
 func (c *Courier) dialTarget(ctx context.Context, t target, mode, policy TLSMode) (*session, *failure) {
 	d := net.Dialer{Timeout: c.cfg.ConnectTimeout}
-	raw, err := d.DialContext(ctx, "tcp", t.addr)
+	var raw net.Conn
+	var err error
+	if c.dial != nil {
+		raw, err = c.dial(ctx, t.addr)
+	} else {
+		raw, err = d.DialContext(ctx, "tcp", t.addr)
+	}
 	if err != nil {
 		return nil, &failure{status: Deferred, enhanced: "4.4.1", text: sanitizeText(fmt.Sprintf("connect to %s[%s]: %v", t.host, t.addr, netReason(err))), nextHost: true}
 	}
