@@ -13,10 +13,17 @@ import (
 
 const (
 	// maxDepth bounds the nesting of constructed elements. The deepest
-	// path through an EnvelopedData we read is about 12 levels; 32 leaves
-	// room for certificates in originatorInfo while stopping stack and CPU
-	// exhaustion from a deeply nested input.
-	maxDepth = 32
+	// path through an EnvelopedData we read is 12 levels (down to an
+	// attribute value in an issuer name); 20 leaves room for certificates
+	// in originatorInfo. Every indefinite-length ancestor of a byte scans
+	// it once more, so the bound also caps parsing at 20 passes over the
+	// input.
+	maxDepth = 20
+
+	// maxStringNesting bounds constructed strings inside constructed
+	// strings. X.690 allows any depth; encoders use one level (OpenSSL and
+	// gpgsm) and joining costs a pass per level.
+	maxStringNesting = 4
 
 	// maxOIDArcs bounds an OBJECT IDENTIFIER; real ones have fewer than 20.
 	maxOIDArcs = 64
@@ -371,16 +378,17 @@ func octets(e element, inPlace bool) ([]byte, error) {
 	if !e.constructed {
 		return e.body, nil
 	}
-	if inPlace {
-		n, err := joinInPlace(e)
-		if err != nil {
-			return nil, err
-		}
-		return e.body[:n], nil
-	}
+	// Validate (segment tags and nesting) before anything is moved, so
+	// that an error never leaves the input half rewritten.
 	n, err := segmentsLen(e)
 	if err != nil {
 		return nil, err
+	}
+	if inPlace {
+		if _, err := joinInPlace(e); err != nil {
+			return nil, err
+		}
+		return e.body[:n], nil
 	}
 	out := make([]byte, 0, n)
 	if err := appendSegments(&out, e); err != nil {
@@ -399,8 +407,15 @@ func checkSegment(s element) error {
 }
 
 func segmentsLen(e element) (int, error) {
+	return segmentsLenAt(e, 0)
+}
+
+func segmentsLenAt(e element, nesting int) (int, error) {
 	if !e.constructed {
 		return len(e.body), nil
+	}
+	if nesting > maxStringNesting {
+		return 0, malformed("constructed OCTET STRING nested more than %d deep", maxStringNesting)
 	}
 	r, _ := e.children()
 	total := 0
@@ -412,7 +427,7 @@ func segmentsLen(e element) (int, error) {
 		if err := checkSegment(s); err != nil {
 			return 0, err
 		}
-		n, err := segmentsLen(s)
+		n, err := segmentsLenAt(s, nesting+1)
 		if err != nil {
 			return 0, err
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -107,6 +108,19 @@ func TestBERReaderErrors(t *testing.T) {
 	}
 	if _, err := octets(e, true); !errors.Is(err, ErrMalformed) {
 		t.Errorf("INTEGER segment: %v", err)
+	}
+	// Constructed strings nested deeper than maxStringNesting: each level
+	// costs a pass, so depth is refused rather than paid for.
+	nested := []byte{0x04, 0x01, 0x41}
+	for i := 0; i < maxStringNesting+2; i++ {
+		nested = append(append([]byte{0x24, 0x80}, nested...), 0, 0)
+	}
+	e, _, err = parseElement(nested, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := octets(e, true); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "nested") {
+		t.Errorf("deeply nested constructed string: %v", err)
 	}
 	// OIDs.
 	for _, b := range [][]byte{{}, {0x2a, 0x86}, {0x80, 0x01}, bytes.Repeat([]byte{1}, 65)} {
