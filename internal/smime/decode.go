@@ -67,15 +67,50 @@ func decodeBase64(text []byte) ([]byte, error) {
 		n = 0
 		return nil
 	}
-	for _, c := range text {
-		switch c {
-		case '\r', '\n', ' ', '\t':
+	add := func(p []byte) error {
+		for len(p) > 0 {
+			c := copy(chunk[n:], p)
+			n += c
+			p = p[c:]
+			if n == len(chunk) {
+				if err := flush(false); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	// Line by line, so that the common case (lines without inner blanks)
+	// moves whole lines with copy rather than byte by byte.
+	for len(text) > 0 {
+		line := text
+		if i := bytes.IndexByte(text, '\n'); i >= 0 {
+			line, text = text[:i], text[i+1:]
+		} else {
+			text = nil
+		}
+		line = bytes.Trim(line, " \t\r")
+		if bytes.IndexByte(line, ' ') < 0 && bytes.IndexByte(line, '\t') < 0 && bytes.IndexByte(line, '\r') < 0 {
+			if n == 0 && len(line)%4 == 0 && bytes.IndexByte(line, '=') < 0 {
+				// Whole quanta without padding: straight into dst.
+				m := len(dst)
+				k, err := base64.StdEncoding.Decode(dst[m:m+len(line)/4*3], line)
+				if ce, ok := err.(base64.CorruptInputError); ok {
+					return nil, fmt.Errorf("base64 body: illegal data at character %d", seen+int(ce))
+				} else if err != nil {
+					return nil, fmt.Errorf("base64 body: %w", err)
+				}
+				dst = dst[:m+k]
+				seen += len(line)
+				continue
+			}
+			if err := add(line); err != nil {
+				return nil, err
+			}
 			continue
 		}
-		chunk[n] = c
-		n++
-		if n == len(chunk) {
-			if err := flush(false); err != nil {
+		for _, f := range bytes.FieldsFunc(line, func(r rune) bool { return r == ' ' || r == '\t' || r == '\r' }) {
+			if err := add(f); err != nil {
 				return nil, err
 			}
 		}
