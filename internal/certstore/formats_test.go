@@ -165,3 +165,25 @@ func TestKeyFileModeWarning(t *testing.T) {
 		t.Errorf("own %d, problems:\n%s", len(s.Own()), problemsText(s))
 	}
 }
+
+// TestPKCS12Integrity: a PKCS#12 file without an integrity MAC is refused
+// before anything is decrypted (its iteration counts are unauthenticated);
+// one with the minimal MAC iteration count still loads.
+func TestPKCS12Integrity(t *testing.T) {
+	t.Parallel()
+	needTool(t, "openssl")
+	work := t.TempDir()
+	own, partners := testDirs(t)
+	const pass = "pw"
+	crt, key := opensslCert(t, work, "p12", "rsa:2048", "email:smg_encryptor@p12.example", "keyEncipherment")
+	run(t, nil, "openssl", "pkcs12", "-export", "-in", crt, "-inkey", key, "-passout", "pass:"+pass, "-nomac", "-out", filepath.Join(own, "nomac.p12"))
+	run(t, nil, "openssl", "pkcs12", "-export", "-in", crt, "-inkey", key, "-passout", "pass:"+pass, "-nomaciter", "-out", filepath.Join(own, "maciter1.pfx"))
+	s := mustLoad(t, Options{OwnDir: own, PartnersDir: partners, Passphrase: []byte(pass), Now: time.Now})
+	probs := problemsText(s)
+	if !strings.Contains(probs, "nomac.p12: PKCS#12: the file has no integrity MAC") {
+		t.Errorf("problems:\n%s", probs)
+	}
+	if o := s.Own(); len(o) != 1 || filepath.Base(o[0].File) != "maciter1.pfx" {
+		t.Errorf("own = %+v", o)
+	}
+}

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
 
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 	"software.sslmate.com/src/go-pkcs12"
 )
 
@@ -178,6 +181,9 @@ func parseDER(data []byte, kind fileKind, passphrase []byte) (*fileContent, erro
 // parsePKCS12 reads one key with its certificate and chain (RFC 7292), as
 // `openssl pkcs12 -export` writes it (OpenSSL 3: AES-256-CBC, PBKDF2).
 func parsePKCS12(data, passphrase []byte) (*fileContent, error) {
+	if err := checkPFXMac(data); err != nil {
+		return nil, fmt.Errorf("PKCS#12: %w", err)
+	}
 	key, cert, chain, err := pkcs12.DecodeChain(data, string(passphrase))
 	if err != nil {
 		if errors.Is(err, pkcs12.ErrIncorrectPassword) {
@@ -189,4 +195,63 @@ func parsePKCS12(data, passphrase []byte) (*fileContent, error) {
 		return nil, fmt.Errorf("PKCS#12: %w", err)
 	}
 	return &fileContent{certs: append([]*x509.Certificate{cert}, chain...), keys: []crypto.PrivateKey{key}}, nil
+}
+
+// maxPKCS12Iterations bounds the MAC key derivation of a PKCS#12 file.
+// OpenSSL writes 2048 iterations, Windows 2000; a million is far beyond
+// both and still ends in well under a second.
+const maxPKCS12Iterations = 1_000_000
+
+// oidPBMAC1 is the PBMAC1 MAC algorithm (RFC 8018 section 7.1, for PKCS#12
+// by RFC 9579).
+var oidPBMAC1 = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5, 14}
+
+// checkPFXMac reads just enough of a PFX (RFC 7292 section 4) to refuse,
+// before any key derivation, a file without an integrity MAC or one whose
+// MAC demands unbounded work. Without a MAC, go-pkcs12 would go on to
+// decrypt with iteration counts taken from unauthenticated data; with one,
+// nothing is decrypted before the MAC, keyed by the passphrase, matches.
+func checkPFXMac(der []byte) error {
+	in := cryptobyte.String(der)
+	var pfx, authSafe, macData, digestInfo, alg cryptobyte.String
+	var version int
+	var hasMac bool
+	var algOID asn1.ObjectIdentifier
+	if !in.ReadASN1(&pfx, cbasn1.SEQUENCE) || !pfx.ReadASN1Integer(&version) ||
+		!pfx.ReadASN1(&authSafe, cbasn1.SEQUENCE) ||
+		!pfx.ReadOptionalASN1(&macData, &hasMac, cbasn1.SEQUENCE) {
+		return errors.New("not a DER PFX structure")
+	}
+	if !hasMac {
+		return errors.New("the file has no integrity MAC, which is not accepted")
+	}
+	if !macData.ReadASN1(&digestInfo, cbasn1.SEQUENCE) || !digestInfo.ReadASN1(&alg, cbasn1.SEQUENCE) ||
+		!alg.ReadASN1ObjectIdentifier(&algOID) {
+		return errors.New("malformed MAC")
+	}
+	iterations := 1 // RFC 7292 appendix: iterations INTEGER DEFAULT 1
+	if algOID.Equal(oidPBMAC1) {
+		// PBMAC1-params ::= SEQUENCE { keyDerivationFunc, messageAuthScheme };
+		// the iteration count sits in the PBKDF2 parameters.
+		var params, kdf, kdfParams, salt cryptobyte.String
+		var kdfOID asn1.ObjectIdentifier
+		if !alg.ReadASN1(&params, cbasn1.SEQUENCE) || !params.ReadASN1(&kdf, cbasn1.SEQUENCE) ||
+			!kdf.ReadASN1ObjectIdentifier(&kdfOID) || !kdfOID.Equal(oidPBKDF2) ||
+			!kdf.ReadASN1(&kdfParams, cbasn1.SEQUENCE) || !kdfParams.ReadASN1(&salt, cbasn1.OCTET_STRING) ||
+			!kdfParams.ReadASN1Integer(&iterations) {
+			return errors.New("malformed PBMAC1 parameters")
+		}
+	} else {
+		var salt cryptobyte.String
+		if !macData.ReadASN1(&salt, cbasn1.OCTET_STRING) {
+			return errors.New("malformed MAC salt")
+		}
+		if !macData.Empty() && !macData.ReadASN1Integer(&iterations) {
+			return errors.New("malformed MAC iteration count")
+		}
+	}
+	if iterations < 1 || iterations > maxPKCS12Iterations {
+		return fmt.Errorf("MAC iteration count %d is outside 1 to %d", iterations, maxPKCS12Iterations)
+	}
+	return nil
 }
