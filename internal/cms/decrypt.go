@@ -112,28 +112,38 @@ func Decrypt(input []byte, keys []KeyPair, opts DecryptOptions) ([]byte, *Info, 
 }
 
 // match lists the (RecipientInfo, key) pairs whose identifier names the
-// key's certificate (RFC 5652 section 6.2).
+// key's certificate (RFC 5652 section 6.2). Each key takes only the first
+// RecipientInfo that names it: an honest sender names a certificate once,
+// and an attacker who repeats it must not buy one private-key operation
+// and one content decryption per copy.
 func (env *envelope) match(keys []KeyPair) []candidate {
 	var out []candidate
 	for _, k := range keys {
 		if k.Cert == nil || k.Key == nil {
 			continue
 		}
-		for i := range env.keyTrans {
-			kt := &env.keyTrans[i]
-			if kt.ref.rid.matches(k.Cert) {
-				out = append(out, candidate{key: k, keyTrans: kt, ref: kt.ref})
-			}
-		}
-		for _, ka := range env.keyAgree {
-			for _, ref := range ka.keys {
-				if ref.rid.matches(k.Cert) {
-					out = append(out, candidate{key: k, keyAgree: ka, ref: ref})
-				}
-			}
+		if c, ok := env.firstMatch(k); ok {
+			out = append(out, c)
 		}
 	}
 	return out
+}
+
+func (env *envelope) firstMatch(k KeyPair) (candidate, bool) {
+	for i := range env.keyTrans {
+		kt := &env.keyTrans[i]
+		if kt.ref.rid.matches(k.Cert) {
+			return candidate{key: k, keyTrans: kt, ref: kt.ref}, true
+		}
+	}
+	for _, ka := range env.keyAgree {
+		for _, ref := range ka.keys {
+			if ref.rid.matches(k.Cert) {
+				return candidate{key: k, keyAgree: ka, ref: ref}, true
+			}
+		}
+	}
+	return candidate{}, false
 }
 
 // describeRecipients names the recipients of a message that is not for us,

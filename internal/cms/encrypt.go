@@ -221,5 +221,8 @@ func sealCBC(block cipher.Block, iv, content []byte) (full, last []byte) {
 		last[i] = byte(pad)
 	}
 	mode.CryptBlocks(last, last)
+	// The partial block is now encrypted in last; leave no plaintext behind
+	// in the caller's buffer.
+	clear(content[n:])
 	return full, last
 }

@@ -2,12 +2,17 @@ package cms
 
 import (
 	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/rsa"
 	"fmt"
 	"testing"
+
+	"golang.org/x/crypto/cryptobyte"
+	casn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
 func encryptTo(t testing.TB, plain []byte, opts EncryptOptions, rs ...Recipient) []byte {
@@ -118,4 +123,79 @@ func TestKeyTypes(t *testing.T) {
 	if _, ok := fixture(t, "rsa").Key.(*rsa.PrivateKey); !ok {
 		t.Fatalf("rsa fixture parsed as %T", fixture(t, "rsa").Key)
 	}
+}
+
+// TestOutputIsDER walks what Encrypt writes with cryptobyte, which accepts
+// only definite, minimal DER lengths.
+func TestOutputIsDER(t *testing.T) {
+	t.Parallel()
+	var walkDER func(s cryptobyte.String, depth int)
+	walkDER = func(s cryptobyte.String, depth int) {
+		for !s.Empty() {
+			var body cryptobyte.String
+			var tag casn1.Tag
+			if !s.ReadAnyASN1(&body, &tag) {
+				t.Fatalf("not DER at depth %d", depth)
+			}
+			if tag&0x20 != 0 {
+				walkDER(body, depth+1)
+			}
+		}
+	}
+	for _, c := range []ContentCipher{AES256GCM, AES192CBC} {
+		der := encryptTo(t, make([]byte, 70000), EncryptOptions{Cipher: c},
+			Recipient{Cert: fixture(t, "rsa").Cert, RSAPadding: OAEP},
+			Recipient{Cert: fixture(t, "p521").Cert, UseSKI: true},
+			Recipient{Cert: fixture(t, "x25519").Cert})
+		walkDER(cryptobyte.String(der), 0)
+	}
+}
+
+// TestKeyRotation: with several of our keys named, a first candidate whose
+// key transport fails (a garbage RSA block) does not spoil the content for
+// the next one, because every attempt but the last works on a copy.
+func TestKeyRotation(t *testing.T) {
+	t.Parallel()
+	rsaKP, ecKP := fixture(t, "rsa"), fixture(t, "p256")
+	cek := randomBytes(32)
+	body := func(set []byte) []byte {
+		e, _, err := parseElement(set, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.body
+	}
+	kari, _, err := recipientInfos([]Recipient{{Cert: ecKP.Cert}}, cek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	garbage := ktri(t, rsaKP, randomBytes(256))
+	inner := append(bytes.Clone(body(garbage)), body(kari)...)
+	set := appendHeader(nil, classUniversal, tagSet, true, len(inner), inner)
+
+	block, _ := aes.NewCipher(cek)
+	aead, _ := cipher.NewGCM(block)
+	nonce := randomBytes(12)
+	plain := []byte("rotated keys")
+	sealed := aead.Seal(nil, nonce, plain, nil)
+	h := handMade{auth: true, ris: set, alg: gcmAlg(oidAES256GCM, nonce, 16), ct: sealed[:len(plain)], mac: sealed[len(plain):]}
+	got, info, err := Decrypt(h.der(), []KeyPair{rsaKP, ecKP}, DecryptOptions{})
+	if err != nil || !bytes.Equal(got, plain) || info.Cert != ecKP.Cert {
+		t.Fatalf("Decrypt = %q, %+v, %v", got, info, err)
+	}
+	// A repeated RecipientInfo for the same key is tried once: the first.
+	inner = append(bytes.Clone(body(garbage)), body(ktri(t, rsaKP, mustEncryptPKCS1(t, rsaKP, cek)))...)
+	h.ris = appendHeader(nil, classUniversal, tagSet, true, len(inner), inner)
+	if _, _, err := Decrypt(h.der(), []KeyPair{rsaKP}, DecryptOptions{}); err != ErrDecrypt {
+		t.Fatalf("repeated RecipientInfo: err = %v, want ErrDecrypt from the first", err)
+	}
+}
+
+func mustEncryptPKCS1(t *testing.T, kp KeyPair, key []byte) []byte {
+	t.Helper()
+	c, err := rsa.EncryptPKCS1v15(rand.Reader, kp.Cert.PublicKey.(*rsa.PublicKey), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -41,7 +41,7 @@ type Info struct {
 	ContentType  string            // "authEnvelopedData" or "envelopedData"
 	Cipher       string            // e.g. "aes256-gcm", "aes128-cbc", "des-ede3-cbc"
 	AEAD         bool              // the content was authenticated (AES-GCM)
-	KeyTransport string            // e.g. "rsa-pkcs1v15", "rsa-oaep-sha256", "ecdh-p256-sha256kdf", "x25519-hkdf-sha256"
+	KeyTransport string            // e.g. "rsa-pkcs1v15", "rsa-oaep-sha256", "ecdh-p256-sha256kdf", "ecdh-x25519-hkdf-sha256"
 	Cert         *x509.Certificate // our certificate that the message was encrypted to
 }
 
