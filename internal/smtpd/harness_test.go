@@ -143,11 +143,17 @@ type harness struct {
 // smtpExtra is TOML for the [smtp] table.
 func newHarness(t testing.TB, smtpExtra string, opts Options) *harness {
 	t.Helper()
+	return newHarnessSync(t, smtpExtra, opts, spool.SyncGrouped)
+}
+
+// newHarnessSync is newHarness with a choice of spool sync policy.
+func newHarnessSync(t testing.TB, smtpExtra string, opts Options, policy spool.SyncPolicy) *harness {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := testConfig(t, dir, smtpExtra)
 	h := &harness{t: t, cfg: cfg, logs: &logBuffer{}}
 	logger := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	sp, err := spool.Open(dir, logger)
+	sp, err := spool.OpenWith(dir, spool.Options{Logger: logger, Sync: policy})
 	if err != nil {
 		t.Fatal(err)
 	}
