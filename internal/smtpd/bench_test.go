@@ -90,4 +90,3 @@ func BenchmarkAccept10KB20Sessions(b *testing.B) {
 		})
 	}
 }
-
