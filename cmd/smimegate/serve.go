@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +13,8 @@ import (
 	"reflect"
 	"syscall"
 	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
 
 	"smimegate/internal/certstore"
 	"smimegate/internal/config"
@@ -108,15 +109,8 @@ func serve(ctx context.Context, cfgPath string, cfg *config.Config, logger *slog
 	defer cour.Close()
 	gw := gateway.New(cfg, store, sp, gateway.Options{Logger: logger, Courier: cour})
 
-	var tlsConfig *tls.Config
-	if cfg.SMTP.TLSCert != "" {
-		kp, err := tls.LoadX509KeyPair(cfg.SMTP.TLSCert, cfg.SMTP.TLSKey)
-		if err != nil {
-			return fmt.Errorf("smtp.tls_cert/tls_key: %w", err)
-		}
-		tlsConfig = &tls.Config{Certificates: []tls.Certificate{kp}, MinVersion: tls.VersionTLS12}
-	}
-	srv, err := smtpd.New(cfg, sp, smtpd.Options{Logger: logger, Check: gw.Check, OnQueued: gw.Enqueue, TLSConfig: tlsConfig})
+	// smtpd loads smtp.tls_cert and smtp.tls_key itself.
+	srv, err := smtpd.New(cfg, sp, smtpd.Options{Logger: logger, Check: gw.Check, OnQueued: gw.Enqueue})
 	if err != nil {
 		return err
 	}
@@ -155,7 +149,7 @@ func serve(ctx context.Context, cfgPath string, cfg *config.Config, logger *slog
 	go func() { gwDone <- gw.Run(ctx) }()
 	for _, l := range listeners {
 		go func() {
-			if err := srv.Serve(l); err != nil && !errors.Is(err, smtpd.ErrServerClosed) {
+			if err := srv.Serve(l); err != nil && !errors.Is(err, gosmtp.ErrServerClosed) {
 				logger.Error("SMTP listener failed", "addr", l.Addr().String(), "err", err)
 			}
 		}()
@@ -261,16 +255,20 @@ func warnCerts(logger *slog.Logger, cfg *config.Config, store *certstore.Store) 
 
 // courierConfig maps [relay] onto the courier's settings.
 func courierConfig(cfg *config.Config, logger *slog.Logger) courier.Config {
+	mode, err := courier.ParseTLSMode(cfg.Relay.TLS)
+	if err != nil {
+		mode = courier.TLSRequired // validated already; never relax on a surprise
+	}
 	return courier.Config{
-		HeloName:          cfg.Relay.HeloName,
-		TLS:               courier.TLSMode(cfg.Relay.TLS),
-		ConnectTimeout:    cfg.Relay.ConnectTimeout.D(),
-		CommandTimeout:    cfg.Relay.CommandTimeout.D(),
-		MaxConnections:    cfg.Relay.MaxConnections,
-		MaxPerDestination: cfg.Relay.MaxPerDestination,
-		MaxRecipients:     cfg.Relay.MaxRecipientsPerTrans,
-		DNSServer:         cfg.Relay.DNSServer,
-		Logger:            logger,
+		HeloName:                    cfg.Relay.HeloName,
+		TLS:                         mode,
+		ConnectTimeout:              cfg.Relay.ConnectTimeout.D(),
+		CommandTimeout:              cfg.Relay.CommandTimeout.D(),
+		MaxConnections:              cfg.Relay.MaxConnections,
+		MaxPerDestination:           cfg.Relay.MaxPerDestination,
+		MaxRecipientsPerTransaction: cfg.Relay.MaxRecipientsPerTrans,
+		DNSServer:                   cfg.Relay.DNSServer,
+		Logger:                      logger,
 	}
 }
 

@@ -39,19 +39,23 @@ func (g *Gateway) bounce(env *spool.Envelope, v *spool.Version, failed []failure
 		if notify := f.d.Notify; len(notify) > 0 && !slices.Contains(notify, want) {
 			continue
 		}
-		action := "failed"
+		action := courier.ActionFailed
 		if delayed {
-			action = "delayed"
+			action = courier.ActionDelayed
 		}
-		report = append(report, courier.DSNRecipient{
+		r := courier.DSNRecipient{
 			Addr:           f.d.Addr,
 			ORcpt:          f.d.ORcpt,
 			Action:         action,
 			Status:         f.status,
 			RemoteMTA:      f.remote,
-			DiagnosticCode: f.diag,
+			Diagnostic:     f.diag,
 			LastAttempt:    time.Now(),
-		})
+		}
+		if delayed {
+			r.WillRetryUntil = env.Arrival.Add(g.Config().Queue.Lifetime.D())
+		}
+		report = append(report, r)
 	}
 	if len(report) == 0 {
 		return nil
@@ -71,19 +75,16 @@ func (g *Gateway) bounce(env *spool.Envelope, v *spool.Version, failed []failure
 		return err
 	}
 	full := env.RET == "FULL" && v.Action == "pass"
-	if !full {
-		original = headerOf(original)
-	}
 	dsn, err := courier.BuildDSN(courier.DSNReport{
-		ReportingMTA: cfg.Hostname,
-		Sender:       env.Sender,
-		EnvID:        env.EnvID,
-		QueueID:      env.ID,
-		Arrival:      env.Arrival,
-		Recipients:   report,
-		Original:     original,
-		FullMessage:  full,
-		Delayed:      delayed,
+		ReportingMTA:   cfg.Hostname,
+		Sender:         env.Sender,
+		EnvID:          env.EnvID,
+		QueueID:        env.ID,
+		Arrival:        env.Arrival,
+		Recipients:     report,
+		Header:         headerOf(original),
+		IncludeMessage: full,
+		Message:        original,
 	})
 	if err != nil {
 		return err

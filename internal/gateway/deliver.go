@@ -107,19 +107,19 @@ func (g *Gateway) deliver(ctx context.Context, env *spool.Envelope) time.Time {
 			case courier.Failed:
 				d.State = spool.Bounced
 				g.metrics.deliveries.WithLabelValues("bounced").Inc()
-				bounced[o.h.version] = append(bounced[o.h.version], failure{d: *d, status: statusOf(res, "5.0.0"), diag: res.Reply, remote: res.Host})
+				bounced[o.h.version] = append(bounced[o.h.version], failure{d: *d, status: statusOf(res, "5.0.0"), diag: res.Reply, remote: res.HostName})
 			default:
 				g.metrics.deliveries.WithLabelValues("deferred").Inc()
 				if now.Sub(env.Arrival) >= cfg.Queue.Lifetime.D() {
 					d.State = spool.Bounced
 					d.LastError = "queue lifetime expired; last error: " + res.Reply
-					bounced[o.h.version] = append(bounced[o.h.version], failure{d: *d, status: statusOf(res, "4.4.7"), diag: d.LastError, remote: res.Host})
+					bounced[o.h.version] = append(bounced[o.h.version], failure{d: *d, status: statusOf(res, "4.4.7"), diag: d.LastError, remote: res.HostName})
 					continue
 				}
 				d.NextAttempt = now.Add(backoff(cfg, d.Attempts))
 				if dw := cfg.Queue.DelayWarning.D(); dw > 0 && !d.Warned && now.Sub(env.Arrival) >= dw {
 					d.Warned = true
-					delayed = append(delayed, failure{d: *d, status: statusOf(res, "4.0.0"), diag: res.Reply, remote: res.Host, delayed: true, version: o.h.version})
+					delayed = append(delayed, failure{d: *d, status: statusOf(res, "4.0.0"), diag: res.Reply, remote: res.HostName, delayed: true, version: o.h.version})
 				}
 			}
 		}
@@ -155,7 +155,12 @@ func (g *Gateway) attempt(ctx context.Context, env *spool.Envelope, h hop, idx [
 		r := v.Recipients[i]
 		msg.Recipients = append(msg.Recipients, courier.Rcpt{Addr: r.Addr, Notify: r.Notify, ORcpt: r.ORcpt})
 	}
-	route := courier.Route{NextHop: h.nextHop, Domain: h.domain, TLS: courier.TLSMode(h.tls)}
+	mode, err := courier.ParseTLSMode(h.tls)
+	if err != nil {
+		// Validated with the configuration; never relax TLS on a surprise.
+		mode = courier.TLSRequired
+	}
+	route := courier.Route{NextHop: h.nextHop, Domain: h.domain, TLS: mode}
 	return g.courier.Deliver(ctx, route, msg)
 }
 

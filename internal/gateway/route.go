@@ -78,14 +78,6 @@ func (g *Gateway) route(env *spool.Envelope) (done bool, err error) {
 	}
 
 	var versions []spool.Version
-	var written []string // version data files, removed again if the step fails
-	defer func() {
-		if err != nil {
-			for _, name := range written {
-				_ = g.spool.RemoveVersion(env.ID, name)
-			}
-		}
-	}()
 	for _, grp := range plan.Groups {
 		rcpts := deliveries(env, grp.Recipients)
 		switch grp.Action {
@@ -97,16 +89,12 @@ func (g *Gateway) route(env *spool.Envelope) (done bool, err error) {
 			if quarantined {
 				return true, nil
 			}
-			if v.Data != "" {
-				written = append(written, v.Data)
-			}
 			versions = append(versions, v)
 		case policy.Encrypt:
 			v, err := g.seal(env, data, grp.Domain, grp.Match, grp.Policy, rcpts)
 			if err != nil {
 				return false, err
 			}
-			written = append(written, v.Data)
 			versions = append(versions, v)
 			g.logDecision(env, plan.Direction, "encrypt", grp.Domain, v.Fingerprints, v.Cipher, "")
 		case policy.Hold:

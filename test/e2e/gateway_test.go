@@ -217,6 +217,8 @@ func TestEndToEndSMIMEIsEncapsulatedAndComesBackIntact(t *testing.T) {
 	// by other.example.net's), which neither gateway holds a key for.
 	inner := message("alice@example.org", "bob@example.net", "personal")
 	personal := opensslEncrypt(t, []byte(inner), "other.example.net", "-aes-256-cbc")
+	// A mail client puts the transport header fields on its S/MIME message.
+	personal = append([]byte("From: <alice@example.org>\r\nTo: <bob@example.net>\r\nSubject: personal\r\nMessage-ID: <personal@e2e.test>\r\n"), personal...)
 	mustSend(t, org.smtp, "alice@example.org", []string{"bob@example.net"}, string(personal))
 	crossed := waitMessages(t, transit, 1)[0]
 	plain, err := opensslDecrypt(t, crossed.Data, "example.net")

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -204,9 +205,10 @@ func (g *gateway) kill() {
 
 func (g *gateway) hup() { g.cmd.Process.Signal(syscall.SIGHUP) }
 
-// run runs an operator command against this gateway's configuration.
+// run runs an operator command against this gateway's configuration;
+// -config goes after the command's first word (cert show -config F D).
 func (g *gateway) run(args ...string) (string, error) {
-	args = append(args, "-config", g.cfgPath)
+	args = append([]string{args[0], args[1], "-config", g.cfgPath}, args[2:]...)
 	out, err := exec.Command(bin, args...).CombinedOutput()
 	return string(out), err
 }
@@ -272,12 +274,27 @@ func opensslEncrypt(t *testing.T, msg []byte, domain string, args ...string) []b
 		t.Fatal(err)
 	}
 	cmdArgs := append([]string{"cms", "-encrypt", "-binary", "-in", in}, args...)
-	cmdArgs = append(cmdArgs, crt)
-	out, err := exec.Command("openssl", cmdArgs...).Output()
-	if err != nil {
-		t.Fatalf("openssl cms -encrypt: %v", err)
+	if slices.Contains(args, "-keyopt") {
+		// -keyopt applies to the certificate named by the -recip before it.
+		cmdArgs = append([]string{"cms", "-encrypt", "-binary", "-in", in, "-recip", crt}, args...)
+	} else {
+		cmdArgs = append(cmdArgs, crt)
 	}
-	return out
+	var stderr bytes.Buffer
+	cmd := exec.Command("openssl", cmdArgs...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("openssl %v: %v: %s", cmdArgs, err, stderr.String())
+	}
+	// OpenSSL ends its MIME lines in LF; SMTP carries CRLF.
+	return crlf(out)
+}
+
+// crlf turns bare LF line ends into CRLF.
+func crlf(b []byte) []byte {
+	b = bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n"))
+	return bytes.ReplaceAll(b, []byte("\n"), []byte("\r\n"))
 }
 
 func copyFile(t *testing.T, from, to string) {
