@@ -44,13 +44,13 @@ func (g *Gateway) bounce(env *spool.Envelope, v *spool.Version, failed []failure
 			action = courier.ActionDelayed
 		}
 		r := courier.DSNRecipient{
-			Addr:           f.d.Addr,
-			ORcpt:          f.d.ORcpt,
-			Action:         action,
-			Status:         f.status,
-			RemoteMTA:      f.remote,
-			Diagnostic:     f.diag,
-			LastAttempt:    time.Now(),
+			Addr:        f.d.Addr,
+			ORcpt:       f.d.ORcpt,
+			Action:      action,
+			Status:      f.status,
+			RemoteMTA:   f.remote,
+			Diagnostic:  f.diag,
+			LastAttempt: time.Now(),
 		}
 		if delayed {
 			r.WillRetryUntil = env.Arrival.Add(g.Config().Queue.Lifetime.D())
