@@ -149,7 +149,12 @@ func newHarness(t testing.TB, smtpExtra string, opts Options) *harness {
 // newHarnessSync is newHarness with a choice of spool sync policy.
 func newHarnessSync(t testing.TB, smtpExtra string, opts Options, policy spool.SyncPolicy) *harness {
 	t.Helper()
-	dir := t.TempDir()
+	return newHarnessIn(t, t.TempDir(), smtpExtra, opts, policy)
+}
+
+// newHarnessIn is newHarness with the state directory given.
+func newHarnessIn(t testing.TB, dir, smtpExtra string, opts Options, policy spool.SyncPolicy) *harness {
+	t.Helper()
 	cfg := testConfig(t, dir, smtpExtra)
 	h := &harness{t: t, cfg: cfg, logs: &logBuffer{}}
 	logger := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
