@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -223,6 +224,12 @@ func (g *Gateway) seal(env *spool.Envelope, data []byte, domain string, m certst
 	if err != nil {
 		return spool.Version{}, err
 	}
+	// Our Received field (the receiver put it first) also stands on the
+	// outer message: every copy that leaves carries our trace.
+	if _, err := vw.Write(traceField(data)); err != nil {
+		vw.Abort()
+		return spool.Version{}, err
+	}
 	if err := smime.Seal(vw, buf, opts); err != nil {
 		vw.Abort()
 		return spool.Version{}, fmt.Errorf("sealing for %s: %w", domain, err)
@@ -333,4 +340,23 @@ func fingerprint(c *x509.Certificate) string {
 	}
 	sum := sha256.Sum256(c.Raw)
 	return hex.EncodeToString(sum[:])
+}
+
+// traceField returns the first header field of msg if it is a Received
+// field (with its continuation lines), else nothing.
+func traceField(msg []byte) []byte {
+	if !bytes.HasPrefix(msg, []byte("Received:")) {
+		return nil
+	}
+	end := 0
+	for {
+		i := bytes.Index(msg[end:], []byte("\r\n"))
+		if i < 0 {
+			return nil
+		}
+		end += i + 2
+		if end >= len(msg) || (msg[end] != ' ' && msg[end] != '\t') {
+			return msg[:end]
+		}
+	}
 }

@@ -45,6 +45,9 @@ func TestOutboundSealedThenOpenedByPartner(t *testing.T) {
 	if strings.Contains(strings.ToLower(h), "bcc") || strings.Contains(h, "dave@") {
 		t.Errorf("Bcc leaked into the outer header:\n%s", h)
 	}
+	if !strings.HasPrefix(h, "Received: ") || !strings.Contains(h, "by gw.example.org") {
+		t.Errorf("the sealed copy carries no Received trace field of ours:\n%s", h)
+	}
 	if crossed.From != "alice@example.org" || len(crossed.To) != 2 {
 		t.Errorf("envelope changed: from %q to %v", crossed.From, crossed.To)
 	}
