@@ -25,10 +25,12 @@ func randomBytes(n int) []byte {
 
 // Encrypt writes a DER ContentInfo to w: AuthEnvelopedData (RFC 5083) for
 // AES-GCM, EnvelopedData (RFC 5652 section 6) for AES-CBC, encrypted to
-// every recipient. content is encrypted IN PLACE: afterwards it holds
-// ciphertext (for CBC, all but the last partial block) and must be treated
-// as garbage. For GCM, cap(content) >= len(content)+16 avoids any copy of
-// the message; see the package documentation for the memory cost.
+// every recipient. content is encrypted IN PLACE and must be treated as
+// garbage afterwards. For GCM, cap(content) >= len(content)+16 avoids any
+// copy of the message (with less capacity, cipher.AEAD.Seal encrypts into
+// a new buffer and content keeps its plaintext); see the package
+// documentation for the memory cost. Nothing is written to w unless every
+// recipient could be processed.
 func Encrypt(w io.Writer, content []byte, recipients []Recipient, opts EncryptOptions) error {
 	alg, err := opts.Cipher.alg()
 	if err != nil {

@@ -225,3 +225,28 @@ func runQuiet(env []string, name string, args ...string) error {
 	cmd.Env = append(os.Environ(), env...)
 	return cmd.Run()
 }
+
+// TestOpenSSLManyRecipients: a message openssl encrypts to an RSA and an EC
+// certificate opens with either key, and tells a gateway holding neither
+// that it is not for us, naming the recipients.
+func TestOpenSSLManyRecipients(t *testing.T) {
+	requireTool(t, "openssl")
+	dir := t.TempDir()
+	in := filepath.Join(dir, "plain")
+	plain := []byte("to two domains at once\r\n")
+	if err := os.WriteFile(in, plain, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	der := runTool(t, nil, "openssl", "cms", "-encrypt", "-binary", "-outform", "DER", "-in", in, "-aes-128-gcm",
+		fixturePath("rsa-other", ".crt"), fixturePath("p384", ".crt"))
+	for _, k := range []string{"rsa-other", "p384"} {
+		got, info, err := Decrypt(bytes.Clone(der), []KeyPair{fixture(t, k)}, DecryptOptions{})
+		if err != nil || !bytes.Equal(got, plain) || info.Cert != fixture(t, k).Cert {
+			t.Fatalf("%s: %q, %+v, %v", k, got, info, err)
+		}
+	}
+	_, _, err := Decrypt(bytes.Clone(der), []KeyPair{fixture(t, "rsa"), fixture(t, "p256")}, DecryptOptions{})
+	if !errors.Is(err, ErrNotForUs) || !strings.Contains(err.Error(), "cms test rsa-other") || !strings.Contains(err.Error(), "cms test p384") {
+		t.Fatalf("not for us: %v", err)
+	}
+}
