@@ -205,7 +205,11 @@ func TestEncryptRefuses(t *testing.T) {
 	oneLineError(t, smimegate(t, dir, nil, "encrypt", "-to", "example.net"), 1, "standard input is empty")
 	big := []byte(cryptMsg + strings.Repeat("x", 5000))
 	oneLineError(t, smimegate(t, dir, big, "encrypt", "-to", "example.net"), 1, "larger than smtp.max_message_bytes")
-	oneLineError(t, smimegate(t, dir, []byte(" bad\r\n\r\n"), "encrypt", "-to", "example.net"), 1, "malformed header")
+	// An unknown flag: the usage text, and exit status 2.
+	if r := smimegate(t, dir, []byte(cryptMsg), "encrypt", "-to", "example.net", "-cipher", "des"); r.code != 2 || len(r.stdout) != 0 ||
+		!bytes.Contains(r.stderr, []byte("usage: smimegate encrypt")) {
+		t.Errorf("unknown flag: exit %d, %s", r.code, r.stderr)
+	}
 
 	// An expired partner certificate is never used.
 	exp := gatewayDir(t, "")

@@ -72,6 +72,79 @@ func readHeader(header []byte) (textproto.Header, error) {
 	return h, nil
 }
 
+// readOuterHeader parses the header of a message whose fields are only
+// looked at, never judged: the original message that Seal encrypts whole,
+// and the outer header of a message Open inspects. Lines that are not header
+// fields (an mbox "From " line, junk without a colon, a folded first line)
+// are left out, so that one bad line neither stops encryption nor hides an
+// encrypted message's Content-Type. Left-out lines are never copied outside;
+// in Seal they still travel inside the ciphertext with the rest.
+func readOuterHeader(header []byte) (h textproto.Header, skipped int) {
+	h, err := readHeader(header)
+	if err == nil {
+		return h, 0
+	}
+	var clean bytes.Buffer
+	clean.Grow(len(header))
+	for _, f := range rawHeaderFields(header) {
+		if validFieldName(f) {
+			clean.Write(f)
+			if f[len(f)-1] != '\n' {
+				clean.WriteString("\r\n")
+			}
+		} else {
+			skipped++
+		}
+	}
+	clean.WriteString("\r\n")
+	h, _ = readHeader(clean.Bytes())
+	return h, skipped
+}
+
+// rawHeaderFields splits a header section into fields, each with its
+// continuation lines (RFC 5322 section 2.2.3), line ends included, and
+// without the blank line that ends the section.
+func rawHeaderFields(header []byte) [][]byte {
+	var fields [][]byte
+	start, i := -1, 0
+	for i < len(header) {
+		end := len(header)
+		if j := bytes.IndexByte(header[i:], '\n'); j >= 0 {
+			end = i + j + 1
+		}
+		line := header[i:end]
+		if len(bytes.TrimRight(line, "\r\n")) == 0 {
+			break
+		}
+		if start < 0 || (line[0] != ' ' && line[0] != '\t') {
+			if start >= 0 {
+				fields = append(fields, header[start:i])
+			}
+			start = i
+		}
+		i = end
+	}
+	if start >= 0 {
+		fields = append(fields, header[start:i])
+	}
+	return fields
+}
+
+// validFieldName tells whether a raw field starts with a field name and a
+// colon (RFC 5322 section 3.6.8: printable US-ASCII except colon).
+func validFieldName(f []byte) bool {
+	colon := bytes.IndexByte(f, ':')
+	if colon <= 0 || f[0] == ' ' || f[0] == '\t' {
+		return false
+	}
+	for _, c := range bytes.TrimRight(f[:colon], " \t") {
+		if c < 33 || c > 126 {
+			return false
+		}
+	}
+	return true
+}
+
 // writeOuterFields writes the fields of h that outerFields lets stand
 // outside, in their original order and with their original bytes.
 func writeOuterFields(b *bytes.Buffer, h textproto.Header, protectSubject bool) error {

@@ -106,3 +106,33 @@ func TestOuterFieldsListHasReasons(t *testing.T) {
 		}
 	}
 }
+
+func TestReadOuterHeaderTolerant(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, header string
+		skipped      int
+		want         map[string]string
+	}{
+		{"clean", "From: a@example.org\r\nTo: b@example.net\r\n\r\n", 0, map[string]string{"From": "a@example.org", "To": "b@example.net"}},
+		{"mbox From line", "From alice@example.org Sat Nov 28 10:00:00 2026\nFrom: a@example.org\nContent-Type: application/pkcs7-mime\n\n", 1,
+			map[string]string{"From": "a@example.org", "Content-Type": "application/pkcs7-mime"}},
+		{"folded first line", " junk\r\nTo: b@example.net\r\n\r\n", 1, map[string]string{"To": "b@example.net"}},
+		{"line without colon", "From: a@example.org\r\nthis is not a field\r\nSubject: s\r\n  folded\r\n\r\n", 1,
+			map[string]string{"From": "a@example.org", "Subject": "s folded"}},
+		{"no final line end", "From: a@example.org\r\nbad line\r\nTo: b@example.net", 1, map[string]string{"From": "a@example.org", "To": "b@example.net"}},
+	} {
+		h, skipped := readOuterHeader([]byte(tc.header))
+		if skipped != tc.skipped {
+			t.Errorf("%s: skipped %d, want %d", tc.name, skipped, tc.skipped)
+		}
+		if h.Len() != len(tc.want) {
+			t.Errorf("%s: %d fields, want %d", tc.name, h.Len(), len(tc.want))
+		}
+		for k, v := range tc.want {
+			if got := h.Get(k); got != v {
+				t.Errorf("%s: %s = %q, want %q", tc.name, k, got, v)
+			}
+		}
+	}
+}

@@ -84,10 +84,7 @@ type OpenResult struct {
 // refused with ErrTooLarge.
 func Open(msg []byte, keys []cms.KeyPair, opts OpenOptions) OpenResult {
 	header, body := splitHeader(msg)
-	// A header that does not parse to the end still yields the fields
-	// before the fault; if those do not say S/MIME, the message is relayed
-	// as it came, like any other message we cannot interpret.
-	h, _ := readHeader(header)
+	h, _ := readOuterHeader(header)
 	f, ok := detect(h)
 	if !ok {
 		return OpenResult{Outcome: NotEncrypted}

@@ -131,6 +131,8 @@ func TestOpenMangled(t *testing.T) {
 		"no cte, base64":   from + "Content-Type: application/pkcs7-mime\r\n\r\n" + b64,
 		"lf, octet-stream": lf(from + "Content-Type: application/octet-stream; name=SMIME.P7M\r\nContent-Transfer-Encoding: Base64\r\n\r\n" + b64),
 		"header mangled":   string(hdr[:len(hdr)-2]) + "X-Junk: \xff\xfe\r\n\r\n" + b64,
+		"mbox From line":   "From alice@example.org Sat Nov 28 10:00:00 2026\n" + lf(string(out)),
+		"junk line":        "no colon here\r\n" + string(out),
 	} {
 		r := Open([]byte(m), []cms.KeyPair{rsa}, OpenOptions{})
 		if r.Outcome != Opened || string(r.Message) != msg {

@@ -42,10 +42,7 @@ func Seal(w io.Writer, msg []byte, opts SealOptions) error {
 		return errors.New("smime: seal: no recipient certificate")
 	}
 	header, _ := splitHeader(msg)
-	h, err := readHeader(header)
-	if err != nil {
-		return fmt.Errorf("smime: seal: the message to encrypt has a malformed %w", err)
-	}
+	h, _ := readOuterHeader(header)
 	var outer bytes.Buffer
 	if err := writeOuterFields(&outer, h, opts.ProtectSubject); err != nil {
 		return fmt.Errorf("smime: seal: %w", err)

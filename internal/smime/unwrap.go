@@ -22,29 +22,29 @@ import (
 // plaintext.
 func unwrap(pt []byte, outer textproto.Header) ([]byte, error) {
 	ph, body := splitHeader(pt)
-	h, err := readHeader(ph)
-	if err == nil {
-		mt, _ := mediaType(h.Get("Content-Type"))
-		if mt == "message/rfc822" {
-			// RFC 2046 section 5.2.1 allows only 7bit, 8bit and binary here,
-			// but an encoded one is decoded rather than refused.
-			cte := strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding")))
-			switch cte {
-			case "", "7bit", "8bit", "binary":
-				return body, nil
-			case "base64", "quoted-printable":
-				inner, err := decodeBody(body, cte)
-				if err != nil {
-					return nil, fmt.Errorf("encrypted message/rfc822 entity: %w", err)
-				}
-				return inner, nil
-			default:
-				return nil, fmt.Errorf("encrypted message/rfc822 entity: unsupported Content-Transfer-Encoding %q", cte)
+	// Tolerant, so that a whole message with one junk line in its header
+	// (an mbox "From " line) is still recognised by its From field.
+	h, _ := readOuterHeader(ph)
+	mt, _ := mediaType(h.Get("Content-Type"))
+	if mt == "message/rfc822" {
+		// RFC 2046 section 5.2.1 allows only 7bit, 8bit and binary here,
+		// but an encoded one is decoded rather than refused.
+		cte := strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding")))
+		switch cte {
+		case "", "7bit", "8bit", "binary":
+			return body, nil
+		case "base64", "quoted-printable":
+			inner, err := decodeBody(body, cte)
+			if err != nil {
+				return nil, fmt.Errorf("encrypted message/rfc822 entity: %w", err)
 			}
+			return inner, nil
+		default:
+			return nil, fmt.Errorf("encrypted message/rfc822 entity: unsupported Content-Transfer-Encoding %q", cte)
 		}
-		if h.Has("From") || h.Has("Sender") {
-			return pt, nil
-		}
+	}
+	if h.Has("From") || h.Has("Sender") {
+		return pt, nil
 	}
 	// An entity. If its header does not even parse, the plaintext is taken
 	// as the body of an entity without header fields (RFC 2045 section 5.2
@@ -69,7 +69,7 @@ func unwrap(pt []byte, outer textproto.Header) ([]byte, error) {
 		}
 		b.Write(raw)
 	}
-	if err != nil {
+	if _, err := readHeader(ph); err != nil {
 		b.WriteString(nl)
 	}
 	b.Write(pt)
