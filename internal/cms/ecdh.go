@@ -36,9 +36,9 @@ var kdfSchemes = []kdfScheme{
 	{oidECDHHKDFSHA512, crypto.SHA512, true, "hkdf-sha512"},
 }
 
-func (s kdfScheme) derive(z, sharedInfo []byte, n int) ([]byte, error) {
+func (s kdfScheme) derive(z, ukm, sharedInfo []byte, n int) ([]byte, error) {
 	if s.hkdf {
-		return hkdfKDF(s.hash, z, sharedInfo, n)
+		return hkdfKDF(s.hash, z, ukm, sharedInfo, n)
 	}
 	return x963KDF(s.hash, z, sharedInfo, n), nil
 }
@@ -103,7 +103,7 @@ func addKeyAgreeRecipient(b *cryptobyte.Builder, r Recipient, pub *ecdh.PublicKe
 	if err != nil {
 		return fmt.Errorf("cms: key agreement with %q: %w", r.Cert.Subject, err)
 	}
-	kek, err := scheme.derive(z, eccSharedInfo(wrapAlg, nil, kekLen), kekLen)
+	kek, err := scheme.derive(z, nil, eccSharedInfo(wrapAlg, nil, kekLen), kekLen)
 	clear(z)
 	if err != nil {
 		return fmt.Errorf("cms: key derivation for %q: %w", r.Cert.Subject, err)
@@ -396,7 +396,7 @@ func (ka *keyAgreeInfo) unwrap(priv *ecdh.PrivateKey, ref keyRef, keyLen int) []
 	if err != nil {
 		return cek
 	}
-	kek, err := ka.scheme.derive(z, eccSharedInfo(ka.wrapDER, ka.ukm, ka.kekLen), ka.kekLen)
+	kek, err := ka.scheme.derive(z, ka.ukm, eccSharedInfo(ka.wrapDER, ka.ukm, ka.kekLen), ka.kekLen)
 	clear(z)
 	if err != nil {
 		return cek

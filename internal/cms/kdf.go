@@ -50,8 +50,8 @@ func x963KDF(h crypto.Hash, z, sharedInfo []byte, n int) []byte {
 }
 
 // hkdfKDF is the key derivation of RFC 8418 section 2.2: HKDF with the
-// shared secret as input keying material, no salt, and the DER
-// ECC-CMS-SharedInfo as info.
-func hkdfKDF(h crypto.Hash, z, sharedInfo []byte, n int) ([]byte, error) {
-	return hkdf.Key(h.New, z, nil, string(sharedInfo), n)
+// shared secret as input keying material, the ukm (when the sender gave
+// one) as salt, and the DER ECC-CMS-SharedInfo as info.
+func hkdfKDF(h crypto.Hash, z, ukm, sharedInfo []byte, n int) ([]byte, error) {
+	return hkdf.Key(h.New, z, ukm, string(sharedInfo), n)
 }
