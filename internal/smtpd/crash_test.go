@@ -195,6 +195,8 @@ func TestCrashKill9(t *testing.T) {
 		}
 		n := len(all)
 		mu.Unlock()
+		// Release the lock so that the next receiver process recovers.
+		sp.Close()
 		corrupt, _ := os.ReadDir(filepath.Join(dir, "corrupt"))
 		for _, e := range corrupt {
 			for _, a := range all {

@@ -163,6 +163,7 @@ func newHarnessIn(t testing.TB, dir, smtpExtra string, opts Options, policy spoo
 		t.Fatal(err)
 	}
 	h.sp = sp
+	t.Cleanup(func() { sp.Close() })
 	if opts.Logger == nil {
 		opts.Logger = logger
 	}

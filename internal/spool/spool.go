@@ -12,6 +12,7 @@
 //	quarantine/          the same files for quarantined messages
 //	corrupt/             damaged files found at start-up, kept for the operator
 //	tmp/                 files being written; emptied at start-up
+//	spool.lock           held (flock) by the process that recovered the spool
 package spool
 
 import (
@@ -91,6 +92,10 @@ type Spool struct {
 	policy     SyncPolicy
 	queueSync  *syncGroup
 
+	// lock holds an exclusive flock on state_dir/spool.lock while this
+	// Spool is open; nil if another process held it at Open.
+	lock *os.File
+
 	mu sync.Mutex
 	// pending holds, per message, the versions committed with
 	// VersionWriter.Commit that no envelope references yet: Update makes
@@ -140,10 +145,50 @@ func OpenWith(dir string, opts Options) (*Spool, error) {
 	default:
 		s.queueSync = newSyncGroup(func() error { return syncDir(s.queueDir) })
 	}
+	lock, err := lockSpool(dir)
+	if err != nil {
+		return nil, err
+	}
+	if lock == nil {
+		// Recovery removes files that a live gateway may be in the middle of
+		// committing; a second opener (a queue command) must not run it.
+		logger.Info("spool: another process has the spool open; recovery skipped", "dir", dir)
+		return s, nil
+	}
+	s.lock = lock
 	if err := s.recover(); err != nil {
+		lock.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// lockSpool takes the spool's lock, or returns nil if another open file
+// (another process, or another Spool in this one) holds it.
+func lockSpool(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "spool.lock"), os.O_RDWR|os.O_CREATE, fileMode)
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("spool: locking %s: %w", f.Name(), err)
+	}
+	return f, nil
+}
+
+// Close releases the spool's lock, so that the next Open recovers. The
+// Spool must not be used afterwards.
+func (s *Spool) Close() error {
+	if s.lock == nil {
+		return nil
+	}
+	err := s.lock.Close()
+	s.lock = nil
+	return err
 }
 
 // Dir returns the state directory the spool lives in.

@@ -40,6 +40,7 @@ func openTest(t testing.TB, dir string) (*Spool, *logBuffer) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { s.Close() })
 	return s, &lb
 }
 
@@ -323,6 +324,7 @@ func TestRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	s.Close()
 	s2, logs := openTest(t, dir)
 	wantQueue := []string{envName(good.ID), dataName(good.ID, ""), envName(routed.ID), dataName(routed.ID, vname)}
 	sort.Strings(wantQueue)
@@ -376,6 +378,7 @@ func TestRecoveryFinishesMoves(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	s.Close()
 	s2, _ := openTest(t, dir)
 	if got, err := s2.LoadQuarantined(toQuar.ID); err != nil || got.Reason != "cannot open" {
 		t.Fatalf("interrupted quarantine not finished: %+v, %v", got, err)
@@ -417,5 +420,36 @@ func TestGroupedSync(t *testing.T) {
 	list, _ := s.List()
 	if len(list) != n {
 		t.Fatalf("%d messages queued, want %d", len(list), n)
+	}
+}
+
+// TestSecondOpenDoesNotRecover: a queue command that opens the spool of a
+// running gateway must not "recover" the files the gateway is writing.
+func TestSecondOpenDoesNotRecover(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s, _ := openTest(t, dir)
+	in, err := s.NewMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Write([]byte("being received"))
+	s2, logs := openTest(t, dir)
+	if !strings.Contains(logs.String(), "recovery skipped") {
+		t.Errorf("second Open did not say it skipped recovery:\n%s", logs)
+	}
+	if err := in.Commit(&Envelope{Sender: "a@example.net"}); err != nil {
+		t.Fatalf("the second Open broke a commit in progress: %v", err)
+	}
+	if list, _ := s2.List(); len(list) != 1 {
+		t.Fatalf("second opener sees %d messages", len(list))
+	}
+	// Once the first closes, the next Open recovers again.
+	s.Close()
+	s2.Close()
+	os.WriteFile(filepath.Join(dir, "tmp", "left.msg"), []byte("x"), 0o600)
+	openTest(t, dir)
+	if n := len(files(t, filepath.Join(dir, "tmp"))); n != 0 {
+		t.Errorf("recovery did not run after the lock was released")
 	}
 }
