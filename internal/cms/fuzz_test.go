@@ -75,6 +75,9 @@ func FuzzDecrypt(f *testing.F) {
 			f.Add(berify(f, der, 5))
 		}
 	}
+	for _, s := range samples {
+		f.Add(readSample(f, s.file))
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		// Decrypt works in place; the fuzzer's input must stay intact.
 		pt, info, err := Decrypt(bytes.Clone(b), keys, DecryptOptions{Allow3DES: true, MaxSize: 1 << 20})
