@@ -164,3 +164,41 @@ func TestOpenGPGSM(t *testing.T) {
 		}
 	}
 }
+
+// TestSealSignedMessage: an S/MIME-signed message (multipart/signed, made by
+// openssl) is sealed and opened, and its signature still verifies with
+// `openssl smime -verify`: the gateway encapsulates it whole.
+func TestSealSignedMessage(t *testing.T) {
+	t.Parallel()
+	rsa := loadPair(t, "rsa")
+	entity := "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nUnterschrieben,  mit   Leerzeichen.\r\n"
+	signed := runTool(t, nil, []byte(entity), "openssl", "smime", "-sign", "-signer", fixture("rsa.crt"), "-inkey", fixture("rsa.key"),
+		"-from", "alice@example.org", "-to", "bob@example.net", "-subject", "signed")
+	verify := func(name string, m []byte) {
+		t.Helper()
+		f := filepath.Join(t.TempDir(), "m.eml")
+		if err := os.WriteFile(f, m, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("openssl", "smime", "-verify", "-noverify", "-in", f)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("%s: openssl smime -verify: %v\n%s", name, err, out)
+		}
+	}
+	verify("before", signed)
+	// The check is real: a changed body fails it.
+	broken := bytes.Replace(signed, []byte("Unterschrieben"), []byte("Unterschrieben!"), 1)
+	f := filepath.Join(t.TempDir(), "broken.eml")
+	if err := os.WriteFile(f, broken, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec.Command("openssl", "smime", "-verify", "-noverify", "-in", f).Run(); err == nil {
+		t.Fatal("a changed signed message still verifies")
+	}
+	out := sealed(t, signed, SealOptions{Recipients: []cms.Recipient{{Cert: rsa.Cert}}, Cipher: cms.AES256GCM})
+	r := Open(out, []cms.KeyPair{rsa}, OpenOptions{})
+	if r.Outcome != Opened || !bytes.Equal(r.Message, signed) {
+		t.Fatalf("%v, %v", r.Outcome, r.Err)
+	}
+	verify("after", r.Message)
+}
