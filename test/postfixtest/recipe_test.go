@@ -3,7 +3,6 @@ package postfixtest
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -12,99 +11,38 @@ import (
 	"smimegate/internal/config"
 )
 
-// The recipes in docs/postfix.md are run here as written, with two changes
-// a throwaway instance needs: every port becomes a free loopback port, and
-// chroot is off (a chroot jail needs files copied into the queue directory).
-// A second Postfix, relaying everything, stands in for smimegate; the
-// end-to-end test with smimegate itself uses the same recipe.
+// The recipes of docs/postfix.md, run as written. A second Postfix,
+// relaying everything, or smtp-sink stands in for smimegate here; the
+// end-to-end test with smimegate itself uses the same recipes.
 
 const recipeDoc = "../../docs/postfix.md"
 
-// recipeSection returns the part of docs/postfix.md from the heading that
-// starts with title to the next heading of the same level.
-func recipeSection(t *testing.T, title string) string {
+// checkTOML parses a recipe's smimegate.toml with the real configuration
+// code.
+func checkTOML(t *testing.T, r *Recipe) {
 	t.Helper()
-	b, err := os.ReadFile(recipeDoc)
-	if err != nil {
-		t.Fatal(err)
+	if _, err := config.Parse("docs/postfix.md", []byte(r.TOML)); err != nil {
+		t.Errorf("the smimegate.toml of the recipe does not validate: %v\n%s", err, r.TOML)
 	}
-	doc := string(b)
-	i := strings.Index(doc, "\n## "+title)
-	if i < 0 {
-		t.Fatalf("%s has no section %q", recipeDoc, title)
-	}
-	sec := doc[i+1:]
-	if j := strings.Index(sec[3:], "\n## "); j >= 0 {
-		sec = sec[:j+3]
-	}
-	return sec
 }
 
-// codeBlock returns the first fenced block after the heading in sec.
-func codeBlock(t *testing.T, sec, heading string) string {
-	t.Helper()
-	i := strings.Index(sec, "\n"+heading)
-	if i < 0 {
-		t.Fatalf("recipe section has no heading %q", heading)
+func TestReadRecipe(t *testing.T) {
+	t.Parallel()
+	cf := MustReadRecipe(t, recipeDoc, ContentFilterSection)
+	if cf.MainCF["receive_override_options"] != "no_address_mappings" || !strings.Contains(cf.MasterCF, "-o content_filter=\n") || cf.Transport != "" {
+		t.Errorf("content filter recipe read wrongly: %+v", cf)
 	}
-	rest := sec[i:]
-	start := strings.Index(rest, "```")
-	if start < 0 {
-		t.Fatalf("no code block after %q", heading)
+	rh := MustReadRecipe(t, recipeDoc, RelayhostSection)
+	if rh.MasterCF != "" || !strings.Contains(rh.Transport, "example.org") || !strings.Contains(rh.TOML, `outbound = "mx"`) {
+		t.Errorf("relayhost recipe read wrongly: %+v", rh)
 	}
-	rest = rest[start:]
-	nl := strings.IndexByte(rest, '\n')
-	end := strings.Index(rest[nl:], "\n```")
-	if nl < 0 || end < 0 {
-		t.Fatalf("unterminated code block after %q", heading)
+	opts, err := rh.Relayhost(4242)
+	if err != nil || opts.MainCF["relayhost"] != "[127.0.0.1]:4242" ||
+		opts.MainCF["transport_maps"] != "inline:{ example.org=smtp:[127.0.0.1]:4242, .example.org=smtp:[127.0.0.1]:4242 }" {
+		t.Errorf("Relayhost(4242) = %+v, %v", opts, err)
 	}
-	return rest[nl+1 : nl+end+1]
-}
-
-// mainCF reads "name = value" lines, skipping comments.
-func mainCF(t *testing.T, text string) map[string]string {
-	t.Helper()
-	m := map[string]string{}
-	for line := range strings.SplitSeq(text, "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			t.Fatalf("main.cf line %q has no =", line)
-		}
-		m[strings.TrimSpace(k)] = strings.TrimSpace(v)
-	}
-	return m
-}
-
-// chrootOff sets the chroot column (the fifth) of every master.cf entry to
-// n, and gives the stock "smtp inet" service the harness's main port.
-func chrootOff(text string) string {
-	var b strings.Builder
-	for line := range strings.SplitSeq(text, "\n") {
-		if line != "" && line[0] != ' ' && line[0] != '\t' && line[0] != '#' {
-			f := strings.Fields(line)
-			if len(f) >= 8 {
-				f[4] = "n"
-				if f[0] == "smtp" && f[1] == "inet" {
-					f[0] = `127.0.0.1:{{port "smtpd"}}`
-				}
-				line = strings.Join(f, " ")
-			}
-		}
-		b.WriteString(line + "\n")
-	}
-	return b.String()
-}
-
-// checkTOML parses a smimegate.toml block with the real configuration code.
-func checkTOML(t *testing.T, sec string) {
-	t.Helper()
-	src := codeBlock(t, sec, "### smimegate.toml")
-	if _, err := config.Parse("docs/postfix.md", []byte(src)); err != nil {
-		t.Errorf("the smimegate.toml of the recipe does not validate: %v\n%s", err, src)
+	if _, err := ReadRecipe(recipeDoc, "9. no such section"); err == nil {
+		t.Error("ReadRecipe found a section that does not exist")
 	}
 }
 
@@ -114,22 +52,18 @@ func checkTOML(t *testing.T, sec string) {
 // (a smtp-sink), once through each stage.
 func TestContentFilterRecipe(t *testing.T) {
 	t.Parallel()
-	sec := recipeSection(t, "1. After-queue content filter")
-	checkTOML(t, sec)
-	main := mainCF(t, codeBlock(t, sec, "### main.cf"))
-	master := codeBlock(t, sec, "### master.cf")
-	if !strings.Contains(main["content_filter"], "[127.0.0.1]:2525") || !strings.Contains(master, "127.0.0.1:10026 inet") {
-		t.Fatalf("the recipe no longer uses ports 2525 and 10026; update this test: %v\n%s", main, master)
-	}
-	master = strings.ReplaceAll(chrootOff(master), "127.0.0.1:10026", `127.0.0.1:{{port "reinject"}}`)
-
+	r := MustReadRecipe(t, recipeDoc, ContentFilterSection)
+	checkTOML(t, r)
 	internet := StartSink(t, SinkOptions{})
 	// The stand-in for smimegate relays everything back to the recipe's
 	// re-injection port, which is known only once the recipe runs.
 	gateway := Start(t, Options{})
-	main["content_filter"] = strings.ReplaceAll(main["content_filter"], "[127.0.0.1]:2525", "[127.0.0.1]:"+strconv.Itoa(gateway.Port))
-	main["relayhost"] = "[127.0.0.1]:" + strconv.Itoa(internet.Port)
-	pf := Start(t, Options{MainCF: main, MasterCF: master})
+	opts, err := r.ContentFilter(gateway.Port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.MainCF["relayhost"] = "[127.0.0.1]:" + strconv.Itoa(internet.Port)
+	pf := Start(t, opts)
 	gateway.Set(t, map[string]string{"relayhost": "[127.0.0.1]:" + strconv.Itoa(pf.Ports["reinject"])})
 
 	runTool(t, "swaks", "--server", pf.Addr, "--from", "alice@example.org", "--to", "bob@example.net",
@@ -152,17 +86,17 @@ func TestContentFilterRecipe(t *testing.T) {
 // nothing reaches the Internet: the filter is the only way out.
 func TestContentFilterRecipeDefersWhileGatewayDown(t *testing.T) {
 	t.Parallel()
-	sec := recipeSection(t, "1. After-queue content filter")
-	main := mainCF(t, codeBlock(t, sec, "### main.cf"))
-	master := strings.ReplaceAll(chrootOff(codeBlock(t, sec, "### master.cf")), "127.0.0.1:10026", `127.0.0.1:{{port "reinject"}}`)
 	internet := StartSink(t, SinkOptions{})
 	down, err := freePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	main["content_filter"] = strings.ReplaceAll(main["content_filter"], "[127.0.0.1]:2525", "[127.0.0.1]:"+strconv.Itoa(down))
-	main["relayhost"] = "[127.0.0.1]:" + strconv.Itoa(internet.Port)
-	pf := Start(t, Options{MainCF: main, MasterCF: master})
+	opts, err := MustReadRecipe(t, recipeDoc, ContentFilterSection).ContentFilter(down)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.MainCF["relayhost"] = "[127.0.0.1]:" + strconv.Itoa(internet.Port)
+	pf := Start(t, opts)
 
 	runTool(t, "swaks", "--server", pf.Addr, "--from", "alice@example.org", "--to", "bob@example.net", "--body", "must wait")
 	pf.WaitLog(t, regexp.MustCompile(`postfix/smimegate/smtp\[\d+\]: .*to=<bob@example\.net>.*status=deferred`), deliveryTimeout)
@@ -181,30 +115,18 @@ func TestContentFilterRecipeDefersWhileGatewayDown(t *testing.T) {
 // test sees which route each message took.
 func TestRelayhostRecipe(t *testing.T) {
 	t.Parallel()
-	sec := recipeSection(t, "2. relayhost")
-	checkTOML(t, sec)
-	main := mainCF(t, codeBlock(t, sec, "### main.cf"))
-	transport := codeBlock(t, sec, "### /etc/postfix/transport")
-	if main["relayhost"] != "[127.0.0.1]:2525" || !strings.HasPrefix(main["transport_maps"], "hash:") {
-		t.Fatalf("the recipe changed; update this test: %v", main)
-	}
+	r := MustReadRecipe(t, recipeDoc, RelayhostSection)
+	checkTOML(t, r)
 	outbound := StartSink(t, SinkOptions{})
 	inbound := StartSink(t, SinkOptions{})
-	main["relayhost"] = "[127.0.0.1]:" + strconv.Itoa(outbound.Port)
-	// inline: is the transport file's table without postmap.
-	var entries []string
-	for line := range strings.SplitSeq(transport, "\n") {
-		f := strings.Fields(line)
-		if len(f) != 2 {
-			continue
-		}
-		entries = append(entries, f[0]+"="+strings.ReplaceAll(f[1], "[127.0.0.1]:2525", "[127.0.0.1]:"+strconv.Itoa(inbound.Port)))
+	opts, err := r.Relayhost(inbound.Port)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(entries) == 0 {
-		t.Fatalf("no entries in the transport block:\n%s", transport)
-	}
-	main["transport_maps"] = "inline:{ " + strings.Join(entries, ", ") + " }"
-	pf := Start(t, Options{MainCF: main})
+	// Outbound mail goes to its own sink, so that the test sees which
+	// route each message took.
+	opts.MainCF["relayhost"] = "[127.0.0.1]:" + strconv.Itoa(outbound.Port)
+	pf := Start(t, opts)
 
 	send := func(to string) {
 		runTool(t, "swaks", "--server", pf.Addr, "--from", "someone@example.net", "--to", to, "--body", "for "+to)
