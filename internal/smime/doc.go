@@ -10,12 +10,16 @@
 //
 // Memory: Seal holds the message once (encrypted in place by cms.Encrypt,
 // so the caller's buffer needs SealSpare bytes of spare capacity to avoid a
-// copy) plus a fixed-size buffer in front of the writer; the base64 text is
-// streamed. Open holds the sealed input, one decoded buffer of at most 3/4
-// of the input's size in which cms.Decrypt works in place, and, only when a
-// peer encrypted a body part rather than a whole message, one copy of the
-// plaintext joined to the outer header. AES-GCM cannot release plaintext
-// before the tag is checked, so opening is one-shot by nature: with the
-// default limit of DefaultMaxSize, Open needs at most about 1.75 times the
-// input plus one plaintext, and it refuses larger input before allocating.
+// copy) plus a few kilobytes of header and line buffer; the base64 text is
+// streamed to the writer. Open leaves its input untouched and allocates one
+// decoded buffer (3/4 of the input for base64, the input's size for a binary
+// body) in which cms.Decrypt works in place; the plaintext of a whole message
+// is handed back inside that buffer, and only a peer that encrypted a body
+// part alone costs one more copy, to join the outer header to it. AES-GCM
+// releases no plaintext before its tag is checked, so opening is one-shot by
+// nature: for a base64 message of N bytes Open needs the N bytes of input
+// plus 0.75 N (whole message) or 1.5 N (body part), and it refuses input
+// larger than OpenOptions.MaxSize (DefaultMaxSize, 64 MiB, if unset) before
+// allocating anything. TestSealMemoryBound and TestOpenMemoryBound check
+// these bounds.
 package smime

@@ -76,12 +76,12 @@ type OpenResult struct {
 // and opens it with one of keys. msg is never modified, so a message that
 // is not opened can be relayed or quarantined as it came.
 //
-// Memory: msg, one decoded buffer of at most 3/4 of msg (base64) or len(msg)
-// (binary) in which cms.Decrypt works in place, and for a peer that
-// encrypted only a body part, one copy of the plaintext with the outer header
-// joined to it. AES-GCM authenticates the whole content before releasing any
-// of it, so this cannot be streamed; larger input than opts.MaxSize is
-// refused with ErrTooLarge.
+// Memory (see the package comment): one decoded buffer of at most 3/4 of
+// msg for base64 or len(msg) for a binary body, in which cms.Decrypt works
+// in place, and for a peer that encrypted only a body part, one copy of the
+// plaintext with the outer header joined to it. AES-GCM authenticates the
+// whole content before releasing any of it, so this cannot be streamed;
+// input larger than opts.MaxSize is refused with ErrTooLarge.
 func Open(msg []byte, keys []cms.KeyPair, opts OpenOptions) OpenResult {
 	header, body := splitHeader(msg)
 	h, _ := readOuterHeader(header)
