@@ -211,13 +211,14 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "")
 }
 
-// makeRoot creates the temporary directory an instance or sink lives in.
-// It is world-searchable (0755) because Postfix's daemons, running as
-// postfix, must reach the queue inside it; t.TempDir's 0700 would shut them
-// out. The name is short because Postfix's UNIX sockets live below it and a
-// socket path is limited to 108 bytes.
+// makeRoot creates the temporary directory an instance or sink lives in,
+// directly in /tmp whatever TMPDIR says. It is world-searchable (0755)
+// because Postfix's daemons, running as postfix, must reach the queue inside
+// it; t.TempDir's 0700, or a private TMPDIR, would shut them out. The path is
+// short because Postfix's UNIX sockets live below it and a socket path is
+// limited to 108 bytes.
 func makeRoot(prefix string) (string, error) {
-	dir, err := os.MkdirTemp("", prefix)
+	dir, err := os.MkdirTemp("/tmp", prefix)
 	if err != nil {
 		return "", fmt.Errorf("temporary directory: %w", err)
 	}
