@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 )
@@ -22,6 +23,12 @@ func CanonicalDomain(d string) (string, error) {
 	d = strings.TrimSuffix(d, ".")
 	if d == "" {
 		return "", errors.New("empty domain")
+	}
+	// idna maps invalid UTF-8 to U+FFFD and encodes that as an A-label
+	// that names nothing ("0\xbc0" became "xn--00-gg4n"; found by
+	// FuzzCanonicalDomain), so such input is refused first.
+	if !utf8.ValidString(d) {
+		return "", fmt.Errorf("domain %q is not valid UTF-8", d)
 	}
 	a, err := idna.Lookup.ToASCII(d)
 	if err != nil {
