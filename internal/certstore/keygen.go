@@ -58,15 +58,19 @@ type Generated struct {
 	CSRPEM  []byte // PKCS#10 (RFC 2986)
 }
 
-// oidExtKeyUsage and oidKeyUsage name the extensions requested in the CSR.
+// The extensions requested in the CSR (RFC 5280 section 4.2.1).
 var (
-	oidExtKeyUsage          = asn1.ObjectIdentifier{2, 5, 29, 37}
-	oidKeyUsage             = asn1.ObjectIdentifier{2, 5, 29, 15}
-	oidEmailProtection      = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 3, 4}
-	oidBasicConstraints     = asn1.ObjectIdentifier{2, 5, 29, 19}
-	errGenerateNoDomain     = errors.New("at least one domain is needed")
-	errGenerateBadValidity  = fmt.Errorf("validity must be 1 to %d days", maxValidityDays)
-	errGenerateUnknownKeyTy = fmt.Errorf("key type must be one of %v", KeyTypes)
+	oidExtKeyUsage      = asn1.ObjectIdentifier{2, 5, 29, 37}
+	oidKeyUsage         = asn1.ObjectIdentifier{2, 5, 29, 15}
+	oidBasicConstraints = asn1.ObjectIdentifier{2, 5, 29, 19}
+	oidEmailProtection  = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 3, 4}
+)
+
+// Errors for keygen options that cannot be honoured.
+var (
+	errGenerateNoDomain    = errors.New("at least one domain is needed")
+	errGenerateBadValidity = fmt.Errorf("validity must be 1 to %d days", maxValidityDays)
+	errGenerateBadKeyType  = fmt.Errorf("key type must be one of %v", KeyTypes)
 )
 
 // Generate makes a domain key and a self-signed domain certificate that
@@ -191,7 +195,7 @@ func newKey(kind string) (crypto.Signer, x509.KeyUsage, error) {
 	case "p384":
 		curve = elliptic.P384()
 	default:
-		return nil, 0, errGenerateUnknownKeyTy
+		return nil, 0, errGenerateBadKeyType
 	}
 	k, err := ecdsa.GenerateKey(curve, rand.Reader)
 	return k, x509.KeyUsageKeyAgreement, err

@@ -21,9 +21,9 @@ type Match struct {
 //
 // The most specific domain that has any certificate decides, even when none
 // of its certificates is usable: then Domain is set and Certs is empty, and
-// the caller must not send in the clear (RFC 8162 section 7 and RFC 8550:
-// unusable certificates are never used, even if the message then cannot be
-// sent securely). Falling back to a parent's certificate would encrypt to a
+// the caller must not send in the clear (shared/spec/STANDARDS.md section 5,
+// after RFC 8162: unusable certificates are never used, even if the message
+// then cannot be sent securely). Falling back to a parent's certificate would encrypt to a
 // gateway that the sub-domain did not name.
 //
 // Validity is judged at the time of the call, so a certificate that expires
