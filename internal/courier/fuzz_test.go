@@ -75,7 +75,11 @@ func FuzzServerDialogue(f *testing.F) {
 	f.Add("220 mx\r\n", "250 mx\r\n", "250 ok\r\n", "250 ok\r\n", "250 no data\r\n", "")
 	f.Add("220 mx\r\n", "250-mx\r\n250 SIZE 10\r\n", "250 ok\r\n", "250 ok\r\n", "354 go\r\n", "250 ok\r\n")
 	f.Add("220 mx\r\n", "250 mx\r\n", "250 ok\r\n", "250 ok\r\n", "354 go\r\n", "999 what\r\n")
-	f.Fuzz(func(t *testing.T, greeting, ehlo, mail, rcpt, data, dot string) {
+	f.Fuzz(checkDialogue)
+}
+
+func checkDialogue(t *testing.T, greeting, ehlo, mail, rcpt, data, dot string) {
+	{
 		c := New(Config{TLS: TLSOpportunistic, CommandTimeout: 200 * time.Millisecond, IdleTimeout: time.Millisecond,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		defer c.Close()
@@ -103,19 +107,37 @@ func FuzzServerDialogue(f *testing.F) {
 				t.Fatalf("delivered with reply %q", r.Reply)
 			}
 		}
-	})
+	}
 }
 
 // scriptedServer answers each command with the scripted reply; a reply
 // without a final newline is followed by a hang-up, so that a truncated
-// reply cannot stall the test until the timeout.
+// reply cannot stall the test until the timeout. Replies are written by a
+// goroutine of their own: net.Pipe has no buffer, and a reply longer than
+// the client reads must not block the server from reading the client's
+// next command, as a TCP socket's buffers would not.
 func scriptedServer(c net.Conn, greeting string, replies map[string]string) {
-	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	send := func(s string) bool {
-		if _, err := io.WriteString(c, s); err != nil {
-			return false
+	out := make(chan string, 64)
+	go func() {
+		defer c.Close()
+		for s := range out {
+			// net.Pipe blocks even on an empty write until the other
+			// side reads; a TCP socket would not.
+			if s == "" {
+				return
+			}
+			if _, err := io.WriteString(c, s); err != nil {
+				return
+			}
+			if !strings.HasSuffix(s, "\n") {
+				return
+			}
 		}
+	}()
+	defer close(out)
+	send := func(s string) bool {
+		out <- s
 		return strings.HasSuffix(s, "\n")
 	}
 	if !send(greeting) {

@@ -56,6 +56,17 @@ func replyFailure(r reply) *failure {
 	return f
 }
 
+// soften turns a permanent failure into a deferral, with the status code
+// class to match, as Postfix does where a 5xx must not bounce mail (a
+// greeting that refuses service, a STARTTLS that TLS policy needed).
+func (f *failure) soften() *failure {
+	if f.status == Failed {
+		f.status = Deferred
+		f.enhanced = "4" + f.enhanced[1:]
+	}
+	return f
+}
+
 func localFailure(status Status, enhanced, format string, args ...any) *failure {
 	return &failure{status: status, enhanced: enhanced, text: sanitizeText(fmt.Sprintf(format, args...))}
 }
@@ -126,8 +137,8 @@ func (c *Courier) dialTarget(ctx context.Context, t target, mode, policy TLSMode
 	s.client, err = smtp.NewClient(wc, t.host)
 	if err != nil {
 		if r, ok := asReply(err); ok {
-			f := replyFailure(r)
-			f.status, f.nextHost = Deferred, true
+			f := replyFailure(r).soften()
+			f.nextHost = true
 			f.step = "greeting"
 			return fail(f)
 		}
@@ -163,8 +174,8 @@ func (c *Courier) dialTarget(ctx context.Context, t target, mode, policy TLSMode
 				// session in the clear; opportunistic TLS carries on there.
 				return s, nil
 			}
-			f := replyFailure(r)
-			f.status, f.nextHost = Deferred, true
+			f := replyFailure(r).soften()
+			f.nextHost = true
 			f.step = "STARTTLS, TLS " + policy.String()
 			return fail(f)
 		}
