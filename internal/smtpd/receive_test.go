@@ -204,7 +204,7 @@ func TestChecker(t *testing.T) {
 	if msg := c.expect(554); msg != "5.7.1 Mixed secured and unsecured recipients" {
 		t.Errorf("reply %q", msg)
 	}
-	if seen == nil || len(seen.Recipients) != 2 || seen.Size == 0 {
+	if seen == nil || len(seen.Recipients) != 2 || seen.Size == 0 || seen.ID == "" {
 		t.Errorf("checker saw %+v", seen)
 	}
 	c.cmd("MAIL FROM:<temp@example.net>", 250)

@@ -196,6 +196,7 @@ func (s *session) data() *smtp.SMTPError {
 	}
 
 	env := &spool.Envelope{
+		ID:         in.ID,
 		Sender:     s.from.Mailbox(),
 		Recipients: s.rcpts,
 		RET:        string(s.mailOpts.Return),
