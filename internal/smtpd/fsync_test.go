@@ -1,0 +1,121 @@
+package smtpd
+
+import (
+	"bufio"
+	"net"
+	"net/textproto"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestFsyncBeforeReply watches the receiver process with strace and checks
+// the commit protocol in the system calls themselves: the data file and
+// the envelope are fsynced before their renames into queue/, the queue
+// directory is fsynced after both renames, and only then is the 250
+// written. A kill -9 test cannot show this (the page cache survives the
+// process); the order of the calls is what survives a power cut.
+func TestFsyncBeforeReply(t *testing.T) {
+	if _, err := exec.LookPath("strace"); err != nil {
+		t.Skip("strace is not installed")
+	}
+	if testing.Short() {
+		t.Skip("runs a traced receiver process")
+	}
+	dir := t.TempDir()
+	trace := filepath.Join(t.TempDir(), "trace")
+	os.Remove(filepath.Join(dir, "addr"))
+	cmd := exec.Command("strace", "-f", "-qq", "-y", "-s", "200", "-o", trace,
+		"-e", "trace=fsync,fdatasync,syncfs,rename,renameat,renameat2,write",
+		os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+dir)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	var addr string
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		b, err := os.ReadFile(filepath.Join(dir, "addr"))
+		if err == nil {
+			addr = string(b)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Skip("the traced receiver did not start (ptrace may be forbidden here)")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := textproto.NewConn(conn)
+	tp.ReadResponse(220)
+	var id string
+	for _, step := range []struct {
+		line string
+		code int
+	}{{"EHLO x", 250}, {"MAIL FROM:<a@example.net>", 250}, {"RCPT TO:<b@example.org>", 250}, {"DATA", 354}, {"Subject: traced\r\n\r\nbody\r\n.", 250}} {
+		tp.PrintfLine("%s", step.line)
+		_, msg, err := tp.ReadResponse(step.code)
+		if err != nil {
+			t.Fatalf("%s: %v", step.line, err)
+		}
+		if step.code == 250 && strings.Contains(msg, "queued as ") {
+			_, id, _ = strings.Cut(msg, "queued as ")
+		}
+	}
+	conn.Close()
+	cmd.Process.Kill()
+	cmd.Wait()
+
+	f, err := os.Open(trace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	find := func(what string, after int, match func(string) bool) int {
+		t.Helper()
+		for i := after + 1; i < len(lines); i++ {
+			if match(lines[i]) {
+				return i
+			}
+		}
+		t.Fatalf("no %s after line %d of the trace", what, after)
+		return -1
+	}
+	isSync := func(l string) bool { return strings.Contains(l, "fsync(") || strings.Contains(l, "fdatasync(") }
+	queue := filepath.Join(dir, "queue")
+	dataSync := find("fsync of the data file", -1, func(l string) bool {
+		return isSync(l) && strings.Contains(l, filepath.Join(dir, "tmp", id+".msg")+">")
+	})
+	dataRename := find("rename of the data file", -1, func(l string) bool {
+		return strings.Contains(l, "rename") && strings.Contains(l, `"`+filepath.Join(queue, id+".msg")+`"`)
+	})
+	envSync := find("fsync of the envelope", dataRename, func(l string) bool {
+		return isSync(l) && strings.Contains(l, filepath.Join(dir, "tmp", id+".")) && strings.Contains(l, ".json>")
+	})
+	envRename := find("rename of the envelope", envSync, func(l string) bool {
+		return strings.Contains(l, "rename") && strings.Contains(l, `"`+filepath.Join(queue, id+".json")+`"`)
+	})
+	dirSync := find("fsync of the queue directory", envRename, func(l string) bool {
+		return isSync(l) && strings.Contains(l, "<"+queue+">")
+	})
+	reply := find("the 250 reply", -1, func(l string) bool {
+		return strings.Contains(l, "write(") && strings.Contains(l, "250 2.0.0 OK queued as "+id)
+	})
+	if !(dataSync < dataRename && dataRename < envSync && envSync < envRename && envRename < dirSync && dirSync < reply) {
+		t.Errorf("commit protocol out of order: data fsync %d, data rename %d, envelope fsync %d, envelope rename %d, directory fsync %d, 250 %d",
+			dataSync, dataRename, envSync, envRename, dirSync, reply)
+	}
+	t.Logf("trace lines: data fsync %d < rename %d < envelope fsync %d < rename %d < dir fsync %d < 250 %d", dataSync, dataRename, envSync, envRename, dirSync, reply)
+}
