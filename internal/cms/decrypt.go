@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -47,6 +48,14 @@ func Decrypt(input []byte, keys []KeyPair, opts DecryptOptions) ([]byte, *Info, 
 	if !env.hasContent {
 		return nil, nil, malformed("encryptedContent is absent (detached content is not supported)")
 	}
+	// The ciphertext length is public: check it before any private-key work.
+	ctLen, err := segmentsLen(env.content)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !alg.aead && (ctLen == 0 || ctLen%blockSize(alg) != 0) {
+		return nil, nil, malformed("%s ciphertext of %d bytes is not a whole number of blocks", alg.name, ctLen)
+	}
 
 	// Unwrap the content-encryption key for every candidate. None of these
 	// steps reports a cryptographic failure; a failed one yields a random
@@ -60,7 +69,8 @@ func Decrypt(input []byte, keys []KeyPair, opts DecryptOptions) ([]byte, *Info, 
 	for _, c := range cands {
 		cek, transport, err := c.unwrap(alg.keyLen)
 		if err != nil {
-			if _, ok := err.(*UnsupportedAlgorithmError); ok {
+			var ue *UnsupportedAlgorithmError
+			if errors.As(err, &ue) || errors.Is(err, ErrMalformed) {
 				return nil, nil, err
 			}
 			mismatch = append(mismatch, err.Error())
@@ -96,8 +106,6 @@ func Decrypt(input []byte, keys []KeyPair, opts DecryptOptions) ([]byte, *Info, 
 		dec = func(alg *contentAlg, key, iv, ct []byte, inPlace bool) ([]byte, bool) {
 			return openGCM(alg, key, iv, ct, env.mac, aad, inPlace)
 		}
-	} else if len(ct) == 0 || len(ct)%blockSize(alg) != 0 {
-		return nil, nil, malformed("%s ciphertext of %d bytes is not a whole number of blocks", alg.name, len(ct))
 	}
 	// Every attempt but the last works on a copy, because a failed one
 	// destroys the ciphertext it decrypts in place.

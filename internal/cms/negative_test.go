@@ -392,3 +392,50 @@ func TestAuthAttrs(t *testing.T) {
 		t.Fatalf("changed authAttrs: %v", err)
 	}
 }
+
+// TestKeyTransportAlgorithms: a key-transport algorithm we do not know is
+// named; broken OAEP parameters are malformed, not a decryption failure.
+func TestKeyTransportAlgorithms(t *testing.T) {
+	t.Parallel()
+	kp := fixture(t, "rsa")
+	build := func(alg func(b *cryptobyte.Builder)) []byte {
+		b := cryptobyte.NewBuilder(nil)
+		b.AddASN1(casn1.SET, func(b *cryptobyte.Builder) {
+			b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
+				b.AddASN1Int64(0)
+				addIssuerAndSerial(b, kp.Cert)
+				alg(b)
+				b.AddASN1OctetString(make([]byte, 256))
+			})
+		})
+		h, _ := gcmMessage(t, []byte("x"), 16)
+		h.ris = b.BytesOrPanic()
+		return h.der()
+	}
+	rsaKEM := asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 3, 14}
+	_, _, err := Decrypt(build(func(b *cryptobyte.Builder) { addAlgID(b, rsaKEM, nil) }), rsaKeys(t), DecryptOptions{})
+	var ue *UnsupportedAlgorithmError
+	if !errors.As(err, &ue) || !ue.OID.Equal(rsaKEM) {
+		t.Errorf("RSA-KEM: %v", err)
+	}
+	_, _, err = Decrypt(build(func(b *cryptobyte.Builder) {
+		addAlgID(b, oidRSAESOAEP, func(b *cryptobyte.Builder) {
+			b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) { b.AddASN1Int64(1) })
+		})
+	}), rsaKeys(t), DecryptOptions{})
+	if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "OAEP") {
+		t.Errorf("broken OAEP parameters: %v", err)
+	}
+	_, _, err = Decrypt(build(func(b *cryptobyte.Builder) {
+		addAlgID(b, oidRSAESOAEP, func(b *cryptobyte.Builder) {
+			b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
+				b.AddASN1(casn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
+					addAlgID(b, asn1.ObjectIdentifier{1, 2, 840, 113549, 2, 5}, addNull) // MD5
+				})
+			})
+		})
+	}), rsaKeys(t), DecryptOptions{})
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "1.2.840.113549.2.5") {
+		t.Errorf("OAEP with MD5: %v", err)
+	}
+}
