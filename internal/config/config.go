@@ -14,6 +14,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -260,13 +262,22 @@ func Parse(path string, data []byte) (*Config, error) {
 	dec := toml.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(cfg); err != nil {
+		// A number given for a duration can fail inside UnmarshalText,
+		// where the decoder loses the position; locate it here instead.
+		if lines, kinds, kerr := keyLines(data); kerr == nil {
+			v := validator{cfg: cfg, lines: lines, kinds: kinds}
+			if v.durationsAreStrings(); len(v.errs) > 0 {
+				return nil, errors.Join(v.errs...)
+			}
+		}
 		return nil, decodeError(path, err)
 	}
-	lines, err := keyLines(data)
+	lines, kinds, err := keyLines(data)
 	if err != nil {
 		return nil, &Error{File: path, Msg: err.Error()}
 	}
-	v := validator{cfg: cfg, lines: lines}
+	v := validator{cfg: cfg, lines: lines, kinds: kinds}
+	v.durationsAreStrings()
 	v.validate()
 	if len(v.errs) > 0 {
 		return nil, errors.Join(v.errs...)
@@ -290,15 +301,46 @@ func decodeError(path string, err error) error {
 		row, _ := de.Position()
 		// The library prefixes every message with "toml: "; the file name
 		// and line already say where the text comes from.
-		return &Error{File: path, Line: row, Key: strings.Join(de.Key(), "."), Msg: strings.TrimPrefix(de.Error(), "toml: ")}
+		return &Error{File: path, Line: row, Key: strings.Join(de.Key(), "."), Msg: plainTypeError(strings.TrimPrefix(de.Error(), "toml: "))}
 	}
 	return &Error{File: path, Msg: err.Error()}
 }
 
+// typeMismatch matches the decoder's message for a value of the wrong type,
+// which names Go types that mean nothing to an operator.
+var typeMismatch = regexp.MustCompile(`^cannot decode TOML (.+?) into (?:struct field \S+ of type )?(\S+)$`)
+
+// expected says in TOML terms what a Go type of Config wants.
+var expected = map[string]string{
+	"string":            "a string",
+	"[]string":          "an array of strings",
+	"bool":              "true or false",
+	"int":               "an integer",
+	"int64":             "an integer",
+	"map[string]string": "a table of strings",
+	"config.Duration":   `a duration string such as "300s" or "5d"`,
+	"*bool":             "true or false",
+}
+
+// plainTypeError rewrites a type mismatch as "expected X, not a TOML Y";
+// other messages pass unchanged.
+func plainTypeError(msg string) string {
+	m := typeMismatch.FindStringSubmatch(msg)
+	if m == nil {
+		return msg
+	}
+	want, ok := expected[m[2]]
+	if !ok {
+		want = "a table" // a struct: a [section] or a [policy.partners."DOMAIN"] entry
+	}
+	return fmt.Sprintf("expected %s, not a TOML %s", want, m[1])
+}
+
 // keyLines maps every dotted key in the document to the line it is set on,
-// so that validation errors can point at it.
-func keyLines(data []byte) (map[string]int, error) {
+// so that validation errors can point at it, and to the kind of its value.
+func keyLines(data []byte) (map[string]int, map[string]unstable.Kind, error) {
 	lines := map[string]int{}
+	kinds := map[string]unstable.Kind{}
 	var p unstable.Parser
 	p.Reset(data)
 	var prefix []string
@@ -316,18 +358,19 @@ func keyLines(data []byte) (map[string]int, error) {
 			prefix = keyOf(e.Key())
 			lines[strings.Join(prefix, ".")] = lineOf(&p, e)
 		case unstable.KeyValue:
-			keyValueLines(&p, lines, prefix, e, keyOf)
+			keyValueLines(&p, lines, kinds, prefix, e, keyOf)
 		}
 	}
-	return lines, p.Error()
+	return lines, kinds, p.Error()
 }
 
 // keyValueLines records the line of one key = value, and of every key inside
 // an inline table value (partners = { "example.net" = { cipher = "..." } }),
 // so that errors about those keys are located too.
-func keyValueLines(p *unstable.Parser, lines map[string]int, prefix []string, kv *unstable.Node, keyOf func(unstable.Iterator) []string) {
+func keyValueLines(p *unstable.Parser, lines map[string]int, kinds map[string]unstable.Kind, prefix []string, kv *unstable.Node, keyOf func(unstable.Iterator) []string) {
 	full := append(slices.Clone(prefix), keyOf(kv.Key())...)
 	val := kv.Value()
+	kinds[strings.Join(full, ".")] = val.Kind
 	line := lineOf(p, val)
 	if line == 0 {
 		// An empty array or inline table has no position of its own;
@@ -342,7 +385,7 @@ func keyValueLines(p *unstable.Parser, lines map[string]int, prefix []string, kv
 	}
 	for it := val.Children(); it.Next(); {
 		if c := it.Node(); c.Kind == unstable.KeyValue {
-			keyValueLines(p, lines, full, c, keyOf)
+			keyValueLines(p, lines, kinds, full, c, keyOf)
 		}
 	}
 }
@@ -361,7 +404,39 @@ func lineOf(p *unstable.Parser, n *unstable.Node) int {
 type validator struct {
 	cfg   *Config
 	lines map[string]int
+	kinds map[string]unstable.Kind
 	errs  []error
+}
+
+// durationsAreStrings refuses a bare number for a duration key. The decoder
+// would store it as nanoseconds (Duration is an int64 underneath), so that
+// min_backoff = 300, meant as Postfix's seconds, would silently become 300ns.
+func (v *validator) durationsAreStrings() {
+	durationType := reflect.TypeFor[Duration]()
+	var walk func(prefix string, t reflect.Type)
+	walk = func(prefix string, t reflect.Type) {
+		for f := range t.Fields() {
+			name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			key := prefix + name
+			switch {
+			case f.Type == durationType:
+				k, ok := v.kinds[key]
+				switch {
+				case !ok || k == unstable.String:
+				case k == unstable.Integer || k == unstable.Float:
+					v.fail(key, "a duration is a string such as \"300s\", \"1h\" or \"5d\", not a bare number")
+				default:
+					v.fail(key, "a duration is a string such as \"300s\", \"1h\" or \"5d\", not a TOML %s", strings.ToLower(k.String()))
+				}
+			case f.Type.Kind() == reflect.Struct:
+				walk(key+".", f.Type)
+			}
+		}
+	}
+	walk("", reflect.TypeFor[Config]())
 }
 
 func (v *validator) fail(key, format string, args ...any) {
