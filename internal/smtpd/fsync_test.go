@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -32,10 +33,17 @@ func TestFsyncBeforeReply(t *testing.T) {
 		"-e", "trace=fsync,fdatasync,syncfs,rename,renameat,renameat2,write",
 		os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+dir)
+	// Killing strace detaches the traced receiver rather than killing it,
+	// so both run in a process group of their own, killed as a whole.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	kill := func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+	}
+	t.Cleanup(kill)
 	var addr string
 	for deadline := time.Now().Add(60 * time.Second); ; {
 		b, err := os.ReadFile(filepath.Join(dir, "addr"))
@@ -69,8 +77,7 @@ func TestFsyncBeforeReply(t *testing.T) {
 		}
 	}
 	conn.Close()
-	cmd.Process.Kill()
-	cmd.Wait()
+	kill()
 
 	f, err := os.Open(trace)
 	if err != nil {
