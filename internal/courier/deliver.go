@@ -234,6 +234,10 @@ func (d *delivery) transaction(ctx context.Context, s *session, idx []int) (reus
 		t.setAll(send, Failed, 0, "5.3.4", fmt.Sprintf("message size %d exceeds size limit %d of server %s[%s]", m.Size, limit, s.target.host, s.target.addr), false)
 		return true
 	}
+	if m.Open == nil {
+		t.setAll(send, Deferred, 0, "4.3.0", "the queued message has no content to send", false)
+		return true
+	}
 	body, err := m.Open()
 	if err != nil {
 		t.setAll(send, Deferred, 0, "4.3.0", fmt.Sprintf("cannot read the queued message: %v", err), false)
@@ -266,7 +270,7 @@ func (d *delivery) transaction(ctx context.Context, s *session, idx []int) (reus
 			params.WriteString(" ENVID=" + encodeXtext(m.EnvID))
 		}
 	}
-	if r, err := s.cmd(250, "MAIL FROM:<%s>%s", m.From, params.String()); err != nil {
+	if r, err := s.cmd(2, "MAIL FROM:<%s>%s", m.From, params.String()); err != nil {
 		if r.code != 0 {
 			t.reply(send, r, "MAIL FROM")
 			return true
@@ -287,7 +291,7 @@ func (d *delivery) transaction(ctx context.Context, s *session, idx []int) (reus
 				p.WriteString(" " + v)
 			}
 		}
-		r, err := s.cmd(25, "RCPT TO:<%s>%s", rc.Addr, p.String())
+		r, err := s.cmd(2, "RCPT TO:<%s>%s", rc.Addr, p.String())
 		if err != nil && r.code == 0 {
 			t.lost(append(accepted, send[k:]...), s.lost("sending RCPT TO", err, false))
 			return false
@@ -303,7 +307,7 @@ func (d *delivery) transaction(ctx context.Context, s *session, idx []int) (reus
 		return true
 	}
 
-	if r, err := s.cmd(354, "DATA"); err != nil {
+	if r, err := s.cmd(3, "DATA"); err != nil {
 		if r.code != 0 {
 			t.reply(accepted, r, "DATA")
 			return true
@@ -329,7 +333,7 @@ func (d *delivery) transaction(ctx context.Context, s *session, idx []int) (reus
 		t.lost(accepted, s.lost("sending end of data", err, false))
 		return false
 	}
-	code, msg, err := s.client.Text.ReadResponse(250)
+	code, msg, err := s.client.Text.ReadResponse(2)
 	if err != nil {
 		if r, ok := asReply(err); ok {
 			t.reply(accepted, r, "end of data")

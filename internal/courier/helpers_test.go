@@ -78,7 +78,6 @@ type mta struct {
 	mu       sync.Mutex
 	msgs     []*received
 	mails    int // MAIL commands seen
-	resets   int // RSET commands seen (go-smtp calls Reset for RSET and after each transaction)
 	mailErr  func(from string) error
 	rcptErr  func(to string) error
 	dataErr  func(data []byte) error

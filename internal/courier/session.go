@@ -226,9 +226,10 @@ func (s *session) lost(step string, err error, nextHost bool) *failure {
 		text: sanitizeText(fmt.Sprintf("lost connection with %s[%s] while %s: %v", s.target.host, s.target.addr, step, netReason(err)))}
 }
 
-// cmd sends one command and reads its reply. A reply that is not of the
-// expected class is returned with a non-nil error; a network failure
-// returns the zero reply.
+// cmd sends one command and reads its reply. expect is a code or, as in
+// net/textproto, a one-digit class (any 2xx counts as success, as Postfix
+// counts it). A reply that is not as expected is returned with a non-nil
+// error; a network failure returns the zero reply.
 func (s *session) cmd(expect int, format string, args ...any) (reply, error) {
 	text := s.client.Text
 	id, err := text.Cmd(format, args...)
