@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
+	"io"
 	"slices"
 	"strings"
 	"time"
@@ -30,6 +32,14 @@ type failure struct {
 // that was (or was to be) encrypted; the whole original only for RET=FULL of
 // a message that was passed in the clear anyway.
 func (g *Gateway) bounce(env *spool.Envelope, v *spool.Version, failed []failure, delayed bool) error {
+	if env.Sender == "" {
+		addrs := make([]string, len(failed))
+		for i, f := range failed {
+			addrs[i] = f.d.Addr
+		}
+		g.log.Warn("not bouncing a message from the null sender", "queue_id", env.ID, "recipients", strings.Join(addrs, ","), "delayed", delayed)
+		return nil
+	}
 	want := "FAILURE"
 	if delayed {
 		want = "DELAY"
@@ -60,21 +70,20 @@ func (g *Gateway) bounce(env *spool.Envelope, v *spool.Version, failed []failure
 	if len(report) == 0 {
 		return nil
 	}
-	if env.Sender == "" {
-		addrs := make([]string, len(report))
-		for i, r := range report {
-			addrs[i] = r.Addr
-		}
-		g.log.Warn("not bouncing a message from the null sender", "queue_id", env.ID, "recipients", strings.Join(addrs, ","))
-		return nil
-	}
 
 	cfg := g.Config()
-	original, err := g.spool.ReadData(env.ID, "")
+	full := env.RET == "FULL" && v.Action == "pass"
+	var original, hdr []byte
+	var err error
+	if full {
+		original, err = g.spool.ReadData(env.ID, "")
+		hdr = headerOf(original)
+	} else {
+		hdr, err = g.readHeader(env.ID, v.Data)
+	}
 	if err != nil {
 		return err
 	}
-	full := env.RET == "FULL" && v.Action == "pass"
 	dsn, err := courier.BuildDSN(courier.DSNReport{
 		ReportingMTA:   cfg.Hostname,
 		Sender:         env.Sender,
@@ -82,7 +91,7 @@ func (g *Gateway) bounce(env *spool.Envelope, v *spool.Version, failed []failure
 		QueueID:        env.ID,
 		Arrival:        env.Arrival,
 		Recipients:     report,
-		Header:         headerOf(original),
+		Header:         hdr,
 		IncludeMessage: full,
 		Message:        original,
 	})
@@ -132,4 +141,33 @@ func headerOf(msg []byte) []byte {
 		return msg[:i+2]
 	}
 	return msg
+}
+
+// maxBounceHeader bounds the header section copied into a report
+// (Postfix's header_size_limit is 100 KiB).
+const maxBounceHeader = 1 << 20
+
+// readHeader returns the header section of the original for a report. When
+// every copy was sealed the original is gone from the spool (plaintext is
+// kept no longer than needed), and the header of the version itself stands
+// in: for a sealed copy that is the outer header, which names the message
+// without revealing its content.
+func (g *Gateway) readHeader(id, version string) ([]byte, error) {
+	f, err := g.spool.OpenData(id, "")
+	if err != nil {
+		f, err = g.spool.OpenData(id, version)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	br := bufio.NewReader(io.LimitReader(f, maxBounceHeader))
+	var hdr []byte
+	for {
+		line, err := br.ReadBytes('\n')
+		hdr = append(hdr, line...)
+		if err != nil || len(bytes.TrimRight(line, "\r\n")) == 0 {
+			return hdr, nil
+		}
+	}
 }

@@ -50,7 +50,7 @@ func routeFor(cfg *config.Config, domain string) (next, tls string) {
 // deliver attempts every recipient that is due, one transaction per next hop
 // and version, records the outcomes with one envelope update, queues the
 // bounces, and returns when the message next needs work.
-func (g *Gateway) deliver(ctx context.Context, env *spool.Envelope) time.Time {
+func (g *Gateway) deliver(ctx context.Context, env *spool.Envelope, force bool) time.Time {
 	cfg := g.Config()
 	now := time.Now()
 	batches := map[hop][]int{}
@@ -60,7 +60,7 @@ func (g *Gateway) deliver(ctx context.Context, env *spool.Envelope) time.Time {
 			continue
 		}
 		for ri, d := range v.Recipients {
-			if d.State != spool.Pending || d.NextAttempt.After(now) {
+			if d.State != spool.Pending || (!force && d.NextAttempt.After(now)) {
 				continue
 			}
 			domain := policy.Domain(d.Addr)
@@ -111,9 +111,11 @@ func (g *Gateway) deliver(ctx context.Context, env *spool.Envelope) time.Time {
 			default:
 				g.metrics.deliveries.WithLabelValues("deferred").Inc()
 				if now.Sub(env.Arrival) >= cfg.Queue.Lifetime.D() {
+					// RFC 3463: X.4.7, delivery time expired; the last
+					// reply stays the diagnostic.
 					d.State = spool.Bounced
 					d.LastError = "queue lifetime expired; last error: " + res.Reply
-					bounced[o.h.version] = append(bounced[o.h.version], failure{d: *d, status: statusOf(res, "4.4.7"), diag: d.LastError, remote: res.HostName})
+					bounced[o.h.version] = append(bounced[o.h.version], failure{d: *d, status: "5.4.7", diag: res.Reply, remote: res.HostName})
 					continue
 				}
 				d.NextAttempt = now.Add(backoff(cfg, d.Attempts))
@@ -225,13 +227,13 @@ func backoff(cfg *config.Config, attempts int) time.Duration {
 // retryHolds re-examines the held versions that are due: a certificate may
 // have been imported (seal and deliver), the partner may no longer require
 // encryption (pass), or the hold lifetime may be over (bounce).
-func (g *Gateway) retryHolds(env *spool.Envelope) {
+func (g *Gateway) retryHolds(env *spool.Envelope, force bool) {
 	st := g.state.Load()
 	now := time.Now()
 	changed := false
 	for vi := range env.Versions {
 		v := &env.Versions[vi]
-		if v.Action != "hold" || !holdDue(v, now) {
+		if v.Action != "hold" || !(force || holdDue(v, now)) {
 			continue
 		}
 		changed = true

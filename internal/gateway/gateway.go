@@ -145,11 +145,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 func (g *Gateway) worker(ctx context.Context) {
 	defer g.wg.Done()
 	for {
-		id, ok := g.sched.next()
+		id, force, ok := g.sched.next()
 		if !ok {
 			return
 		}
-		next := g.work(ctx, id)
+		next := g.work(ctx, id, force)
 		g.sched.done(id, next)
 	}
 }

@@ -22,7 +22,7 @@ import (
 
 // work does whatever message id needs now and returns when it next needs
 // work (zero: it has left the queue).
-func (g *Gateway) work(ctx context.Context, id string) time.Time {
+func (g *Gateway) work(ctx context.Context, id string, force bool) time.Time {
 	env, err := g.spool.Load(id)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -32,7 +32,7 @@ func (g *Gateway) work(ctx context.Context, id string) time.Time {
 		return time.Now().Add(g.Config().Queue.MinBackoff.D())
 	}
 	if env.Stage == spool.StageReceived {
-		if env.NextAttempt.After(time.Now()) {
+		if !force && env.NextAttempt.After(time.Now()) {
 			return env.NextAttempt
 		}
 		done, err := g.route(env)
@@ -46,8 +46,8 @@ func (g *Gateway) work(ctx context.Context, id string) time.Time {
 	if g.stopped.Load() {
 		return nextDue(env)
 	}
-	g.retryHolds(env)
-	return g.deliver(ctx, env)
+	g.retryHolds(env, force)
+	return g.deliver(ctx, env, force)
 }
 
 // classify runs the policy for an envelope.

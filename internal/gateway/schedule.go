@@ -15,13 +15,14 @@ type scheduler struct {
 	due   map[string]time.Time // waiting messages and when they are due
 	busy  map[string]bool      // messages a worker holds now
 	again map[string]bool      // busy messages asked for while busy: run once more
+	force map[string]bool      // flushed: attempt every pending recipient, due or not
 	ready []string             // due now, in arrival order
 	cond  *sync.Cond
 	stop  bool
 }
 
 func newScheduler() *scheduler {
-	s := &scheduler{due: map[string]time.Time{}, busy: map[string]bool{}, again: map[string]bool{}}
+	s := &scheduler{due: map[string]time.Time{}, busy: map[string]bool{}, again: map[string]bool{}, force: map[string]bool{}}
 	s.cond = sync.NewCond(&s.mu)
 	return s
 }
@@ -59,20 +60,23 @@ func (s *scheduler) markReady(id string) {
 }
 
 // next blocks until a message is ready and returns it, marked busy; ok is
-// false once the scheduler is stopped.
-func (s *scheduler) next() (id string, ok bool) {
+// false once the scheduler is stopped. force says the operator flushed the
+// queue: recipients whose retry time has not come are attempted too.
+func (s *scheduler) next() (id string, force, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for len(s.ready) == 0 && !s.stop {
 		s.cond.Wait()
 	}
 	if s.stop {
-		return "", false
+		return "", false, false
 	}
 	id = s.ready[0]
 	s.ready = s.ready[1:]
 	s.busy[id] = true
-	return id, true
+	force = s.force[id]
+	delete(s.force, id)
+	return id, force, true
 }
 
 // done releases id after a worker's pass; next is when it needs work again
@@ -89,6 +93,7 @@ func (s *scheduler) done(id string, next time.Time) {
 	}
 	if next.IsZero() {
 		delete(s.due, id)
+		delete(s.force, id)
 		return
 	}
 	if !next.After(time.Now()) {
@@ -103,6 +108,7 @@ func (s *scheduler) forget(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.due, id)
+	delete(s.force, id)
 	for i, r := range s.ready {
 		if r == id {
 			s.ready = append(s.ready[:i], s.ready[i+1:]...)
@@ -118,10 +124,15 @@ func (s *scheduler) flush() int {
 	n := len(s.due)
 	for id := range s.due {
 		delete(s.due, id)
+		s.force[id] = true
 		s.markReady(id)
+	}
+	for _, id := range s.ready {
+		s.force[id] = true
 	}
 	for id := range s.busy {
 		s.again[id] = true
+		s.force[id] = true
 	}
 	return n
 }
