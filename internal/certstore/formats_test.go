@@ -187,3 +187,30 @@ func TestPKCS12Integrity(t *testing.T) {
 		t.Errorf("own = %+v", o)
 	}
 }
+
+// TestPartnerBERPKCS7: a PKCS#7 SignedData that a streaming encoder wrote
+// in BER with indefinite lengths (`openssl cms -sign -stream`) yields its
+// certificates, byte for byte.
+func TestPartnerBERPKCS7(t *testing.T) {
+	t.Parallel()
+	needTool(t, "openssl")
+	work := t.TempDir()
+	own, partners := testDirs(t)
+	partner, _ := opensslCert(t, work, "ber", "rsa:2048", "email:smg_encryptor@ber.example", "keyEncipherment")
+	signer, signerKey := opensslCert(t, work, "signer", "rsa:2048", "email:someone@ber.example", "digitalSignature")
+	p7 := filepath.Join(partners, "ber.p7b")
+	run(t, []byte("x"), "openssl", "cms", "-sign", "-stream", "-outform", "DER", "-signer", signer, "-inkey", signerKey, "-certfile", partner, "-out", p7)
+	data := readFileT(t, p7)
+	if len(data) < 2 || data[1] != 0x80 {
+		t.Fatalf("openssl wrote no indefinite length: % x", data[:4])
+	}
+	s := mustLoad(t, Options{OwnDir: own, PartnersDir: partners, Now: time.Now})
+	m := s.Lookup("ber.example")
+	if len(m.Certs) != 1 || len(s.Problems()) != 0 {
+		t.Fatalf("%+v\n%s", m, problemsText(s))
+	}
+	want := run(t, nil, "openssl", "x509", "-in", partner, "-outform", "DER")
+	if string(m.Certs[0].X509.Raw) != string(want) {
+		t.Error("the certificate changed in the BER to DER conversion")
+	}
+}

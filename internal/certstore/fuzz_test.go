@@ -1,6 +1,7 @@
 package certstore
 
 import (
+	"bytes"
 	"crypto/x509"
 	"encoding/pem"
 	"strings"
@@ -100,6 +101,7 @@ func FuzzPKCS7(f *testing.F) {
 	cert, _ := fuzzSeeds()
 	f.Add(p7Seed(cert))
 	f.Add(p7Seed(nil))
+	f.Add([]byte{0x30, 0x80, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02, 0xa0, 0x80, 0x30, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		certs, err := parsePKCS7Certs(data)
 		if err == nil && len(certs) == 0 {
@@ -143,6 +145,25 @@ func FuzzCanonicalDomain(f *testing.F) {
 		}
 		if strings.Contains(d, "..") || strings.HasPrefix(d, ".") || strings.HasSuffix(d, ".") || strings.ToLower(d) != d {
 			t.Fatalf("%q -> %q", s, d)
+		}
+	})
+}
+
+// FuzzBERToDER: the BER re-encoder never panics, and what it returns it
+// returns unchanged when given again, so no indefinite length is left.
+func FuzzBERToDER(f *testing.F) {
+	cert, _ := fuzzSeeds()
+	f.Add(p7Seed(cert))
+	f.Add([]byte{0x30, 0x80, 0x04, 0x01, 0x41, 0xa0, 0x80, 0x05, 0x00, 0x00, 0x00, 0x00, 0x00})
+	f.Add([]byte{0x3f, 0x81, 0x01, 0x80, 0x00, 0x00})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		out, err := berToDER(data)
+		if err != nil {
+			return
+		}
+		again, err := berToDER(out)
+		if err != nil || !bytes.Equal(again, out) {
+			t.Fatalf("not stable: % x -> % x -> % x (%v)", data, out, again, err)
 		}
 	})
 }

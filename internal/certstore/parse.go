@@ -169,9 +169,6 @@ func parseDER(data []byte, kind fileKind, passphrase []byte) (*fileContent, erro
 			return fc, nil
 		}
 	}
-	if bytes.HasPrefix(data, []byte{0x30, 0x80}) {
-		return nil, errors.New("BER with indefinite lengths; convert to DER with `openssl pkcs7 -in FILE -inform DER -out FILE.p7b -outform DER`")
-	}
 	if kind == ownFile {
 		return nil, errors.New("neither PEM nor a DER certificate, PKCS#7 bundle, private key or PKCS#12 file")
 	}

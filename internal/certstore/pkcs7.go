@@ -21,13 +21,27 @@ const maxCertsPerFile = 1000
 // typically a certs-only message (RFC 8551 section 3.8, `.p7b`/`.p7c`, as
 // `openssl crl2pkcs7 -nocrl` writes it). Signatures, if any, are ignored:
 // the file is a container for certificates, each judged on its own.
-func parsePKCS7Certs(der []byte) ([]*x509.Certificate, error) {
+func parsePKCS7Certs(data []byte) ([]*x509.Certificate, error) {
+	certs, err := parsePKCS7DER(data)
+	if err == nil {
+		return certs, nil
+	}
+	// Streaming encoders write BER with indefinite lengths; re-encode and
+	// try again, reporting the first error if that does not help.
+	der, berErr := berToDER(data)
+	if berErr != nil {
+		return nil, err
+	}
+	return parsePKCS7DER(der)
+}
+
+func parsePKCS7DER(der []byte) ([]*x509.Certificate, error) {
 	in := cryptobyte.String(der)
 	var ci, content, sd cryptobyte.String
 	var ctype asn1.ObjectIdentifier
 	// RFC 5652 section 3: ContentInfo ::= SEQUENCE { contentType, [0] EXPLICIT content }
 	if !in.ReadASN1(&ci, cbasn1.SEQUENCE) || !in.Empty() || !ci.ReadASN1ObjectIdentifier(&ctype) {
-		return nil, errors.New("not a DER PKCS#7 ContentInfo")
+		return nil, errors.New("not a PKCS#7 ContentInfo")
 	}
 	if !ctype.Equal(oidSignedData) {
 		return nil, fmt.Errorf("PKCS#7 content type %s is not signedData", ctype)
