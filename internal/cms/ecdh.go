@@ -72,8 +72,10 @@ func curveName(c ecdh.Curve) string {
 func addKeyAgreeRecipient(b *cryptobyte.Builder, r Recipient, pub *ecdh.PublicKey, cek []byte) error {
 	curve := pub.Curve()
 	x25519 := curve == ecdh.X25519()
-	// RFC 8551 section 2.3 and RFC 5753 section 8: SHA-256 KDF for the
-	// NIST curves; RFC 8418 section 2: HKDF-SHA-256 for X25519.
+	// RFC 8551 section 2.3 makes dhSinglePass-stdDH-sha256kdf-scheme the
+	// one that receivers MUST support, so we send it on every NIST curve
+	// (RFC 5753 section 8 would pair P-384 and P-521 with longer digests;
+	// we read those too). RFC 8418 section 2: HKDF-SHA-256 for X25519.
 	scheme := kdfSchemes[2]
 	if x25519 {
 		scheme = kdfSchemes[5]
