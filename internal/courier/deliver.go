@@ -45,7 +45,12 @@ func (c *Courier) Deliver(ctx context.Context, r Route, m *Message) []Result {
 	d := &delivery{c: c, route: r, msg: m, results: results, key: poolKey(r)}
 	for len(todo) > 0 {
 		n := min(len(todo), c.cfg.MaxRecipientsPerTransaction)
-		d.batch(ctx, todo[:n])
+		if f := d.batch(ctx, todo[:n]); f != nil {
+			// No session could be had: the rest of the recipients would
+			// only meet the same hosts (and their timeouts) again.
+			c.fillLocal(m, r, results, todo[n:], f)
+			break
+		}
 		todo = todo[n:]
 	}
 	return results
@@ -85,16 +90,18 @@ func safeAddress(a string) bool {
 	return !strings.ContainsAny(a, "\r\n<> \t\x00") && len(a) <= 512
 }
 
-// batch runs one transaction for the recipients idx.
-func (d *delivery) batch(ctx context.Context, idx []int) {
+// batch runs one transaction for the recipients idx. It returns the
+// failure when no session could be had at all.
+func (d *delivery) batch(ctx context.Context, idx []int) *failure {
 	c := d.c
 	s, f := d.session(ctx, idx)
 	if f != nil {
 		c.fillLocal(d.msg, d.route, d.results, idx, f)
-		return
+		return f
 	}
 	reusable := d.transaction(ctx, s, idx)
 	c.pool.release(s, reusable && ctx.Err() == nil, c.cfg.MaxReuseTime)
+	return nil
 }
 
 // session takes an idle connection to the destination, or dials one.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -409,5 +410,27 @@ func TestUnresolvableRelayIsDeferred(t *testing.T) {
 	wantStatus(t, res, Deferred)
 	if res[0].Enhanced != "4.4.3" || !strings.Contains(res[0].Reply, "relay.invalid.test") {
 		t.Errorf("%+v", res[0])
+	}
+}
+
+func TestUnreachableHopIsTriedOncePerMessage(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var greetings atomic.Int32
+	rawServer(t, l, func(c net.Conn) {
+		greetings.Add(1)
+		_, _ = c.Write([]byte("421 4.3.2 not now\r\n"))
+	})
+	c, _ := newCourier(t, Config{TLS: TLSNone, MaxRecipientsPerTransaction: 1})
+	res := deliver(t, c, Route{NextHop: l.Addr().String()}, newMessage("O", "a@example.org", testBody, "b@example.net", "c@example.net", "d@example.net"))
+	wantStatus(t, res, Deferred, Deferred, Deferred)
+	if n := greetings.Load(); n != 1 {
+		t.Errorf("the refusing host was tried %d times for one message, want 1", n)
+	}
+	if res[2].Reply != "421 4.3.2 not now" || res[2].Code != 421 || res[2].HostName != "127.0.0.1" {
+		t.Errorf("%+v", res[2])
 	}
 }

@@ -179,6 +179,20 @@ func BuildDSN(r DSNReport) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
+// DSNNeeds tells the queue runner how to send a report that BuildDSN
+// made: eightBit when it holds non-ASCII bytes (Message.EightBit, BODY=
+// 8BITMIME), smtpUTF8 when it uses the RFC 6533 global types or its
+// header is UTF-8 (Message.SMTPUTF8).
+func DSNNeeds(report []byte) (eightBit, smtpUTF8 bool) {
+	eightBit = !isASCII(string(report))
+	if !eightBit {
+		return false, false
+	}
+	header, _, _ := bytes.Cut(report, []byte("\r\n\r\n"))
+	smtpUTF8 = !isASCII(string(header)) || bytes.Contains(report, []byte("Content-Type: message/global-"))
+	return eightBit, smtpUTF8
+}
+
 // check refuses what would make a malformed report, naming the culprit.
 func (r *DSNReport) check() error {
 	if r.ReportingMTA == "" || !isHostName(r.ReportingMTA) {

@@ -239,6 +239,9 @@ func TestBuildDSNIsAValidDeliveryStatusReport(t *testing.T) {
 	if bytes.Contains(raw, []byte("secret figures")) {
 		t.Error("the body of the original is in the report")
 	}
+	if e, u := DSNNeeds(raw); e || u {
+		t.Errorf("DSNNeeds = %v, %v for an ASCII report", e, u)
+	}
 	if !strings.Contains(p.human, "<gone@example.net>: failed: host mx.example.net said: 550 5.1.1") {
 		t.Errorf("human part:\n%s", p.human)
 	}
@@ -339,6 +342,9 @@ func TestBuildDSNForUTF8Addresses(t *testing.T) {
 	g := p.recipients[0]
 	if g.Get("Final-Recipient") != "utf-8; j\u00fcrgen@example.net" || g.Get("Original-Recipient") != "utf-8; J\u00fcrgen@example.net" {
 		t.Errorf("%v", g)
+	}
+	if e, u := DSNNeeds(raw); !e || !u {
+		t.Errorf("DSNNeeds = %v, %v for a UTF-8 report", e, u)
 	}
 	if !bytes.Contains(raw, []byte("Content-Type: message/global-delivery-status")) || !bytes.Contains(raw, []byte("Content-Type: message/global-headers")) {
 		t.Errorf("RFC 6533 types not used:\n%s", raw)
