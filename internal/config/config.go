@@ -166,6 +166,9 @@ func Default() *Config {
 	if err != nil || host == "" {
 		host = "localhost"
 	}
+	if a, err := CanonicalDomain(host); err == nil {
+		host = a
+	}
 	return &Config{
 		Hostname: host,
 		StateDir: "/var/lib/smimegate",
@@ -497,6 +500,22 @@ func (v *validator) listenAddr(key, addr string) {
 	}
 }
 
+// hostName checks a name that goes into the SMTP greeting or EHLO (RFC 5321
+// section 4.1.1.1: a domain, so A-labels) when the file sets it. The default,
+// the machine's host name, is left as the system gives it, so that a machine
+// with an unusual name can still start with the defaults.
+func (v *validator) hostName(key string, name *string) {
+	if _, set := v.lines[key]; !set {
+		return
+	}
+	a, err := CanonicalDomain(*name)
+	if err != nil {
+		v.fail(key, "%q is not a valid host name: %v", *name, err)
+		return
+	}
+	*name = a
+}
+
 func (v *validator) domain(key, d string) string {
 	a, err := CanonicalDomain(d)
 	if err != nil {
@@ -510,6 +529,8 @@ func (v *validator) validate() {
 	c := v.cfg
 	if c.Hostname == "" {
 		v.fail("hostname", "must not be empty")
+	} else {
+		v.hostName("hostname", &c.Hostname)
 	}
 	if c.StateDir == "" {
 		v.fail("state_dir", "must not be empty")
@@ -590,6 +611,8 @@ func (v *validator) validate() {
 	}
 	if c.Relay.HeloName == "" {
 		c.Relay.HeloName = c.Hostname
+	} else {
+		v.hostName("relay.helo_name", &c.Relay.HeloName)
 	}
 	v.positive("relay.max_connections", int64(c.Relay.MaxConnections))
 	v.positive("relay.max_per_destination", int64(c.Relay.MaxPerDestination))

@@ -72,6 +72,8 @@ func TestValidationRules(t *testing.T) {
 		msg       string
 	}{
 		{"empty hostname", `hostname = ""` + "\n", "", "hostname", `hostname = ""`, "must not be empty"},
+		{"hostname with a space", `hostname = "gw example.org"` + "\n", "", "hostname", "hostname =", "not a valid host name"},
+		{"bad helo name", "", "[relay]\ninbound = \"mx\"\nhelo_name = \"gw_1.example.org\"\n", "relay.helo_name", "helo_name", "not a valid host name"},
 		{"empty state_dir", `state_dir = ""` + "\n", "", "state_dir", `state_dir = ""`, "must not be empty"},
 		{"no local domain", "local_domains = []\n", "", "local_domains", "local_domains = []", "no local domain"},
 		{"bad local domain", `local_domains = ["exa mple.org"]` + "\n", "", "local_domains", "local_domains", "not a valid domain"},
@@ -479,6 +481,18 @@ func TestCanonicalDomain(t *testing.T) {
 	}
 }
 
+// TestHostNameIsALabel: the names smimegate says in SMTP are A-labels.
+func TestHostNameIsALabel(t *testing.T) {
+	t.Parallel()
+	c, err := Parse("f.toml", []byte(doc(`hostname = "Gw.Bücher.example"`+"\n", "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Hostname != "gw.xn--bcher-kva.example" || c.Relay.HeloName != c.Hostname {
+		t.Errorf("hostname %q, helo_name %q", c.Hostname, c.Relay.HeloName)
+	}
+}
+
 func TestRoutesAndPartnersAreCanonical(t *testing.T) {
 	t.Parallel()
 	src := doc("", "[relay]\ninbound = \"mx\"\n[relay.routes]\n\"Bücher.example\" = \"10.1.2.3:25\"\n[relay.route_tls]\n\"EXAMPLE.net\" = \"verify\"\n")
@@ -533,7 +547,7 @@ func TestEffectiveRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(c, back) {
 		t.Errorf("round trip differs:\nfirst  %+v\nsecond %+v\n%s", c, back, out)
 	}
-	for _, want := range []string{"lifetime = '3d'", "helo_name = 'gw.example.org'", "cipher = 'aes128-cbc'"} {
+	for _, want := range []string{"lifetime = '3d'", "helo_name = 'gw.example.org'", "cipher = 'aes128-cbc'", "hostname = 'gw.example.org'"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("effective configuration lacks %q:\n%s", want, out)
 		}
@@ -553,6 +567,12 @@ func FuzzParse(f *testing.F) {
 			if len(configErrors(err)) == 0 && !strings.HasPrefix(err.Error(), "/etc/smimegate/f.toml") {
 				t.Fatalf("error does not name the file: %v", err)
 			}
+			return
+		}
+		if _, err := CanonicalDomain(c.Hostname); err != nil {
+			// The default hostname is this machine's name, kept even where
+			// it is not a valid domain; written into a file it would be
+			// refused, so such a machine cannot round-trip it.
 			return
 		}
 		out, err := c.Effective()
