@@ -298,3 +298,46 @@ func tamperLastBase64(t *testing.T, msg []byte) []byte {
 	lines[len(lines)-2] = string(last)
 	return []byte(strings.Join(lines, "\n") + "\n")
 }
+
+// TestDecryptGPGSM: what gpgsm --encrypt makes (RSA PKCS #1 v1.5 with
+// AES-128-CBC), sent as a mail client sends it, is opened by
+// `smimegate decrypt`.
+func TestDecryptGPGSM(t *testing.T) {
+	t.Parallel()
+	// A short home directory: gpg-agent's socket path has a length limit.
+	home, err := os.MkdirTemp("", "gpgsm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Stop whatever gpgsm started for this home directory, and only that.
+		exec.Command("gpgconf", "--homedir", home, "--kill", "all").Run()
+		os.RemoveAll(home)
+	})
+	fpr := openssl(t, nil, "x509", "-in", testdata("rsa.crt"), "-noout", "-fingerprint", "-sha1")
+	_, hex, _ := strings.Cut(strings.TrimSpace(string(fpr)), "=")
+	if err := os.WriteFile(filepath.Join(home, "trustlist.txt"), []byte(hex+" S relax\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gpgsm := func(stdin []byte, args ...string) []byte {
+		cmd := exec.Command("gpgsm", append([]string{"--batch", "--disable-crl-checks"}, args...)...)
+		cmd.Env = append(os.Environ(), "GNUPGHOME="+home)
+		cmd.Stdin = bytes.NewReader(stdin)
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("gpgsm %s: %v\n%s", strings.Join(args, " "), err, errb.String())
+		}
+		return out
+	}
+	gpgsm(nil, "--import", testdata("rsa.crt"))
+	b64 := gpgsm([]byte(cryptMsg), "--base64", "--encrypt", "-r", "0x"+strings.ReplaceAll(hex, ":", ""))
+	mail := "From: alice@example.net\nTo: bob@example.org\nMIME-Version: 1.0\n" +
+		"Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\n" +
+		"Content-Transfer-Encoding: base64\n\n" + string(b64)
+	r := smimegate(t, gatewayDir(t, ""), []byte(mail), "decrypt")
+	if r.code != 0 || string(r.stdout) != cryptMsg {
+		t.Errorf("decrypt: exit %d, %q, %s", r.code, r.stdout, r.stderr)
+	}
+}
