@@ -224,7 +224,7 @@ func TestConnectionReuse(t *testing.T) {
 
 func TestReuseSurvivesServerClosingIdleConnection(t *testing.T) {
 	t.Parallel()
-	m := startMTA(t, func(s *smtp.Server) { s.ReadTimeout = 300 * time.Millisecond })
+	m := startMTA(t, func(s *smtp.Server) { s.ReadTimeout = time.Second })
 	c, _ := newCourier(t, Config{TLS: TLSNone, IdleTimeout: time.Minute})
 	r := Route{NextHop: m.addr}
 	wantStatus(t, deliver(t, c, r, newMessage("S1", "a@example.org", testBody, "b@example.net")), Delivered)
@@ -283,10 +283,12 @@ func TestTotalLimitEvictsIdleConnection(t *testing.T) {
 func TestCancelledAttemptIsDeferred(t *testing.T) {
 	t.Parallel()
 	m := startMTA(t, nil)
+	inData := make(chan struct{}, 1)
 	release := make(chan struct{})
 	defer close(release)
 	m.set(func(m *mta) {
 		m.dataErr = func([]byte) error {
+			inData <- struct{}{}
 			<-release
 			return nil
 		}
@@ -294,7 +296,9 @@ func TestCancelledAttemptIsDeferred(t *testing.T) {
 	c, _ := newCourier(t, Config{TLS: TLSNone})
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
-		time.Sleep(200 * time.Millisecond)
+		// Cancel once the server holds the whole message and the courier
+		// waits for the reply to the final dot.
+		<-inData
 		cancel()
 	}()
 	res := c.Deliver(ctx, Route{NextHop: m.addr}, newMessage("X", "a@example.org", testBody, "b@example.net"))
