@@ -66,6 +66,15 @@ func TestPrepareImport(t *testing.T) {
 	if _, err := PrepareImport(opts, filepath.Join(work, "missing.pem")); err == nil || !strings.Contains(err.Error(), "missing.pem") {
 		t.Errorf("missing file: %v", err)
 	}
+
+	// With trust anchors configured, a certificate that does not chain to
+	// one is refused too.
+	trust := t.TempDir()
+	writeFile(t, trust, "root.pem", certPEM(makeCert(t, certSpec{key: ecKey(t, 0), subject: mustName("Import Root"), isCA: true})))
+	opts.TrustDir = trust
+	if _, err := PrepareImport(opts, goodFile); err == nil || !strings.Contains(err.Error(), "is untrusted") || !strings.Contains(err.Error(), trust) {
+		t.Errorf("untrusted import: %v", err)
+	}
 }
 
 // TestWriteFileNoReplace: WriteFile without replace refuses an existing
