@@ -13,52 +13,36 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
 // The encrypt and decrypt commands are tested as operators and scripts use
-// them: the built binary, a configuration file, certificate directories,
+// them: a separate process, a configuration file, certificate directories,
 // standard input and output, the exit status, and openssl as the peer.
 
-var (
-	cryptBinOnce sync.Once
-	cryptBin     string
-	cryptBinErr  error
-)
+// cryptTestRunMain makes this test binary the smimegate command when it is
+// started with it set, so that the tests run the real dispatcher, flags,
+// standard input and output and exit status (with -race instrumentation)
+// without building a second binary.
+const cryptTestRunMain = "SMIMEGATE_CRYPT_TEST_RUN_MAIN"
 
-// smimegateBinary builds the command once per test run.
-func smimegateBinary(t *testing.T) string {
-	t.Helper()
-	cryptBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "smimegate-crypt-test")
-		if err != nil {
-			cryptBinErr = err
-			return
-		}
-		cryptBin = filepath.Join(dir, "smimegate")
-		out, err := exec.Command("go", "build", "-o", cryptBin, ".").CombinedOutput()
-		if err != nil {
-			cryptBinErr = errors.New(string(out))
-		}
-	})
-	if cryptBinErr != nil {
-		t.Fatalf("go build: %v", cryptBinErr)
+func init() {
+	if os.Getenv(cryptTestRunMain) == "1" {
+		os.Exit(run(os.Args[1:], os.Stderr))
 	}
-	return cryptBin
 }
 
 // The key pairs of internal/smime/testdata, made once with openssl:
 // rsa and ec for example.net, other for example.com.
-func testdata(name string) string {
+func cryptTestdata(name string) string {
 	return filepath.Join("..", "..", "internal", "smime", "testdata", name)
 }
 
 // gatewayDir writes a configuration whose own certificate and partner
 // certificate are both the example.net RSA pair (the gateway encrypts to
 // itself), plus extra TOML.
-func gatewayDir(t *testing.T, extra string) string {
+func cryptTestGateway(t *testing.T, extra string) string {
 	t.Helper()
 	dir := t.TempDir()
 	for _, d := range []string{"own", "partners", "state"} {
@@ -66,9 +50,9 @@ func gatewayDir(t *testing.T, extra string) string {
 			t.Fatal(err)
 		}
 	}
-	copyFile(t, testdata("rsa.key"), filepath.Join(dir, "own", "example.net.key"))
-	copyFile(t, testdata("rsa.crt"), filepath.Join(dir, "own", "example.net.crt"))
-	copyFile(t, testdata("rsa.crt"), filepath.Join(dir, "partners", "example.net.crt"))
+	cryptTestCopy(t, cryptTestdata("rsa.key"), filepath.Join(dir, "own", "example.net.key"))
+	cryptTestCopy(t, cryptTestdata("rsa.crt"), filepath.Join(dir, "own", "example.net.crt"))
+	cryptTestCopy(t, cryptTestdata("rsa.crt"), filepath.Join(dir, "partners", "example.net.crt"))
 	cfg := "state_dir = \"state\"\nlocal_domains = [\"example.org\"]\nlog_level = \"warn\"\n" +
 		"[relay]\ninbound = \"127.0.0.1:2700\"\n[certs]\nown = \"own\"\npartners = \"partners\"\n" + extra
 	if err := os.WriteFile(filepath.Join(dir, "smimegate.toml"), []byte(cfg), 0o600); err != nil {
@@ -77,7 +61,7 @@ func gatewayDir(t *testing.T, extra string) string {
 	return dir
 }
 
-func copyFile(t *testing.T, from, to string) {
+func cryptTestCopy(t *testing.T, from, to string) {
 	t.Helper()
 	b, err := os.ReadFile(from)
 	if err != nil {
@@ -88,29 +72,34 @@ func copyFile(t *testing.T, from, to string) {
 	}
 }
 
-type result struct {
+type cryptTestResult struct {
 	stdout, stderr []byte
 	code           int
 }
 
-func smimegate(t *testing.T, dir string, stdin []byte, args ...string) result {
+func cryptTestRun(t *testing.T, dir string, stdin []byte, args ...string) cryptTestResult {
 	t.Helper()
-	cmd := exec.Command(smimegateBinary(t), args...)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Env = append(os.Environ(), cryptTestRunMain+"=1")
 	cmd.Dir = dir
 	cmd.Stdin = bytes.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
+	err = cmd.Run()
 	var exit *exec.ExitError
 	if err != nil && !errors.As(err, &exit) {
 		t.Fatal(err)
 	}
-	return result{out.Bytes(), errb.Bytes(), cmd.ProcessState.ExitCode()}
+	return cryptTestResult{out.Bytes(), errb.Bytes(), cmd.ProcessState.ExitCode()}
 }
 
 // oneLineError checks a failure: non-zero status, nothing on standard
 // output, one line on standard error that says what.
-func oneLineError(t *testing.T, r result, code int, want string) {
+func cryptTestOneLineError(t *testing.T, r cryptTestResult, code int, want string) {
 	t.Helper()
 	if r.code != code || len(r.stdout) != 0 {
 		t.Errorf("exit %d with %d bytes of output, want exit %d and none", r.code, len(r.stdout), code)
@@ -121,7 +110,7 @@ func oneLineError(t *testing.T, r result, code int, want string) {
 	}
 }
 
-func openssl(t *testing.T, stdin []byte, args ...string) []byte {
+func cryptTestOpenSSL(t *testing.T, stdin []byte, args ...string) []byte {
 	t.Helper()
 	cmd := exec.Command("openssl", args...)
 	cmd.Stdin = bytes.NewReader(stdin)
@@ -140,10 +129,10 @@ const cryptMsg = "From: alice@example.org\r\nTo: bob@sub.example.net\r\nBcc: car
 
 func TestEncryptDecryptCommands(t *testing.T) {
 	t.Parallel()
-	dir := gatewayDir(t, "")
+	dir := cryptTestGateway(t, "")
 	// A sub-domain without a certificate of its own uses its parent's
 	// (draft-ramsdell section 4, most specific first).
-	enc := smimegate(t, dir, []byte(cryptMsg), "encrypt", "-to", "sub.example.net")
+	enc := cryptTestRun(t, dir, []byte(cryptMsg), "encrypt", "-to", "sub.example.net")
 	if enc.code != 0 {
 		t.Fatalf("encrypt: exit %d: %s", enc.code, enc.stderr)
 	}
@@ -159,11 +148,11 @@ func TestEncryptDecryptCommands(t *testing.T) {
 	if err := os.WriteFile(sealedFile, enc.stdout, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	got := openssl(t, nil, "cms", "-decrypt", "-binary", "-in", sealedFile, "-recip", testdata("rsa.crt"), "-inkey", testdata("rsa.key"))
+	got := cryptTestOpenSSL(t, nil, "cms", "-decrypt", "-binary", "-in", sealedFile, "-recip", cryptTestdata("rsa.crt"), "-inkey", cryptTestdata("rsa.key"))
 	if string(got) != cryptMsg {
 		t.Errorf("openssl cms -decrypt gave %q", got)
 	}
-	dec := smimegate(t, dir, enc.stdout, "decrypt")
+	dec := cryptTestRun(t, dir, enc.stdout, "decrypt")
 	if dec.code != 0 || string(dec.stdout) != cryptMsg {
 		t.Errorf("decrypt: exit %d, %q, %s", dec.code, dec.stdout, dec.stderr)
 	}
@@ -171,9 +160,9 @@ func TestEncryptDecryptCommands(t *testing.T) {
 
 func TestEncryptPartnerPolicy(t *testing.T) {
 	t.Parallel()
-	dir := gatewayDir(t, "[policy]\nprotect_subject = true\n"+
+	dir := cryptTestGateway(t, "[policy]\nprotect_subject = true\n"+
 		"[policy.partners.\"example.net\"]\ncipher = \"aes128-cbc\"\nrsa_padding = \"oaep\"\nkey_id = \"ski\"\n")
-	enc := smimegate(t, dir, []byte(cryptMsg), "encrypt", "-to", "example.net")
+	enc := cryptTestRun(t, dir, []byte(cryptMsg), "encrypt", "-to", "example.net")
 	if enc.code != 0 {
 		t.Fatalf("encrypt: exit %d: %s", enc.code, enc.stderr)
 	}
@@ -184,37 +173,37 @@ func TestEncryptPartnerPolicy(t *testing.T) {
 	if err := os.WriteFile(f, enc.stdout, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	structure := string(openssl(t, nil, "cms", "-cmsout", "-print", "-in", f))
+	structure := string(cryptTestOpenSSL(t, nil, "cms", "-cmsout", "-print", "-in", f))
 	for _, want := range []string{"aes-128-cbc", "rsaesOaep", "subjectKeyIdentifier"} {
 		if !strings.Contains(structure, want) {
 			t.Errorf("openssl cms -print does not show %s", want)
 		}
 	}
-	if dec := smimegate(t, dir, enc.stdout, "decrypt"); dec.code != 0 || string(dec.stdout) != cryptMsg {
+	if dec := cryptTestRun(t, dir, enc.stdout, "decrypt"); dec.code != 0 || string(dec.stdout) != cryptMsg {
 		t.Errorf("decrypt: exit %d, %s", dec.code, dec.stderr)
 	}
 }
 
 func TestEncryptRefuses(t *testing.T) {
 	t.Parallel()
-	dir := gatewayDir(t, "[smtp]\nmax_message_bytes = 4096\n")
-	oneLineError(t, smimegate(t, dir, []byte(cryptMsg), "encrypt", "-to", "example.com"), 1, "no partner certificate for example.com")
-	oneLineError(t, smimegate(t, dir, []byte(cryptMsg), "encrypt"), 2, "-to DOMAIN is required")
-	oneLineError(t, smimegate(t, dir, []byte(cryptMsg), "encrypt", "-to", "example.net", "extra"), 2, "unexpected argument")
-	oneLineError(t, smimegate(t, dir, []byte(cryptMsg), "encrypt", "-to", "exa mple.net"), 1, "not a valid domain")
-	oneLineError(t, smimegate(t, dir, nil, "encrypt", "-to", "example.net"), 1, "standard input is empty")
+	dir := cryptTestGateway(t, "[smtp]\nmax_message_bytes = 4096\n")
+	cryptTestOneLineError(t, cryptTestRun(t, dir, []byte(cryptMsg), "encrypt", "-to", "example.com"), 1, "no partner certificate for example.com")
+	cryptTestOneLineError(t, cryptTestRun(t, dir, []byte(cryptMsg), "encrypt"), 2, "-to DOMAIN is required")
+	cryptTestOneLineError(t, cryptTestRun(t, dir, []byte(cryptMsg), "encrypt", "-to", "example.net", "extra"), 2, "unexpected argument")
+	cryptTestOneLineError(t, cryptTestRun(t, dir, []byte(cryptMsg), "encrypt", "-to", "exa mple.net"), 1, "not a valid domain")
+	cryptTestOneLineError(t, cryptTestRun(t, dir, nil, "encrypt", "-to", "example.net"), 1, "standard input is empty")
 	big := []byte(cryptMsg + strings.Repeat("x", 5000))
-	oneLineError(t, smimegate(t, dir, big, "encrypt", "-to", "example.net"), 1, "larger than smtp.max_message_bytes")
+	cryptTestOneLineError(t, cryptTestRun(t, dir, big, "encrypt", "-to", "example.net"), 1, "larger than smtp.max_message_bytes")
 	// An unknown flag: the usage text, and exit status 2.
-	if r := smimegate(t, dir, []byte(cryptMsg), "encrypt", "-to", "example.net", "-cipher", "des"); r.code != 2 || len(r.stdout) != 0 ||
+	if r := cryptTestRun(t, dir, []byte(cryptMsg), "encrypt", "-to", "example.net", "-cipher", "des"); r.code != 2 || len(r.stdout) != 0 ||
 		!bytes.Contains(r.stderr, []byte("usage: smimegate encrypt")) {
 		t.Errorf("unknown flag: exit %d, %s", r.code, r.stderr)
 	}
 
 	// An expired partner certificate is never used.
-	exp := gatewayDir(t, "")
-	writeExpiredCert(t, filepath.Join(exp, "partners", "example.net.crt"))
-	r := smimegate(t, exp, []byte(cryptMsg), "encrypt", "-to", "example.net")
+	exp := cryptTestGateway(t, "")
+	cryptTestExpiredCert(t, filepath.Join(exp, "partners", "example.net.crt"))
+	r := cryptTestRun(t, exp, []byte(cryptMsg), "encrypt", "-to", "example.net")
 	// The store warns about the file first; the error is the last line.
 	lines := strings.Split(strings.TrimSpace(string(r.stderr)), "\n")
 	if r.code != 1 || len(r.stdout) != 0 || !strings.Contains(lines[len(lines)-1], "no usable partner certificate for example.net (") ||
@@ -225,28 +214,28 @@ func TestEncryptRefuses(t *testing.T) {
 
 func TestDecryptOutcomes(t *testing.T) {
 	t.Parallel()
-	dir := gatewayDir(t, "")
-	legacy := gatewayDir(t, "[policy]\nallow_3des = true\n")
-	strict := gatewayDir(t, "[policy]\nrequire_aead = true\n")
+	dir := cryptTestGateway(t, "")
+	legacy := cryptTestGateway(t, "[policy]\nallow_3des = true\n")
+	strict := cryptTestGateway(t, "[policy]\nrequire_aead = true\n")
 	plain := []byte(cryptMsg)
-	toOther := openssl(t, plain, "cms", "-encrypt", "-binary", "-aes-256-gcm", testdata("other.crt"))
-	des := openssl(t, plain, "smime", "-encrypt", "-binary", "-des3", testdata("rsa.crt"))
-	cbc := openssl(t, plain, "smime", "-encrypt", "-binary", "-aes256", testdata("rsa.crt"))
-	gcm := openssl(t, plain, "cms", "-encrypt", "-binary", "-aes-256-gcm", testdata("rsa.crt"))
+	toOther := cryptTestOpenSSL(t, plain, "cms", "-encrypt", "-binary", "-aes-256-gcm", cryptTestdata("other.crt"))
+	des := cryptTestOpenSSL(t, plain, "smime", "-encrypt", "-binary", "-des3", cryptTestdata("rsa.crt"))
+	cbc := cryptTestOpenSSL(t, plain, "smime", "-encrypt", "-binary", "-aes256", cryptTestdata("rsa.crt"))
+	gcm := cryptTestOpenSSL(t, plain, "cms", "-encrypt", "-binary", "-aes-256-gcm", cryptTestdata("rsa.crt"))
 	// Flip a byte of the GCM tag: the message is to us but cannot be opened.
-	tampered := tamperLastBase64(t, gcm)
+	tampered := cryptTestTamper(t, gcm)
 
-	oneLineError(t, smimegate(t, dir, plain, "decrypt"), 1, "not encrypted")
-	oneLineError(t, smimegate(t, dir, toOther, "decrypt"), 1, "not for us")
-	oneLineError(t, smimegate(t, dir, tampered, "decrypt"), 1, "failed: the message is encrypted but cannot be opened")
-	oneLineError(t, smimegate(t, dir, des, "decrypt"), 1, "unsupported algorithm")
-	oneLineError(t, smimegate(t, strict, cbc, "decrypt"), 1, "require_aead")
-	oneLineError(t, smimegate(t, dir, gcm, "decrypt", "extra"), 2, "unexpected argument")
+	cryptTestOneLineError(t, cryptTestRun(t, dir, plain, "decrypt"), 1, "not encrypted")
+	cryptTestOneLineError(t, cryptTestRun(t, dir, toOther, "decrypt"), 1, "not for us")
+	cryptTestOneLineError(t, cryptTestRun(t, dir, tampered, "decrypt"), 1, "failed: the message is encrypted but cannot be opened")
+	cryptTestOneLineError(t, cryptTestRun(t, dir, des, "decrypt"), 1, "unsupported algorithm")
+	cryptTestOneLineError(t, cryptTestRun(t, strict, cbc, "decrypt"), 1, "require_aead")
+	cryptTestOneLineError(t, cryptTestRun(t, dir, gcm, "decrypt", "extra"), 2, "unexpected argument")
 	for name, c := range map[string]struct {
 		dir string
 		in  []byte
 	}{"3des allowed": {legacy, des}, "smime cbc": {dir, cbc}, "cms gcm": {dir, gcm}, "gcm, require_aead": {strict, gcm}} {
-		r := smimegate(t, c.dir, c.in, "decrypt")
+		r := cryptTestRun(t, c.dir, c.in, "decrypt")
 		if r.code != 0 || string(r.stdout) != cryptMsg {
 			t.Errorf("%s: exit %d, %q, %s", name, r.code, r.stdout, r.stderr)
 		}
@@ -255,9 +244,9 @@ func TestDecryptOutcomes(t *testing.T) {
 
 // writeExpiredCert writes a domain certificate for example.net, with the
 // test RSA key, that expired in 2021.
-func writeExpiredCert(t *testing.T, path string) {
+func cryptTestExpiredCert(t *testing.T, path string) {
 	t.Helper()
-	b, err := os.ReadFile(testdata("rsa.key"))
+	b, err := os.ReadFile(cryptTestdata("rsa.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +275,7 @@ func writeExpiredCert(t *testing.T, path string) {
 
 // tamperLastBase64 changes the last full base64 line of an S/MIME message,
 // which holds the end of the GCM tag.
-func tamperLastBase64(t *testing.T, msg []byte) []byte {
+func cryptTestTamper(t *testing.T, msg []byte) []byte {
 	t.Helper()
 	lines := strings.Split(strings.TrimRight(string(msg), "\n"), "\n")
 	last := []byte(lines[len(lines)-2])
@@ -314,7 +303,7 @@ func TestDecryptGPGSM(t *testing.T) {
 		exec.Command("gpgconf", "--homedir", home, "--kill", "all").Run()
 		os.RemoveAll(home)
 	})
-	fpr := openssl(t, nil, "x509", "-in", testdata("rsa.crt"), "-noout", "-fingerprint", "-sha1")
+	fpr := cryptTestOpenSSL(t, nil, "x509", "-in", cryptTestdata("rsa.crt"), "-noout", "-fingerprint", "-sha1")
 	_, hex, _ := strings.Cut(strings.TrimSpace(string(fpr)), "=")
 	if err := os.WriteFile(filepath.Join(home, "trustlist.txt"), []byte(hex+" S relax\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -331,12 +320,12 @@ func TestDecryptGPGSM(t *testing.T) {
 		}
 		return out
 	}
-	gpgsm(nil, "--import", testdata("rsa.crt"))
+	gpgsm(nil, "--import", cryptTestdata("rsa.crt"))
 	b64 := gpgsm([]byte(cryptMsg), "--base64", "--encrypt", "-r", "0x"+strings.ReplaceAll(hex, ":", ""))
 	mail := "From: alice@example.net\nTo: bob@example.org\nMIME-Version: 1.0\n" +
 		"Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\n" +
 		"Content-Transfer-Encoding: base64\n\n" + string(b64)
-	r := smimegate(t, gatewayDir(t, ""), []byte(mail), "decrypt")
+	r := cryptTestRun(t, cryptTestGateway(t, ""), []byte(mail), "decrypt")
 	if r.code != 0 || string(r.stdout) != cryptMsg {
 		t.Errorf("decrypt: exit %d, %q, %s", r.code, r.stdout, r.stderr)
 	}
