@@ -186,7 +186,7 @@ func testCertImportListShow(t *testing.T, env certTestEnv) {
 	for _, re := range []string{"example.org  +own  +CN=example.org", "partner.example  +partner", "sub.partner.example  +partner"} {
 		found := false
 		for _, l := range lines {
-			if ok, _ := matchLine(re, l); ok && strings.HasSuffix(strings.TrimSpace(l), "valid") {
+			if ok, _ := certTestMatchLine(re, l); ok && strings.HasSuffix(strings.TrimSpace(l), "valid") {
 				found = true
 			}
 		}
@@ -227,9 +227,9 @@ func testCertImportListShow(t *testing.T, env certTestEnv) {
 	}
 }
 
-// matchLine reports whether l contains the space-padded pattern: words
+// certTestMatchLine reports whether l contains the space-padded pattern: words
 // separated by "  +" meaning two or more spaces (tabwriter columns).
-func matchLine(pattern, l string) (bool, error) {
+func certTestMatchLine(pattern, l string) (bool, error) {
 	parts := strings.Split(pattern, "  +")
 	rest := l
 	for _, p := range parts {
