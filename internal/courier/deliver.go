@@ -252,75 +252,9 @@ func (d *delivery) transaction(ctx context.Context, s *session, idx []int) (reus
 	}
 	defer body.Close()
 
-	// MAIL FROM with its parameters: RFC 6152 BODY, RFC 1870 SIZE, RFC
-	// 6531 SMTPUTF8, RFC 3461 RET and ENVID.
-	var params strings.Builder
-	if ok, _ := s.ext("8BITMIME"); ok && m.EightBit {
-		params.WriteString(" BODY=8BITMIME")
-	}
-	// Without 8BITMIME at the server an 8-bit body still goes unchanged:
-	// the draft asks that mail be relayed unaltered (D7), which rules out
-	// a conversion to quoted-printable, and bouncing mail for it would be
-	// worse than what every current MTA accepts.
-	if ok, _ := s.ext("SIZE"); ok && m.Size > 0 {
-		fmt.Fprintf(&params, " SIZE=%d", m.Size)
-	}
-	if needUTF8 {
-		params.WriteString(" SMTPUTF8")
-	}
-	dsn, _ := s.ext("DSN")
-	if dsn {
-		if ret := strings.ToUpper(m.RET); ret == "FULL" || ret == "HDRS" {
-			params.WriteString(" RET=" + ret)
-		}
-		if m.EnvID != "" && isASCII(m.EnvID) && len(m.EnvID) <= 100 {
-			params.WriteString(" ENVID=" + encodeXtext(m.EnvID))
-		}
-	}
-	if r, err := s.cmd(2, "MAIL FROM:<%s>%s", m.From, params.String()); err != nil {
-		if r.code != 0 {
-			t.reply(send, r, "MAIL FROM")
-			return true
-		}
-		t.lost(send, s.lost("sending MAIL FROM", err, false))
-		return false
-	}
-
-	var accepted []int
-	for k, i := range send {
-		rc := m.Recipients[i]
-		var p strings.Builder
-		if dsn {
-			if v := notifyParam(rc.Notify); v != "" {
-				p.WriteString(" " + v)
-			}
-			if v := orcptParam(rc.ORcpt); v != "" {
-				p.WriteString(" " + v)
-			}
-		}
-		r, err := s.cmd(2, "RCPT TO:<%s>%s", rc.Addr, p.String())
-		if err != nil && r.code == 0 {
-			t.lost(append(accepted, send[k:]...), s.lost("sending RCPT TO", err, false))
-			return false
-		}
-		if err != nil {
-			t.reply([]int{i}, r, "RCPT TO")
-			continue
-		}
-		accepted = append(accepted, i)
-	}
-	if len(accepted) == 0 {
-		// Nothing to send; the next user of the session sends RSET.
-		return true
-	}
-
-	if r, err := s.cmd(3, "DATA"); err != nil {
-		if r.code != 0 {
-			t.reply(accepted, r, "DATA")
-			return true
-		}
-		t.lost(accepted, s.lost("sending DATA", err, false))
-		return false
+	accepted, reusable, proceed := d.envelope(s, t, send, needUTF8)
+	if !proceed {
+		return reusable
 	}
 	w := s.client.Text.DotWriter()
 	if _, err := io.Copy(w, taggedReader{body}); err != nil {

@@ -144,3 +144,22 @@ func TestSinkNullSenderAndDSNParameters(t *testing.T) {
 		}
 	}
 }
+
+func TestSinkWithoutPipelining(t *testing.T) {
+	t.Parallel()
+	// -p: no PIPELINING, so each command waits for its reply.
+	s := startSink(t, "", "-p")
+	c, _ := newCourier(t, Config{TLS: TLSNone})
+	res := deliver(t, c, Route{NextHop: s.addr}, newMessage("K11", "a@example.org", testBody, "b@example.net", "c@example.net", "d@example.net"))
+	wantStatus(t, res, Delivered, Delivered, Delivered)
+	if d := s.dumps(t); len(d) != 1 || strings.Count(d[0], "X-Rcpt-Args:") != 3 {
+		t.Errorf("dumps: %q", d)
+	}
+	// -r MAIL (which implies -p): a refused MAIL ends the transaction.
+	refuse := startSink(t, "", "-r", "MAIL")
+	res = deliver(t, c, Route{NextHop: refuse.addr}, newMessage("K12", "a@example.org", testBody, "b@example.net", "c@example.net"))
+	wantStatus(t, res, Deferred, Deferred)
+	if res[0].Code != 450 {
+		t.Errorf("%+v", res[0])
+	}
+}

@@ -1,0 +1,198 @@
+package courier
+
+import (
+	"fmt"
+	"strings"
+)
+
+// envelope runs MAIL FROM, the RCPT TOs and DATA for the recipients send.
+// With PIPELINING (RFC 2920) the whole group leaves in one write and the
+// replies are read in order afterwards, which saves a round trip per
+// recipient; without it each command waits for its reply, and the group
+// stops at a refused MAIL or when no recipient was accepted.
+//
+// proceed is true when the server answered DATA with 354 and accepted
+// holds the recipients the content goes to; otherwise every recipient of
+// send has its result, and reusable says whether the session may carry
+// another transaction.
+func (d *delivery) envelope(s *session, t *tally, send []int, needUTF8 bool) (accepted []int, reusable, proceed bool) {
+	m := d.msg
+	cmds := []string{"MAIL FROM:<" + m.From + ">" + d.mailParams(s, needUTF8)}
+	expect := []int{2}
+	dsn, _ := s.ext("DSN")
+	for _, i := range send {
+		cmds = append(cmds, "RCPT TO:<"+m.Recipients[i].Addr+">"+rcptParams(m.Recipients[i], dsn))
+		expect = append(expect, 2)
+	}
+	// RFC 2920 section 3.1: DATA may end a pipelined group.
+	cmds = append(cmds, "DATA")
+	expect = append(expect, 3)
+	dataAt := len(cmds) - 1
+
+	pipelined, _ := s.ext("PIPELINING")
+	answers, err := s.exchange(cmds, expect, pipelined, func(done []answer) bool {
+		if !done[0].ok {
+			return false // MAIL refused: no RCPT, no DATA
+		}
+		if len(done) == dataAt {
+			for _, a := range done[1:] {
+				if a.ok {
+					return true
+				}
+			}
+			return false // nobody accepted: no DATA
+		}
+		return true
+	})
+	lostAt := func(step string) *failure { return s.lost(step, err, false) }
+	// dataStarted is a pipelined DATA that a broken server answered with
+	// 354 although nothing can follow: only closing the connection ends
+	// that transaction cleanly.
+	dataStarted := len(answers) > dataAt && answers[dataAt].ok
+
+	if len(answers) == 0 {
+		t.lost(send, lostAt("sending MAIL FROM"))
+		return nil, false, false
+	}
+	if !answers[0].ok {
+		t.reply(send, answers[0].r, "MAIL FROM")
+		return nil, err == nil && !dataStarted, false
+	}
+	var unanswered []int
+	for k, i := range send {
+		switch {
+		case k+1 >= len(answers):
+			unanswered = append(unanswered, i)
+		case answers[k+1].ok:
+			accepted = append(accepted, i)
+		default:
+			t.reply([]int{i}, answers[k+1].r, "RCPT TO")
+		}
+	}
+	if err != nil && len(unanswered) > 0 {
+		t.lost(append(accepted, unanswered...), lostAt("sending RCPT TO"))
+		return nil, false, false
+	}
+	if len(accepted) == 0 {
+		// Nothing to send; the next user of the session sends RSET.
+		return nil, err == nil && !dataStarted, false
+	}
+	if len(answers) <= dataAt {
+		t.lost(accepted, lostAt("sending DATA"))
+		return nil, false, false
+	}
+	if !answers[dataAt].ok {
+		t.reply(accepted, answers[dataAt].r, "DATA")
+		return nil, err == nil, false
+	}
+	return accepted, true, true
+}
+
+// mailParams are the MAIL FROM parameters: RFC 6152 BODY, RFC 1870 SIZE,
+// RFC 6531 SMTPUTF8, RFC 3461 RET and ENVID.
+func (d *delivery) mailParams(s *session, needUTF8 bool) string {
+	m := d.msg
+	var p strings.Builder
+	// Without 8BITMIME at the server an 8-bit body still goes unchanged:
+	// the draft asks that mail be relayed unaltered (D7), which rules out
+	// a conversion to quoted-printable, and bouncing mail for it would be
+	// worse than what every current MTA accepts.
+	if ok, _ := s.ext("8BITMIME"); ok && m.EightBit {
+		p.WriteString(" BODY=8BITMIME")
+	}
+	if ok, _ := s.ext("SIZE"); ok && m.Size > 0 {
+		fmt.Fprintf(&p, " SIZE=%d", m.Size)
+	}
+	if needUTF8 {
+		p.WriteString(" SMTPUTF8")
+	}
+	if ok, _ := s.ext("DSN"); ok {
+		if ret := strings.ToUpper(m.RET); ret == "FULL" || ret == "HDRS" {
+			p.WriteString(" RET=" + ret)
+		}
+		if m.EnvID != "" && isASCII(m.EnvID) && len(m.EnvID) <= 100 {
+			p.WriteString(" ENVID=" + encodeXtext(m.EnvID))
+		}
+	}
+	return p.String()
+}
+
+// rcptParams are the RFC 3461 RCPT TO parameters, when the server offers
+// DSN.
+func rcptParams(rc Rcpt, dsn bool) string {
+	if !dsn {
+		return ""
+	}
+	var p strings.Builder
+	if v := notifyParam(rc.Notify); v != "" {
+		p.WriteString(" " + v)
+	}
+	if v := orcptParam(rc.ORcpt); v != "" {
+		p.WriteString(" " + v)
+	}
+	return p.String()
+}
+
+// answer is one reply of a command group; ok says it had the expected
+// class.
+type answer struct {
+	r  reply
+	ok bool
+}
+
+// exchange sends cmds and reads one reply for each. Pipelined, the group
+// goes out in one write; otherwise each command waits for the previous
+// reply, and more (given the answers so far) may end the group early. A
+// network failure returns the answers read before it.
+func (s *session) exchange(cmds []string, expect []int, pipelined bool, more func(done []answer) bool) ([]answer, error) {
+	w := s.client.Text.W
+	var out []answer
+	if pipelined {
+		for _, c := range cmds {
+			if _, err := w.WriteString(c + "\r\n"); err != nil {
+				return nil, err
+			}
+		}
+		if err := w.Flush(); err != nil {
+			return nil, err
+		}
+		for i := range cmds {
+			a, err := s.read(expect[i])
+			if err != nil {
+				return out, err
+			}
+			out = append(out, a)
+		}
+		return out, nil
+	}
+	for i, c := range cmds {
+		if i > 0 && !more(out) {
+			break
+		}
+		if _, err := w.WriteString(c + "\r\n"); err != nil {
+			return out, err
+		}
+		if err := w.Flush(); err != nil {
+			return out, err
+		}
+		a, err := s.read(expect[i])
+		if err != nil {
+			return out, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// read reads one reply; a reply of another class than expect is an
+// answer that is not ok, not an error.
+func (s *session) read(expect int) (answer, error) {
+	code, msg, err := s.client.Text.ReadResponse(expect)
+	if err != nil {
+		if r, ok := asReply(err); ok {
+			return answer{r: r}, nil
+		}
+		return answer{}, err
+	}
+	return answer{r: parseReply(code, msg), ok: true}, nil
+}
