@@ -1,0 +1,173 @@
+// Command relay measures end-to-end relay throughput: smimegate encrypting
+// every message to a partner domain against a Postfix plain relay (no
+// crypto, default fsync) on the same machine, in alternating runs of the
+// same load, with the ratio printed at the end.
+//
+// Each run sends -messages messages of each -sizes body size with Postfix's
+// smtp-source over -sessions parallel sessions (a new connection per
+// message, smtp-source's default); its time runs from the start of
+// smtp-source until the sink holds the last message. The sink is the same
+// Go SMTP server for both (bench/internal/rig), and it checks every message:
+// smimegate's must be S/MIME, Postfix's must not.
+//
+//	go run ./bench/relay                     # 10 KB and 100 KB, 20 sessions
+//	go run ./bench/relay -perf /tmp/relay.perf.data   # and profile the gateway
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"smimegate/bench/internal/rig"
+	"smimegate/test/postfixtest"
+)
+
+func main() {
+	sizes := flag.String("sizes", "10240,102400", "comma-separated message body `sizes` in bytes")
+	sessions := flag.Int("sessions", 20, "parallel SMTP sessions")
+	messages := flag.Int("messages", 300, "messages per run")
+	rounds := flag.Int("rounds", 3, "runs of each system per size, alternating")
+	perfOut := flag.String("perf", "", "record the gateway with perf into `FILE` and print the top costs")
+	flag.Parse()
+	sizeList, err := parseSizes(*sizes)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "relay:", err)
+		os.Exit(2)
+	}
+
+	h := rig.New("relay")
+	defer h.Close()
+	rig.Header("relay", fmt.Sprintf("%d messages x %d rounds, %d sessions", *messages, *rounds, *sessions))
+
+	bin := rig.Build(h)
+	own := rig.Keygen(h, bin, "example.org", "rsa2048")
+	partner := rig.Keygen(h, bin, "example.net", "rsa2048")
+
+	gwSink := rig.StartSink(h, rig.SinkOptions{Check: mustBeSMIME})
+	pfSink := rig.StartSink(h, rig.SinkOptions{Check: mustBePlain})
+	gw := rig.StartGateway(h, bin, rig.GatewayOptions{
+		Domain: "example.org", Own: []rig.KeyFiles{own}, Partners: []rig.KeyFiles{partner},
+		Outbound: gwSink.Addr, Inbound: gwSink.Addr,
+	})
+	_, port, _ := strings.Cut(pfSink.Addr, ":")
+	pf := postfixtest.Start(h, postfixtest.Options{MainCF: map[string]string{"relayhost": "[127.0.0.1]:" + port}})
+
+	// One small run each first: connections, page cache and Postfix's
+	// daemons are warm before anything is timed.
+	warm := min(*messages, 40)
+	run(h, gw.Addr, gwSink, warm, *sessions, 1024)
+	run(h, pf.Addr, pfSink, warm, *sessions, 1024)
+
+	var perf *rig.Perf
+	if *perfOut != "" {
+		perf = rig.StartPerf(h, gw.PID(), *perfOut)
+	}
+
+	type result struct{ gw, pf time.Duration }
+	results := map[int]*result{}
+	for _, size := range sizeList {
+		r := &result{}
+		results[size] = r
+		for i := range *rounds {
+			// Alternate who goes first, so that a slow spell of the
+			// shared machine does not always hit the same system.
+			order := []string{"smimegate", "postfix"}
+			if i%2 == 1 {
+				order = []string{"postfix", "smimegate"}
+			}
+			for _, who := range order {
+				var d time.Duration
+				if who == "smimegate" {
+					d = run(h, gw.Addr, gwSink, *messages, *sessions, size)
+					r.gw += d
+				} else {
+					d = run(h, pf.Addr, pfSink, *messages, *sessions, size)
+					r.pf += d
+				}
+				fmt.Printf("  %-9s %6d B  run %d: %7.1f msg/s\n", who, size, i+1, float64(*messages)/d.Seconds())
+			}
+		}
+	}
+
+	var report string
+	if perf != nil {
+		report, err = perf.Report(45)
+		if err != nil {
+			h.Fatalf("%v", err)
+		}
+	}
+	checkSinks(h, gw, gwSink, pfSink)
+
+	fmt.Println()
+	for _, size := range sizeList {
+		r := results[size]
+		n := float64(*messages * *rounds)
+		gwRate, pfRate := n/r.gw.Seconds(), n/r.pf.Seconds()
+		ratio := gwRate / pfRate
+		line := fmt.Sprintf("relay %6d B: smimegate %7.1f msg/s  postfix %7.1f msg/s  ratio %.2f", size, gwRate, pfRate, ratio)
+		if size == 10240 {
+			line += fmt.Sprintf("  (target >= 4: %s)", rig.Verdict(ratio, 4, false))
+		}
+		fmt.Println(line)
+	}
+	if report != "" {
+		fmt.Printf("\nperf profile of the gateway (self time, %s):\n%s", *perfOut, report)
+	}
+}
+
+// run sends n messages with smtp-source and returns the time until the sink
+// holds all of them.
+func run(h *rig.Harness, addr string, sink *rig.Sink, n, sessions, size int) time.Duration {
+	want := sink.Count() + n
+	start := time.Now()
+	rig.SMTPSource(h, addr, n, sessions, size, "alice@example.org", "bob@example.net")
+	end, err := sink.WaitCount(want, 5*time.Minute)
+	if err != nil {
+		h.Fatalf("%s: %v", addr, err)
+	}
+	return end.Sub(start)
+}
+
+// checkSinks fails the benchmark unless every message was what it should
+// be: a figure for a gateway that stopped encrypting would be meaningless.
+func checkSinks(h *rig.Harness, gw *rig.Gateway, gwSink, pfSink *rig.Sink) {
+	for name, s := range map[string]*rig.Sink{"smimegate": gwSink, "postfix": pfSink} {
+		if bad, err := s.Bad(); bad > 0 {
+			h.Fatalf("%s: %d of %d messages at the sink were wrong; first: %v", name, bad, s.Count(), err)
+		}
+	}
+	enc := gw.MustMetric(h, `smimegate_decisions_total{action="encrypt"}`)
+	if int(enc) != gwSink.Count() {
+		h.Fatalf("smimegate encrypted %v messages but the sink holds %d", enc, gwSink.Count())
+	}
+}
+
+func mustBeSMIME(_ string, data []byte) error {
+	if !rig.IsSMIME(data) {
+		return fmt.Errorf("not encrypted (no application/pkcs7-mime header)")
+	}
+	return nil
+}
+
+func mustBePlain(_ string, data []byte) error {
+	if rig.IsSMIME(data) {
+		return fmt.Errorf("the plain relay delivered an S/MIME message")
+	}
+	return nil
+}
+
+func parseSizes(s string) ([]int, error) {
+	var sizes []int
+	for f := range strings.SplitSeq(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("-sizes: %q is not a positive byte count", f)
+		}
+		sizes = append(sizes, n)
+	}
+	return sizes, nil
+}
