@@ -1,0 +1,116 @@
+// Command pipeline measures two smimegates in a row, the sending domain's
+// (encrypt) and the receiving domain's (decrypt), against one Postfix plain
+// relay (no crypto, default fsync) on the same machine, in alternating runs
+// of the same load, with the ratio printed at the end.
+//
+// The load is Postfix's smtp-source (-sessions parallel sessions, a new
+// connection per message); a run's time is from the start of smtp-source
+// until the sink holds the last message. Both gateways' metrics must show
+// that every message was encrypted by the first and decrypted by the second,
+// and the sink checks that what arrives is plain text again.
+//
+//	go run ./bench/pipeline
+package main
+
+import (
+	"flag"
+	"fmt"
+	"strings"
+	"time"
+
+	"smimegate/bench/internal/rig"
+	"smimegate/test/postfixtest"
+)
+
+func main() {
+	size := flag.Int("size", 10240, "message body size in bytes")
+	sessions := flag.Int("sessions", 20, "parallel SMTP sessions")
+	messages := flag.Int("messages", 300, "messages per run")
+	rounds := flag.Int("rounds", 3, "runs of each system, alternating")
+	keyType := flag.String("key", "rsa2048", "the receiving domain's key type (rsa2048, p256, ...)")
+	flag.Parse()
+
+	h := rig.New("pipeline")
+	defer h.Close()
+	rig.Header("pipeline", fmt.Sprintf("%d B, %d messages x %d rounds, %d sessions, %s", *size, *messages, *rounds, *sessions, *keyType))
+
+	bin := rig.Build(h)
+	orgKey := rig.Keygen(h, bin, "example.org", *keyType)
+	netKey := rig.Keygen(h, bin, "example.net", *keyType)
+
+	gwSink := rig.StartSink(h, rig.SinkOptions{Check: mustBePlain})
+	pfSink := rig.StartSink(h, rig.SinkOptions{Check: mustBePlain})
+	// The receiving gateway delivers example.net's mail inward to the sink.
+	receiving := rig.StartGateway(h, bin, rig.GatewayOptions{
+		Domain: "example.net", Own: []rig.KeyFiles{netKey}, Partners: []rig.KeyFiles{orgKey},
+		Outbound: gwSink.Addr, Inbound: gwSink.Addr,
+	})
+	// The sending gateway encrypts to example.net and hands the result to
+	// the receiving gateway, as example.net's MX would be.
+	sending := rig.StartGateway(h, bin, rig.GatewayOptions{
+		Domain: "example.org", Own: []rig.KeyFiles{orgKey}, Partners: []rig.KeyFiles{netKey},
+		Outbound: receiving.Addr, Inbound: gwSink.Addr,
+	})
+	_, port, _ := strings.Cut(pfSink.Addr, ":")
+	pf := postfixtest.Start(h, postfixtest.Options{MainCF: map[string]string{"relayhost": "[127.0.0.1]:" + port}})
+
+	warm := min(*messages, 40)
+	run(h, sending.Addr, gwSink, warm, *sessions, 1024)
+	run(h, pf.Addr, pfSink, warm, *sessions, 1024)
+
+	var gwTime, pfTime time.Duration
+	for i := range *rounds {
+		order := []string{"smimegate", "postfix"}
+		if i%2 == 1 {
+			order = []string{"postfix", "smimegate"}
+		}
+		for _, who := range order {
+			var d time.Duration
+			if who == "smimegate" {
+				d = run(h, sending.Addr, gwSink, *messages, *sessions, *size)
+				gwTime += d
+			} else {
+				d = run(h, pf.Addr, pfSink, *messages, *sessions, *size)
+				pfTime += d
+			}
+			fmt.Printf("  %-9s run %d: %7.1f msg/s\n", who, i+1, float64(*messages)/d.Seconds())
+		}
+	}
+
+	for name, s := range map[string]*rig.Sink{"smimegate": gwSink, "postfix": pfSink} {
+		if bad, err := s.Bad(); bad > 0 {
+			h.Fatalf("%s: %d of %d messages at the sink were wrong; first: %v", name, bad, s.Count(), err)
+		}
+	}
+	enc := sending.MustMetric(h, `smimegate_decisions_total{action="encrypt"}`)
+	dec := receiving.MustMetric(h, `smimegate_decisions_total{action="decrypt"}`)
+	if int(enc) != gwSink.Count() || int(dec) != gwSink.Count() {
+		h.Fatalf("the sink holds %d messages, but the sending gateway encrypted %v and the receiving one decrypted %v", gwSink.Count(), enc, dec)
+	}
+
+	n := float64(*messages * *rounds)
+	gwRate, pfRate := n/gwTime.Seconds(), n/pfTime.Seconds()
+	ratio := gwRate / pfRate
+	fmt.Printf("\npipeline %d B: smimegate x2 %7.1f msg/s  postfix %7.1f msg/s  ratio %.2f  (target >= 2: %s)\n",
+		*size, gwRate, pfRate, ratio, rig.Verdict(ratio, 2, false))
+}
+
+// run sends n messages with smtp-source and returns the time until the sink
+// holds all of them.
+func run(h *rig.Harness, addr string, sink *rig.Sink, n, sessions, size int) time.Duration {
+	want := sink.Count() + n
+	start := time.Now()
+	rig.SMTPSource(h, addr, n, sessions, size, "alice@example.org", "bob@example.net")
+	end, err := sink.WaitCount(want, 5*time.Minute)
+	if err != nil {
+		h.Fatalf("%s: %v", addr, err)
+	}
+	return end.Sub(start)
+}
+
+func mustBePlain(_ string, data []byte) error {
+	if rig.IsSMIME(data) {
+		return fmt.Errorf("still encrypted at the sink")
+	}
+	return nil
+}
