@@ -51,14 +51,15 @@ func certCommand(args []string, stdout, stderr io.Writer) error {
 func certSetup(name, synopsis string, args []string) (*config.Config, []string, error) {
 	fs := newFlagSet("cert "+name, synopsis)
 	cfgPath := configFlag(fs)
-	if err := parseFlags(fs, args); err != nil {
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
 		return nil, nil, err
 	}
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
 		return nil, nil, err
 	}
-	return cfg, fs.Args(), nil
+	return cfg, pos, nil
 }
 
 // certLoad loads the store; problems go to logger (or only to the listing).

@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	toml "github.com/pelletier/go-toml/v2"
 	"github.com/pelletier/go-toml/v2/unstable"
@@ -746,6 +747,9 @@ func CanonicalDomain(d string) (string, error) {
 	d = strings.TrimSuffix(d, ".")
 	if d == "" {
 		return "", errors.New("empty domain")
+	}
+	if !utf8.ValidString(d) {
+		return "", errors.New("not valid UTF-8")
 	}
 	a, err := idna.Lookup.ToASCII(d)
 	if err != nil {

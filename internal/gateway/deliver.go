@@ -50,7 +50,7 @@ func routeFor(cfg *config.Config, domain string) (next, tls string) {
 // deliver attempts every recipient that is due, one transaction per next hop
 // and version, records the outcomes with one envelope update, queues the
 // bounces, and returns when the message next needs work.
-func (g *Gateway) deliver(ctx context.Context, env *spool.Envelope, force bool) time.Time {
+func (g *Gateway) deliver(ctx context.Context, env *spool.Envelope, force bool, vs *versions) time.Time {
 	cfg := g.Config()
 	now := time.Now()
 	batches := map[hop][]int{}
@@ -76,7 +76,7 @@ func (g *Gateway) deliver(ctx context.Context, env *spool.Envelope, force bool) 
 		}
 	}
 	if len(order) == 0 {
-		return g.finish(env)
+		return g.finish(env, vs)
 	}
 
 	type outcome struct {
@@ -87,7 +87,7 @@ func (g *Gateway) deliver(ctx context.Context, env *spool.Envelope, force bool) 
 	outcomes := make(chan outcome, len(order))
 	for _, h := range order {
 		go func() {
-			outcomes <- outcome{h, batches[h], g.attempt(ctx, env, h, batches[h])}
+			outcomes <- outcome{h, batches[h], g.attempt(ctx, env, h, batches[h], vs)}
 		}()
 	}
 	bounced := map[int][]failure{} // version -> newly failed recipients
@@ -136,11 +136,11 @@ func (g *Gateway) deliver(ctx context.Context, env *spool.Envelope, force bool) 
 			g.log.Error("cannot queue the delay warning", "queue_id", env.ID, "err", err)
 		}
 	}
-	return g.finish(env)
+	return g.finish(env, vs)
 }
 
 // attempt hands one batch to the courier.
-func (g *Gateway) attempt(ctx context.Context, env *spool.Envelope, h hop, idx []int) []courier.Result {
+func (g *Gateway) attempt(ctx context.Context, env *spool.Envelope, h hop, idx []int, vs *versions) []courier.Result {
 	v := env.Versions[h.version]
 	msg := &courier.Message{
 		ID:       env.ID,
@@ -150,7 +150,7 @@ func (g *Gateway) attempt(ctx context.Context, env *spool.Envelope, h hop, idx [
 		RET:      env.RET,
 		EnvID:    env.EnvID,
 		Open: func() (io.ReadCloser, error) {
-			return g.spool.OpenData(env.ID, v.Data)
+			return vs.open(v.Data)
 		},
 	}
 	for _, i := range idx {
@@ -177,7 +177,7 @@ func statusOf(r courier.Result, def string) string {
 // finish records the envelope and tells when the message next needs work:
 // it leaves the queue once every recipient of every version is delivered or
 // bounced.
-func (g *Gateway) finish(env *spool.Envelope) time.Time {
+func (g *Gateway) finish(env *spool.Envelope, vs *versions) time.Time {
 	next := nextDue(env)
 	if next.IsZero() {
 		if err := g.spool.Remove(env.ID); err != nil {
@@ -186,6 +186,14 @@ func (g *Gateway) finish(env *spool.Envelope) time.Time {
 		}
 		g.log.Debug("done", "queue_id", env.ID)
 		return time.Time{}
+	}
+	if vs.inMemory() {
+		if err := vs.persist(env); err != nil {
+			// The envelope on disk still says "received": the policy
+			// step and the attempt will be repeated.
+			g.log.Error("cannot write the versions to the spool; the message will be processed again", "queue_id", env.ID, "err", err)
+			return time.Now().Add(g.Config().Queue.MinBackoff.D())
+		}
 	}
 	if err := g.spool.Update(env); err != nil {
 		// The attempt's results are lost; the next attempt repeats it.
@@ -243,7 +251,7 @@ func (g *Gateway) retryHolds(env *spool.Envelope, force bool) {
 			data, err := g.spool.ReadData(env.ID, "")
 			if err == nil {
 				var sealed spool.Version
-				sealed, err = g.seal(env, data, v.Domain, grp.Match, grp.Policy, v.Recipients)
+				sealed, err = g.seal(env, data, v.Domain, grp.Match, grp.Policy, v.Recipients, newVersions(g, env.ID), false)
 				if err == nil {
 					for i := range sealed.Recipients {
 						sealed.Recipients[i].NextAttempt = time.Time{}

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"slices"
 	"time"
@@ -31,11 +32,12 @@ func (g *Gateway) work(ctx context.Context, id string, force bool) time.Time {
 		g.log.Error("cannot read queued message; retrying later", "queue_id", id, "err", err)
 		return time.Now().Add(g.Config().Queue.MinBackoff.D())
 	}
+	vs := newVersions(g, id)
 	if env.Stage == spool.StageReceived {
 		if !force && env.NextAttempt.After(time.Now()) {
 			return env.NextAttempt
 		}
-		done, err := g.route(env)
+		done, err := g.route(env, vs)
 		if err != nil {
 			return g.routeFailed(env, err)
 		}
@@ -44,10 +46,12 @@ func (g *Gateway) work(ctx context.Context, id string, force bool) time.Time {
 		}
 	}
 	if g.stopped.Load() {
+		// Versions still in memory are dropped: the envelope on disk says
+		// "received", and the next start repeats the policy step.
 		return nextDue(env)
 	}
 	g.retryHolds(env, force)
-	return g.deliver(ctx, env, force)
+	return g.deliver(ctx, env, force, vs)
 }
 
 // classify runs the policy for an envelope.
@@ -60,9 +64,11 @@ func classify(st *state, env *spool.Envelope) *policy.Plan {
 }
 
 // route is the policy step: it turns a received original into versions, one
-// per treatment, and commits them with one envelope update. done is true
-// when the message left the queue instead (quarantined or refused).
-func (g *Gateway) route(env *spool.Envelope) (done bool, err error) {
+// per treatment. A small message's versions stay in memory for the first
+// delivery attempt (see fastPathMax); a large one's are committed at once
+// with one envelope update. done is true when the message left the queue
+// instead (quarantined or refused).
+func (g *Gateway) route(env *spool.Envelope, vs *versions) (done bool, err error) {
 	st := g.state.Load()
 	plan := classify(st, env)
 
@@ -77,13 +83,20 @@ func (g *Gateway) route(env *spool.Envelope) (done bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("reading the message: %w", err)
 	}
+	fast := len(data) <= fastPathMax
+	// Opening may decrypt in place; keep the original intact when the
+	// same pass also seals it for a partner.
+	openData := data
+	if plan.Direction == policy.Inbound && plan.Secured() {
+		openData = bytes.Clone(data)
+	}
 
 	var versions []spool.Version
 	for _, grp := range plan.Groups {
 		rcpts := deliveries(env, grp.Recipients)
 		switch grp.Action {
 		case policy.Local:
-			v, quarantined, err := g.openInbound(env, plan.Direction, data, rcpts, grp.Domain)
+			v, quarantined, err := g.openInbound(env, plan.Direction, openData, rcpts, grp.Domain, vs, fast)
 			if err != nil {
 				return false, err
 			}
@@ -92,7 +105,7 @@ func (g *Gateway) route(env *spool.Envelope) (done bool, err error) {
 			}
 			versions = append(versions, v)
 		case policy.Encrypt:
-			v, err := g.seal(env, data, grp.Domain, grp.Match, grp.Policy, rcpts)
+			v, err := g.seal(env, data, grp.Domain, grp.Match, grp.Policy, rcpts, vs, fast)
 			if err != nil {
 				return false, err
 			}
@@ -113,6 +126,9 @@ func (g *Gateway) route(env *spool.Envelope) (done bool, err error) {
 	env.Stage = spool.StageRouted
 	env.Versions = mergePass(versions)
 	env.LastError = ""
+	if fast {
+		return false, nil // committed after the first attempt, if still needed
+	}
 	if err := g.spool.Update(env); err != nil {
 		return false, fmt.Errorf("committing the versions: %w", err)
 	}
@@ -150,7 +166,7 @@ func deliveries(env *spool.Envelope, idx []int) []spool.Delivery {
 // openInbound handles the recipients in local domains: an inbound message
 // encrypted to one of our certificates is opened (draft 5.2); one that
 // cannot be opened goes to the quarantine and is never relayed (D6).
-func (g *Gateway) openInbound(env *spool.Envelope, dir policy.Direction, data []byte, rcpts []spool.Delivery, domain string) (v spool.Version, quarantined bool, err error) {
+func (g *Gateway) openInbound(env *spool.Envelope, dir policy.Direction, data []byte, rcpts []spool.Delivery, domain string, vs *versions, fast bool) (v spool.Version, quarantined bool, err error) {
 	st := g.state.Load()
 	pass := spool.Version{Action: "pass", Domain: domain, Recipients: rcpts}
 	if dir != policy.Inbound {
@@ -176,20 +192,14 @@ func (g *Gateway) openInbound(env *spool.Envelope, dir policy.Direction, data []
 	if !res.Info.AEAD && st.cfg.PartnerPolicy(sender).RequireAEAD {
 		return v, true, g.quarantine(env, dir, fmt.Sprintf("unauthenticated %s content refused by policy (require_aead) for %s", res.Info.Cipher, sender))
 	}
-	vw, err := g.spool.NewVersion(env.ID)
-	if err != nil {
-		return v, false, err
-	}
 	trace := receivedField(st.cfg.Hostname, env, "decrypted")
-	if _, err := vw.Write([]byte(trace)); err != nil {
-		vw.Abort()
-		return v, false, err
-	}
-	if _, err := vw.Write(res.Message); err != nil {
-		vw.Abort()
-		return v, false, err
-	}
-	name, err := vw.Commit()
+	name, err := vs.write(fast, len(trace)+len(res.Message), func(w io.Writer) error {
+		if _, err := io.WriteString(w, trace); err != nil {
+			return err
+		}
+		_, err := w.Write(res.Message)
+		return err
+	})
 	if err != nil {
 		return v, false, err
 	}
@@ -210,7 +220,7 @@ func (g *Gateway) quarantine(env *spool.Envelope, dir policy.Direction, reason s
 }
 
 // seal makes the encrypted version for one partner domain.
-func (g *Gateway) seal(env *spool.Envelope, data []byte, domain string, m certstore.Match, pp config.PartnerPolicy, rcpts []spool.Delivery) (spool.Version, error) {
+func (g *Gateway) seal(env *spool.Envelope, data []byte, domain string, m certstore.Match, pp config.PartnerPolicy, rcpts []spool.Delivery, vs *versions, fast bool) (spool.Version, error) {
 	st := g.state.Load()
 	opts, fps, err := sealOptions(st.cfg, m, pp)
 	if err != nil {
@@ -220,21 +230,19 @@ func (g *Gateway) seal(env *spool.Envelope, data []byte, domain string, m certst
 	// the original stays intact for the other domains' versions.
 	buf := make([]byte, len(data), len(data)+16)
 	copy(buf, data)
-	vw, err := g.spool.NewVersion(env.ID)
-	if err != nil {
-		return spool.Version{}, err
-	}
-	// Our Received field (the receiver put it first) also stands on the
-	// outer message: every copy that leaves carries our trace.
-	if _, err := vw.Write(traceField(data)); err != nil {
-		vw.Abort()
-		return spool.Version{}, err
-	}
-	if err := smime.Seal(vw, buf, opts); err != nil {
-		vw.Abort()
-		return spool.Version{}, fmt.Errorf("sealing for %s: %w", domain, err)
-	}
-	name, err := vw.Commit()
+	// The sealed copy is about 4/3 of the original (base64) plus the
+	// recipient infos.
+	name, err := vs.write(fast, len(data)*4/3+len(data)/38+8192, func(w io.Writer) error {
+		// Our Received field (the receiver put it first) also stands on the
+		// outer message: every copy that leaves carries our trace.
+		if _, err := w.Write(traceField(data)); err != nil {
+			return err
+		}
+		if err := smime.Seal(w, buf, opts); err != nil {
+			return fmt.Errorf("sealing for %s: %w", domain, err)
+		}
+		return nil
+	})
 	if err != nil {
 		return spool.Version{}, err
 	}

@@ -35,8 +35,8 @@ const (
 	Local Action = "local"
 	// Encrypt: a partner domain with usable certificate(s): seal to all.
 	Encrypt Action = "encrypt"
-	// Hold: a partner that requires encryption but has no usable
-	// certificate now: keep the message, retry, bounce at hold_lifetime.
+	// Hold: a partner that requires encryption, or whose certificates are
+	// all unusable now: keep the message, retry, bounce at hold_lifetime.
 	Hold Action = "hold"
 	// Pass: a foreign domain without a certificate: relayed unaltered.
 	Pass Action = "pass"
@@ -113,6 +113,12 @@ func classifyDomain(cfg *config.Config, certs Lookup, domain string) Group {
 	case len(g.Match.Certs) > 0:
 		g.Action = Encrypt
 	case g.Policy.Require:
+		g.Action = Hold
+	case g.Match.Domain != "":
+		// The domain has certificates, but none is usable now (expired,
+		// wrong key usage, untrusted). The partner expects encryption:
+		// fail closed and hold until a usable one is installed or the
+		// hold lifetime ends (STANDARDS.md section 5, RFC 8162).
 		g.Action = Hold
 	default:
 		g.Action = Pass

@@ -1,0 +1,99 @@
+package gateway
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"strings"
+
+	"smimegate/internal/spool"
+)
+
+// fastPathMax is the largest message whose versions are first kept in
+// memory. Most mail is small and is delivered at the first attempt, right
+// after the policy step; for it, writing and fsyncing every version and the
+// routed envelope only to delete them a moment later would double the disk
+// work per message. Until the versions are written to the spool the
+// envelope on disk still says "received", so a crash repeats the policy
+// step (a recipient may then get a duplicate, as with any MTA crash between
+// delivery and bookkeeping) and never loses the message. Larger messages
+// take the disk path, so that memory stays bounded by a few copies of
+// fastPathMax per worker.
+const fastPathMax = 2 << 20
+
+// memPrefix marks a version name that is not yet in the spool.
+const memPrefix = "mem-"
+
+// versions holds the version data of one worker's pass over a message: in
+// memory on the fast path, else in the spool.
+type versions struct {
+	g   *Gateway
+	id  string
+	mem map[string][]byte
+}
+
+func newVersions(g *Gateway, id string) *versions {
+	return &versions{g: g, id: id}
+}
+
+// write stores one version made by fill and returns its name: in memory
+// when fast, else in the spool (fsynced, but committed only by the next
+// envelope update that names it).
+func (vs *versions) write(fast bool, size int, fill func(w io.Writer) error) (string, error) {
+	if fast {
+		var b bytes.Buffer
+		b.Grow(size)
+		if err := fill(&b); err != nil {
+			return "", err
+		}
+		if vs.mem == nil {
+			vs.mem = map[string][]byte{}
+		}
+		name := fmt.Sprintf("%s%d", memPrefix, len(vs.mem))
+		vs.mem[name] = b.Bytes()
+		return name, nil
+	}
+	vw, err := vs.g.spool.NewVersion(vs.id)
+	if err != nil {
+		return "", err
+	}
+	if err := fill(vw); err != nil {
+		vw.Abort()
+		return "", err
+	}
+	return vw.Commit()
+}
+
+// open returns a reader of a version's data for the courier.
+func (vs *versions) open(name string) (io.ReadCloser, error) {
+	if b, ok := vs.mem[name]; ok {
+		return io.NopCloser(bytes.NewReader(b)), nil
+	}
+	return vs.g.spool.OpenData(vs.id, name)
+}
+
+// inMemory reports whether some versions are not yet in the spool.
+func (vs *versions) inMemory() bool { return len(vs.mem) > 0 }
+
+// persist writes the in-memory versions into the spool and renames them in
+// env, before env is committed with an update.
+func (vs *versions) persist(env *spool.Envelope) error {
+	renamed := map[string]string{}
+	for name, data := range vs.mem {
+		stored, err := vs.write(false, len(data), func(w io.Writer) error {
+			_, err := w.Write(data)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("writing version %s to the spool: %w", name, err)
+		}
+		renamed[name] = stored
+	}
+	for i := range env.Versions {
+		if strings.HasPrefix(env.Versions[i].Data, memPrefix) {
+			env.Versions[i].Data = renamed[env.Versions[i].Data]
+		}
+	}
+	vs.mem = nil
+	return nil
+}
