@@ -32,7 +32,7 @@ func encryptCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) er
 	fs := newFlagSet("encrypt", "[-config FILE] -to DOMAIN < message > sealed")
 	fs.SetOutput(stderr)
 	cfgPath := configFlag(fs)
-	to := fs.String("to", "", "destination `DOMAIN`: its partner certificate(s) and [policy.partners] entry are used")
+	to := fs.String("to", "", "destination `DOMAIN` (or an address in it): its partner certificate(s) and [policy.partners] entry are used")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -42,7 +42,13 @@ func encryptCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) er
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q (the message is read from standard input)", errUsage, fs.Arg(0))
 	}
-	domain, err := config.CanonicalDomain(strings.TrimPrefix(*to, "@"))
+	// An address stands for its domain (draft-ramsdell section 4:
+	// membership is the rightmost part of the address).
+	d := *to
+	if at := strings.LastIndexByte(d, '@'); at >= 0 {
+		d = d[at+1:]
+	}
+	domain, err := config.CanonicalDomain(d)
 	if err != nil {
 		return fmt.Errorf("-to %q is not a valid domain: %w", *to, err)
 	}

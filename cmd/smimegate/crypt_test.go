@@ -162,7 +162,7 @@ func TestEncryptPartnerPolicy(t *testing.T) {
 	t.Parallel()
 	dir := cryptTestGateway(t, "[policy]\nprotect_subject = true\n"+
 		"[policy.partners.\"example.net\"]\ncipher = \"aes128-cbc\"\nrsa_padding = \"oaep\"\nkey_id = \"ski\"\n")
-	enc := cryptTestRun(t, dir, []byte(cryptMsg), "encrypt", "-to", "example.net")
+	enc := cryptTestRun(t, dir, []byte(cryptMsg), "encrypt", "-to", "bob@EXAMPLE.net")
 	if enc.code != 0 {
 		t.Fatalf("encrypt: exit %d: %s", enc.code, enc.stderr)
 	}
