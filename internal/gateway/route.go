@@ -228,7 +228,7 @@ func (g *Gateway) seal(env *spool.Envelope, data []byte, domain string, m certst
 	}
 	// Seal encrypts in place: give it a copy with room for the GCM tag, so
 	// the original stays intact for the other domains' versions.
-	buf := make([]byte, len(data), len(data)+16)
+	buf := make([]byte, len(data), len(data)+smime.SealSpare)
 	copy(buf, data)
 	// The sealed copy is about 4/3 of the original (base64) plus the
 	// recipient infos.
