@@ -89,6 +89,7 @@ type gatewayOptions struct {
 	inbound  string   // relay.inbound
 	trusted  string   // TOML array for smtp.trusted_networks; default all of loopback
 	extra    string   // more TOML, appended
+	listen   string   // smtp.listen; default a free loopback port
 }
 
 func startGateway(t *testing.T, o gatewayOptions) *gateway {
@@ -116,7 +117,10 @@ func startGateway(t *testing.T, o gatewayOptions) *gateway {
 	if o.trusted == "" {
 		o.trusted = `["127.0.0.0/8"]`
 	}
-	g := &gateway{t: t, dir: dir, cfgPath: filepath.Join(dir, "smimegate.toml"), smtp: freeAddr(t), admin: freeAddr(t), log: &syncBuffer{}, exited: make(chan struct{})}
+	if o.listen == "" {
+		o.listen = freeAddr(t)
+	}
+	g := &gateway{t: t, dir: dir, cfgPath: filepath.Join(dir, "smimegate.toml"), smtp: o.listen, admin: freeAddr(t), log: &syncBuffer{}, exited: make(chan struct{})}
 	cfg := fmt.Sprintf(`hostname = "gw.%s"
 state_dir = "state"
 local_domains = ["%s"]
