@@ -75,12 +75,14 @@ func FuzzServerDialogue(f *testing.F) {
 	f.Add("220 mx\r\n", "250 mx\r\n", "250 ok\r\n", "250 ok\r\n", "250 no data\r\n", "")
 	f.Add("220 mx\r\n", "250-mx\r\n250 SIZE 10\r\n", "250 ok\r\n", "250 ok\r\n", "354 go\r\n", "250 ok\r\n")
 	f.Add("220 mx\r\n", "250 mx\r\n", "250 ok\r\n", "250 ok\r\n", "354 go\r\n", "999 what\r\n")
+	f.Add("220 mx\r\n", "250-mx\r\n250 PIPELINING\r\n", "250 ok\r\n", "550 5.1.1 no\r\n", "354 go\r\n", "250 ok\r\n")
+	f.Add("220 mx\r\n", "250-mx\r\n250 PIPELINING\r\n", "451 4.3.0 later\r\n", "250 ok\r\n", "354 go\r\n", "250 ok\r\n")
 	f.Fuzz(checkDialogue)
 }
 
 func checkDialogue(t *testing.T, greeting, ehlo, mail, rcpt, data, dot string) {
 	{
-		c := New(Config{TLS: TLSOpportunistic, CommandTimeout: 200 * time.Millisecond, IdleTimeout: time.Millisecond,
+		c := New(Config{TLS: TLSOpportunistic, CommandTimeout: 50 * time.Millisecond, IdleTimeout: time.Millisecond,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		defer c.Close()
 		replies := map[string]string{"EHLO": ehlo, "HELO": ehlo, "MAIL": mail, "RCPT": rcpt, "DATA": data, ".": dot, "STARTTLS": "454 4.7.0 no\r\n"}
