@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"bytes"
+	"io"
+	"net/http"
 	"regexp"
 	"strings"
 	"testing"
@@ -167,5 +169,37 @@ func waitQueueEmpty(t *testing.T, g *gateway) {
 			t.Fatalf("queue not empty: %v\n%s", err, out)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestDelayWarningAndMetrics: with queue.delay_warning set, a deferred
+// message earns its sender one "delayed" report; the admin listener's
+// /metrics counts the attempts.
+func TestDelayWarningAndMetrics(t *testing.T) {
+	t.Parallel()
+	transit, inner := startSink(t), startSink(t)
+	transit.Reject(&smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "later"})
+	org := startGateway(t, gatewayOptions{domain: "example.org", own: []string{"example.org"}, outbound: transit.Addr, inbound: inner.Addr,
+		extra: "[queue]\ndelay_warning = \"1s\"\nmin_backoff = \"1s\"\nmax_backoff = \"1s\"\n"})
+	mustSend(t, org.smtp, "alice@example.org", []string{"carol@plain.test"}, message("alice@example.org", "carol@plain.test", "slow"))
+	warn := waitMessages(t, inner, 1)[0]
+	if d := string(warn.Data); !strings.Contains(d, "Action: delayed") || !strings.Contains(d, "Will-Retry-Until:") || !strings.Contains(d, "carol@plain.test") {
+		t.Errorf("delay warning:\n%s", d)
+	}
+	resp, err := http.Get("http://" + org.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{`smimegate_delivery_attempts_total{outcome="deferred"}`, `smimegate_decisions_total{action="pass"}`, "smimegate_bounces_total 1", "smimegate_queue_messages"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	// Only one warning per recipient.
+	time.Sleep(3 * time.Second)
+	if n := inner.Count(); n != 1 {
+		t.Errorf("%d delay warnings, want 1", n)
 	}
 }
