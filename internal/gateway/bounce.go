@@ -55,7 +55,7 @@ func (g *Gateway) bounce(env *spool.Envelope, v *spool.Version, failed []failure
 		}
 		r := courier.DSNRecipient{
 			Addr:        f.d.Addr,
-			ORcpt:       f.d.ORcpt,
+			ORcpt:       decodeORcpt(f.d.ORcpt),
 			Action:      action,
 			Status:      f.status,
 			RemoteMTA:   f.remote,

@@ -155,7 +155,7 @@ func (g *Gateway) attempt(ctx context.Context, env *spool.Envelope, h hop, idx [
 	}
 	for _, i := range idx {
 		r := v.Recipients[i]
-		msg.Recipients = append(msg.Recipients, courier.Rcpt{Addr: r.Addr, Notify: r.Notify, ORcpt: r.ORcpt})
+		msg.Recipients = append(msg.Recipients, courier.Rcpt{Addr: r.Addr, Notify: r.Notify, ORcpt: decodeORcpt(r.ORcpt)})
 	}
 	mode, err := courier.ParseTLSMode(h.tls)
 	if err != nil {
@@ -248,10 +248,10 @@ func (g *Gateway) retryHolds(env *spool.Envelope, force bool) {
 		grp := policy.Classify(st.cfg, st.certs, env.Sender, env.Trusted, []string{"x@" + v.Domain}).Groups[0]
 		switch grp.Action {
 		case policy.Encrypt:
-			data, err := g.spool.ReadData(env.ID, "")
+			data, err := g.readOriginal(env.ID)
 			if err == nil {
 				var sealed spool.Version
-				sealed, err = g.seal(env, data, v.Domain, grp.Match, grp.Policy, v.Recipients, newVersions(g, env.ID), false)
+				sealed, err = g.seal(env, data, true, v.Domain, grp.Match, grp.Policy, v.Recipients, newVersions(g, env.ID), false)
 				if err == nil {
 					for i := range sealed.Recipients {
 						sealed.Recipients[i].NextAttempt = time.Time{}

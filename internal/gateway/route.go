@@ -79,11 +79,20 @@ func (g *Gateway) route(env *spool.Envelope, vs *versions) (done bool, err error
 		return true, g.refuseAll(env, mixedRejection(plan))
 	}
 
-	data, err := g.spool.ReadData(env.ID, "")
+	data, err := g.readOriginal(env.ID)
 	if err != nil {
 		return false, fmt.Errorf("reading the message: %w", err)
 	}
 	fast := len(data) <= fastPathMax
+	// The last seal of the pass may encrypt the original in place: nothing
+	// reads the in-memory copy after it (pass copies are read from the
+	// spool). Every earlier seal works on a copy.
+	lastSeal := -1
+	for i, grp := range plan.Groups {
+		if grp.Action == policy.Encrypt {
+			lastSeal = i
+		}
+	}
 	// Opening may decrypt in place; keep the original intact when the
 	// same pass also seals it for a partner.
 	openData := data
@@ -92,7 +101,7 @@ func (g *Gateway) route(env *spool.Envelope, vs *versions) (done bool, err error
 	}
 
 	var versions []spool.Version
-	for _, grp := range plan.Groups {
+	for gi, grp := range plan.Groups {
 		rcpts := deliveries(env, grp.Recipients)
 		switch grp.Action {
 		case policy.Local:
@@ -105,7 +114,7 @@ func (g *Gateway) route(env *spool.Envelope, vs *versions) (done bool, err error
 			}
 			versions = append(versions, v)
 		case policy.Encrypt:
-			v, err := g.seal(env, data, grp.Domain, grp.Match, grp.Policy, rcpts, vs, fast)
+			v, err := g.seal(env, data, gi == lastSeal, grp.Domain, grp.Match, grp.Policy, rcpts, vs, fast)
 			if err != nil {
 				return false, err
 			}
@@ -220,22 +229,28 @@ func (g *Gateway) quarantine(env *spool.Envelope, dir policy.Direction, reason s
 }
 
 // seal makes the encrypted version for one partner domain.
-func (g *Gateway) seal(env *spool.Envelope, data []byte, domain string, m certstore.Match, pp config.PartnerPolicy, rcpts []spool.Delivery, vs *versions, fast bool) (spool.Version, error) {
+// With inPlace, data itself is encrypted (and so destroyed); else a copy.
+func (g *Gateway) seal(env *spool.Envelope, data []byte, inPlace bool, domain string, m certstore.Match, pp config.PartnerPolicy, rcpts []spool.Delivery, vs *versions, fast bool) (spool.Version, error) {
 	st := g.state.Load()
 	opts, fps, err := sealOptions(st.cfg, m, pp)
 	if err != nil {
 		return spool.Version{}, err
 	}
-	// Seal encrypts in place: give it a copy with room for the GCM tag, so
-	// the original stays intact for the other domains' versions.
-	buf := make([]byte, len(data), len(data)+smime.SealSpare)
-	copy(buf, data)
+	// Seal encrypts in place: unless this is the last use of data, give it
+	// a copy with room for the GCM tag, so the original stays intact for
+	// the other domains' versions.
+	trace := bytes.Clone(traceField(data))
+	buf := data
+	if !inPlace || cap(data)-len(data) < smime.SealSpare {
+		buf = make([]byte, len(data), len(data)+smime.SealSpare)
+		copy(buf, data)
+	}
 	// The sealed copy is about 4/3 of the original (base64) plus the
 	// recipient infos.
 	name, err := vs.write(fast, len(data)*4/3+len(data)/38+8192, func(w io.Writer) error {
 		// Our Received field (the receiver put it first) also stands on the
 		// outer message: every copy that leaves carries our trace.
-		if _, err := w.Write(traceField(data)); err != nil {
+		if _, err := w.Write(trace); err != nil {
 			return err
 		}
 		if err := smime.Seal(w, buf, opts); err != nil {
@@ -367,4 +382,23 @@ func traceField(msg []byte) []byte {
 			return msg[:end]
 		}
 	}
+}
+
+// readOriginal reads a message's original into a buffer with room for the
+// GCM tag, so that the last seal can work in place without another copy.
+func (g *Gateway) readOriginal(id string) ([]byte, error) {
+	f, err := g.spool.OpenData(id, "")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, st.Size(), st.Size()+smime.SealSpare)
+	if _, err := io.ReadFull(f, buf); err != nil {
+		return nil, err
+	}
+	return buf, nil
 }
