@@ -116,7 +116,12 @@ func (g *Gateway) bounce(env *spool.Envelope, v *spool.Version, failed []failure
 		Arrival:    time.Now(),
 		Size:       int64(len(dsn)),
 		Stage:      spool.StageReceived,
-		SMTPUTF8:   env.SMTPUTF8,
+	}
+	if eightBit, utf8 := courier.DSNNeeds(dsn); utf8 {
+		benv.SMTPUTF8 = true
+		benv.Body = "8BITMIME"
+	} else if eightBit {
+		benv.Body = "8BITMIME"
 	}
 	if err := in.Commit(benv); err != nil {
 		return err
