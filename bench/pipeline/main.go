@@ -54,26 +54,36 @@ func main() {
 	_, port, _ := strings.Cut(pfSink.Addr, ":")
 	pf := postfixtest.Start(h, postfixtest.Options{MainCF: map[string]string{"relayhost": "[127.0.0.1]:" + port}})
 
-	warm := min(*messages, 40)
-	run(h, sending.Addr, gwSink, warm, *sessions, 1024)
-	run(h, pf.Addr, pfSink, warm, *sessions, 1024)
-
-	var gwTime, pfTime time.Duration
-	for i := range *rounds {
-		order := []string{"smimegate", "postfix"}
-		if i%2 == 1 {
-			order = []string{"postfix", "smimegate"}
-		}
-		for _, who := range order {
-			var d time.Duration
-			if who == "smimegate" {
-				d = run(h, sending.Addr, gwSink, *messages, *sessions, *size)
-				gwTime += d
-			} else {
-				d = run(h, pf.Addr, pfSink, *messages, *sessions, *size)
-				pfTime += d
+	pfMaster, err := rig.PostfixMaster(pf.QueueDir)
+	if err != nil {
+		h.Fatalf("%v", err)
+	}
+	systems := []*system{
+		{name: "smimegate", addr: sending.Addr, sink: gwSink, cpu: func() (time.Duration, error) {
+			a, err := rig.CPUTime(sending.PID())
+			if err != nil {
+				return 0, err
 			}
-			fmt.Printf("  %-9s run %d: %7.1f msg/s\n", who, i+1, float64(*messages)/d.Seconds())
+			b, err := rig.CPUTime(receiving.PID())
+			return a + b, err
+		}},
+		{name: "postfix", addr: pf.Addr, sink: pfSink, cpu: func() (time.Duration, error) { return rig.TreeCPUTime(pfMaster) }},
+	}
+
+	warm := min(*messages, 40)
+	for _, sys := range systems {
+		sys.run(h, warm, *sessions, 1024)
+	}
+
+	var wall, cpu [2]time.Duration
+	for i := range *rounds {
+		// Alternate who goes first (see bench/relay).
+		for j := range systems {
+			k := (i + j) % len(systems)
+			w, c := systems[k].run(h, *messages, *sessions, *size)
+			wall[k] += w
+			cpu[k] += c
+			fmt.Printf("  %-9s run %d: %7.1f msg/s  %6.2f ms CPU/msg\n", systems[k].name, i+1, float64(*messages)/w.Seconds(), ms(c)/float64(*messages))
 		}
 	}
 
@@ -89,24 +99,46 @@ func main() {
 	}
 
 	n := float64(*messages * *rounds)
-	gwRate, pfRate := n/gwTime.Seconds(), n/pfTime.Seconds()
+	gwRate, pfRate := n/wall[0].Seconds(), n/wall[1].Seconds()
 	ratio := gwRate / pfRate
 	fmt.Printf("\npipeline %d B: smimegate x2 %7.1f msg/s  postfix %7.1f msg/s  ratio %.2f  (target >= 2: %s)\n",
 		*size, gwRate, pfRate, ratio, rig.Verdict(ratio, 2, false))
+	gwCPU, pfCPU := ms(cpu[0])/n, ms(cpu[1])/n
+	fmt.Printf("pipeline %d B: CPU per message: both smimegates %.2f ms  postfix %.2f ms (all its processes)  ratio %.2f\n",
+		*size, gwCPU, pfCPU, pfCPU/gwCPU)
+}
+
+// system is one path under test: its SMTP address, its sink and how to
+// read the CPU time it has used.
+type system struct {
+	name string
+	addr string
+	sink *rig.Sink
+	cpu  func() (time.Duration, error)
 }
 
 // run sends n messages with smtp-source and returns the time until the sink
-// holds all of them.
-func run(h *rig.Harness, addr string, sink *rig.Sink, n, sessions, size int) time.Duration {
-	want := sink.Count() + n
-	start := time.Now()
-	rig.SMTPSource(h, addr, n, sessions, size, "alice@example.org", "bob@example.net")
-	end, err := sink.WaitCount(want, 5*time.Minute)
+// holds all of them and the CPU time the system used meanwhile.
+func (s *system) run(h *rig.Harness, n, sessions, size int) (wall, cpu time.Duration) {
+	want := s.sink.Count() + n
+	cpu0, err := s.cpu()
 	if err != nil {
-		h.Fatalf("%s: %v", addr, err)
+		h.Fatalf("%v", err)
 	}
-	return end.Sub(start)
+	start := time.Now()
+	rig.SMTPSource(h, s.addr, n, sessions, size, "alice@example.org", "bob@example.net")
+	end, err := s.sink.WaitCount(want, 5*time.Minute)
+	if err != nil {
+		h.Fatalf("%s: %v", s.name, err)
+	}
+	cpu1, err := s.cpu()
+	if err != nil {
+		h.Fatalf("%v", err)
+	}
+	return end.Sub(start), cpu1 - cpu0
 }
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func mustBePlain(_ string, data []byte) error {
 	if rig.IsSMIME(data) {

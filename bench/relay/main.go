@@ -56,18 +56,28 @@ func main() {
 	_, port, _ := strings.Cut(pfSink.Addr, ":")
 	pf := postfixtest.Start(h, postfixtest.Options{MainCF: map[string]string{"relayhost": "[127.0.0.1]:" + port}})
 
+	pfMaster, err := rig.PostfixMaster(pf.QueueDir)
+	if err != nil {
+		h.Fatalf("%v", err)
+	}
+	systems := []*system{
+		{name: "smimegate", addr: gw.Addr, sink: gwSink, cpu: func() (time.Duration, error) { return rig.CPUTime(gw.PID()) }},
+		{name: "postfix", addr: pf.Addr, sink: pfSink, cpu: func() (time.Duration, error) { return rig.TreeCPUTime(pfMaster) }},
+	}
+
 	// One small run each first: connections, page cache and Postfix's
 	// daemons are warm before anything is timed.
 	warm := min(*messages, 40)
-	run(h, gw.Addr, gwSink, warm, *sessions, 1024)
-	run(h, pf.Addr, pfSink, warm, *sessions, 1024)
+	for _, sys := range systems {
+		sys.run(h, warm, *sessions, 1024)
+	}
 
 	var perf *rig.Perf
 	if *perfOut != "" {
 		perf = rig.StartPerf(h, gw.PID(), *perfOut)
 	}
 
-	type result struct{ gw, pf time.Duration }
+	type result struct{ wall, cpu [2]time.Duration }
 	results := map[int]*result{}
 	for _, size := range sizeList {
 		r := &result{}
@@ -75,20 +85,13 @@ func main() {
 		for i := range *rounds {
 			// Alternate who goes first, so that a slow spell of the
 			// shared machine does not always hit the same system.
-			order := []string{"smimegate", "postfix"}
-			if i%2 == 1 {
-				order = []string{"postfix", "smimegate"}
-			}
-			for _, who := range order {
-				var d time.Duration
-				if who == "smimegate" {
-					d = run(h, gw.Addr, gwSink, *messages, *sessions, size)
-					r.gw += d
-				} else {
-					d = run(h, pf.Addr, pfSink, *messages, *sessions, size)
-					r.pf += d
-				}
-				fmt.Printf("  %-9s %6d B  run %d: %7.1f msg/s\n", who, size, i+1, float64(*messages)/d.Seconds())
+			for j := range systems {
+				k := (i + j) % len(systems)
+				wall, cpu := systems[k].run(h, *messages, *sessions, size)
+				r.wall[k] += wall
+				r.cpu[k] += cpu
+				fmt.Printf("  %-9s %6d B  run %d: %7.1f msg/s  %6.2f ms CPU/msg\n",
+					systems[k].name, size, i+1, float64(*messages)/wall.Seconds(), ms(cpu)/float64(*messages))
 			}
 		}
 	}
@@ -103,34 +106,56 @@ func main() {
 	checkSinks(h, gw, gwSink, pfSink)
 
 	fmt.Println()
+	n := float64(*messages * *rounds)
 	for _, size := range sizeList {
 		r := results[size]
-		n := float64(*messages * *rounds)
-		gwRate, pfRate := n/r.gw.Seconds(), n/r.pf.Seconds()
+		gwRate, pfRate := n/r.wall[0].Seconds(), n/r.wall[1].Seconds()
 		ratio := gwRate / pfRate
 		line := fmt.Sprintf("relay %6d B: smimegate %7.1f msg/s  postfix %7.1f msg/s  ratio %.2f", size, gwRate, pfRate, ratio)
 		if size == 10240 {
 			line += fmt.Sprintf("  (target >= 4: %s)", rig.Verdict(ratio, 4, false))
 		}
 		fmt.Println(line)
+		gwCPU, pfCPU := ms(r.cpu[0])/n, ms(r.cpu[1])/n
+		fmt.Printf("relay %6d B: CPU per message: smimegate %.2f ms  postfix %.2f ms (all its processes)  ratio %.2f\n",
+			size, gwCPU, pfCPU, pfCPU/gwCPU)
 	}
 	if report != "" {
 		fmt.Printf("\nperf profile of the gateway (self time, %s):\n%s", *perfOut, report)
 	}
 }
 
-// run sends n messages with smtp-source and returns the time until the sink
-// holds all of them.
-func run(h *rig.Harness, addr string, sink *rig.Sink, n, sessions, size int) time.Duration {
-	want := sink.Count() + n
-	start := time.Now()
-	rig.SMTPSource(h, addr, n, sessions, size, "alice@example.org", "bob@example.net")
-	end, err := sink.WaitCount(want, 5*time.Minute)
-	if err != nil {
-		h.Fatalf("%s: %v", addr, err)
-	}
-	return end.Sub(start)
+// system is one relay under test: its SMTP address, its sink and how to
+// read the CPU time it has used.
+type system struct {
+	name string
+	addr string
+	sink *rig.Sink
+	cpu  func() (time.Duration, error)
 }
+
+// run sends n messages with smtp-source and returns the time until the sink
+// holds all of them and the CPU time the system used meanwhile.
+func (s *system) run(h *rig.Harness, n, sessions, size int) (wall, cpu time.Duration) {
+	want := s.sink.Count() + n
+	cpu0, err := s.cpu()
+	if err != nil {
+		h.Fatalf("%v", err)
+	}
+	start := time.Now()
+	rig.SMTPSource(h, s.addr, n, sessions, size, "alice@example.org", "bob@example.net")
+	end, err := s.sink.WaitCount(want, 5*time.Minute)
+	if err != nil {
+		h.Fatalf("%s: %v", s.name, err)
+	}
+	cpu1, err := s.cpu()
+	if err != nil {
+		h.Fatalf("%v", err)
+	}
+	return end.Sub(start), cpu1 - cpu0
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // checkSinks fails the benchmark unless every message was what it should
 // be: a figure for a gateway that stopped encrypting would be meaningless.
