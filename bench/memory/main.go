@@ -19,6 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -33,6 +34,7 @@ func main() {
 	eachMB := flag.Int("each", 1, "size of each concurrent message's body in MiB")
 	limitMB := flag.Int("max-message-mib", 100, "the gateway's smtp.max_message_bytes in MiB (a sealed 50 MiB message is about 68 MiB)")
 	inbound := flag.Bool("inbound", true, "also measure the decrypt direction")
+	repeats := flag.Int("repeat", 3, "fresh gateway processes per scenario; the highest peak counts")
 	flag.Parse()
 
 	h := rig.New("memory")
@@ -93,43 +95,60 @@ func main() {
 	var lines []string
 	for _, sc := range scenarios {
 		msgs := sc.msgs()
-		sink := rig.StartSink(h, rig.SinkOptions{Check: sc.check})
-		gw := sc.start(sink)
-		_, idle, err := gw.Memory()
-		if err != nil {
-			h.Fatalf("%v", err)
-		}
-		start := time.Now()
-		sendConcurrently(h, gw.Addr, msgs)
-		if _, err := sink.WaitCount(len(msgs), 10*time.Minute); err != nil {
-			h.Fatalf("%s: %v", sc.name, err)
-		}
-		elapsed := time.Since(start)
-		_, peak, err := gw.Memory()
-		if err != nil {
-			h.Fatalf("%v", err)
-		}
-		if bad, err := sink.Bad(); bad > 0 {
-			h.Fatalf("%s: %d messages arrived wrong; first: %v", sc.name, bad, err)
-		}
-		gw.Stop()
 		var inFlight int64
 		for _, m := range msgs {
 			inFlight += int64(len(m))
 		}
-		line := fmt.Sprintf("memory %-22s peak RSS %10s  idle %9s  (%.2f x the %s sent, %.1f s)",
-			sc.name, rig.MiB(peak), rig.MiB(idle), float64(peak)/float64(inFlight), rig.MiB(inFlight), elapsed.Seconds())
+		// The peak depends on when the garbage collector ran, so each
+		// scenario runs in several fresh processes and the worst counts.
+		var peaks []int64
+		var idle int64
+		for range *repeats {
+			p, i, d := measure(h, sc.start, sc.check, msgs)
+			peaks = append(peaks, p)
+			idle = max(idle, i)
+			fmt.Printf("  %-22s peak RSS %10s  (%.1f s)\n", sc.name, rig.MiB(p), d.Seconds())
+		}
+		peak := slices.Max(peaks)
+		line := fmt.Sprintf("memory %-22s peak RSS %10s (lowest %s)  idle %s  %.2f x the %s sent",
+			sc.name, rig.MiB(peak), rig.MiB(slices.Min(peaks)), rig.MiB(idle), float64(peak)/float64(inFlight), rig.MiB(inFlight))
 		if sc.target > 0 {
 			line += fmt.Sprintf("  target <= %s: %.2f of it, %s", rig.MiB(sc.target), float64(peak)/float64(sc.target),
 				rig.Verdict(float64(peak), float64(sc.target), true))
 		}
-		fmt.Println("  " + line)
 		lines = append(lines, line)
 	}
 	fmt.Println()
 	for _, l := range lines {
 		fmt.Println(l)
 	}
+}
+
+// measure starts a fresh gateway, sends msgs through it all at once, waits
+// until the sink holds them, and returns the gateway's peak and idle RSS
+// and the time it took.
+func measure(h *rig.Harness, start func(*rig.Sink) *rig.Gateway, check func(string, []byte) error, msgs [][]byte) (peak, idle int64, d time.Duration) {
+	sink := rig.StartSink(h, rig.SinkOptions{Check: check})
+	gw := start(sink)
+	_, idle, err := gw.Memory()
+	if err != nil {
+		h.Fatalf("%v", err)
+	}
+	t0 := time.Now()
+	sendConcurrently(h, gw.Addr, msgs)
+	if _, err := sink.WaitCount(len(msgs), 10*time.Minute); err != nil {
+		h.Fatalf("%v", err)
+	}
+	d = time.Since(t0)
+	_, peak, err = gw.Memory()
+	if err != nil {
+		h.Fatalf("%v", err)
+	}
+	if bad, err := sink.Bad(); bad > 0 {
+		h.Fatalf("%d messages arrived wrong; first: %v", bad, err)
+	}
+	gw.Stop()
+	return peak, idle, d
 }
 
 // sendConcurrently sends every message on its own connection, all at once.
