@@ -10,6 +10,7 @@
 // and the sink checks that what arrives is plain text again.
 //
 //	go run ./bench/pipeline
+//	go run ./bench/pipeline -perf /tmp/pipeline.perf.data   # and profile the decrypting gateway
 package main
 
 import (
@@ -28,6 +29,7 @@ func main() {
 	messages := flag.Int("messages", 300, "messages per run")
 	rounds := flag.Int("rounds", 3, "runs of each system, alternating")
 	keyType := flag.String("key", "rsa2048", "the receiving domain's key type (rsa2048, p256, ...)")
+	perfOut := flag.String("perf", "", "record the receiving (decrypting) gateway with perf into `FILE` and print the top costs")
 	flag.Parse()
 
 	h := rig.New("pipeline")
@@ -75,6 +77,11 @@ func main() {
 		sys.run(h, warm, *sessions, 1024)
 	}
 
+	var perf *rig.Perf
+	if *perfOut != "" {
+		perf = rig.StartPerf(h, receiving.PID(), *perfOut)
+	}
+
 	var wall, cpu [2]time.Duration
 	for i := range *rounds {
 		// Alternate who goes first (see bench/relay).
@@ -87,6 +94,12 @@ func main() {
 		}
 	}
 
+	var report string
+	if perf != nil {
+		if report, err = perf.Report(45); err != nil {
+			h.Fatalf("%v", err)
+		}
+	}
 	for name, s := range map[string]*rig.Sink{"smimegate": gwSink, "postfix": pfSink} {
 		if bad, err := s.Bad(); bad > 0 {
 			h.Fatalf("%s: %d of %d messages at the sink were wrong; first: %v", name, bad, s.Count(), err)
@@ -106,6 +119,9 @@ func main() {
 	gwCPU, pfCPU := ms(cpu[0])/n, ms(cpu[1])/n
 	fmt.Printf("pipeline %d B: CPU per message: both smimegates %.2f ms  postfix %.2f ms (all its processes)  ratio %.2f\n",
 		*size, gwCPU, pfCPU, pfCPU/gwCPU)
+	if report != "" {
+		fmt.Printf("\nperf profile of the receiving gateway (self time, %s):\n%s", *perfOut, report)
+	}
 }
 
 // system is one path under test: its SMTP address, its sink and how to
