@@ -6,13 +6,16 @@
 // every message to a partner, in alternating runs; the added p50 and p99
 // are the differences. Latency counts from the scheduled time, not from when
 // a connection was free, so a stalled gateway cannot hide its queue
-// (coordinated omission).
+// (coordinated omission). It also prints how long each series took until
+// the sender had its 250, which splits the gateway's delay into receipt
+// (with the spool's fsync) and the rest (routing, sealing, delivery).
 //
 //	go run ./bench/latency
 //	go run ./bench/latency -postfix   # Postfix's plain relay as a third series
 package main
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
 	"strings"
@@ -60,6 +63,7 @@ func main() {
 	msg := rig.Message("alice@example.org", "bob@example.net", "", *size)
 	interval := time.Duration(float64(time.Second) / *rate)
 	lat := map[string][]time.Duration{}
+	acked := map[string][]time.Duration{}
 	for _, s := range series {
 		// Warm-up: one second of load, not counted.
 		paced(h, sink, s.addr, "warm-"+s.name, msg, interval, time.Second, *conns)
@@ -67,9 +71,11 @@ func main() {
 	for i := range *rounds {
 		for j := range series {
 			s := series[(i+j)%len(series)]
-			d := paced(h, sink, s.addr, fmt.Sprintf("%s-%d", s.name, i), msg, interval, *duration, *conns)
-			fmt.Printf("  %-9s run %d: p50 %7.2f ms  p99 %7.2f ms  (%d messages)\n", s.name, i+1, ms(rig.Percentile(d, 50)), ms(rig.Percentile(d, 99)), len(d))
+			d, a := paced(h, sink, s.addr, fmt.Sprintf("%s-%d", s.name, i), msg, interval, *duration, *conns)
+			fmt.Printf("  %-9s run %d: p50 %7.2f ms  p99 %7.2f ms  (%d messages; its 250 after p50 %.2f ms, p99 %.2f ms)\n",
+				s.name, i+1, ms(rig.Percentile(d, 50)), ms(rig.Percentile(d, 99)), len(d), ms(rig.Percentile(a, 50)), ms(rig.Percentile(a, 99)))
 			lat[s.name] = append(lat[s.name], d...)
+			acked[s.name] = append(acked[s.name], a...)
 		}
 	}
 	if bad, err := sink.Bad(); bad > 0 {
@@ -89,12 +95,19 @@ func main() {
 		}
 		fmt.Println(line)
 	}
+	// Where the time goes: until the client has its 250 (receipt and the
+	// spool's fsync), and the rest (routing, sealing, delivery).
+	for _, s := range series {
+		fmt.Printf("latency %-14s until the 250: p50 %7.2f ms  p99 %7.2f ms\n", s.name,
+			ms(rig.Percentile(acked[s.name], 50)), ms(rig.Percentile(acked[s.name], 99)))
+	}
 }
 
 // paced sends one message every interval for d, each with its own envelope
 // sender (prefix-SEQ@example.org) by which the sink records its arrival,
-// waits until the sink holds all of them and returns their latencies.
-func paced(h *rig.Harness, sink *rig.Sink, addr, prefix string, msg []byte, interval, d time.Duration, conns int) []time.Duration {
+// waits until the sink holds all of them and returns their latencies, and
+// the times from when each was due until its sender had the 250.
+func paced(h *rig.Harness, sink *rig.Sink, addr, prefix string, msg []byte, interval, d time.Duration, conns int) (latencies, acked []time.Duration) {
 	n := int(d / interval)
 	type job struct {
 		from string
@@ -120,13 +133,18 @@ func paced(h *rig.Harness, sink *rig.Sink, addr, prefix string, msg []byte, inte
 						continue
 					}
 				}
-				if err := c.Send(j.from, []string{"bob@example.net"}, strings.NewReader(string(msg))); err != nil {
+				if err := c.Send(j.from, []string{"bob@example.net"}, bytes.NewReader(msg)); err != nil {
 					mu.Lock()
 					firstErr = cmpErr(firstErr, err)
 					mu.Unlock()
 					_ = c.Close()
 					c = nil
+					continue
 				}
+				ack := time.Since(j.due)
+				mu.Lock()
+				acked = append(acked, ack)
+				mu.Unlock()
 			}
 			if c != nil {
 				_ = c.Close()
@@ -145,12 +163,11 @@ func paced(h *rig.Harness, sink *rig.Sink, addr, prefix string, msg []byte, inte
 	if firstErr != nil {
 		h.Fatalf("%s: %v", addr, firstErr)
 	}
-	var out []time.Duration
 	deadline := time.Now().Add(2 * time.Minute)
 	for from, t0 := range due {
 		for {
 			if t, ok := sink.Arrival(from); ok {
-				out = append(out, t.Sub(t0))
+				latencies = append(latencies, t.Sub(t0))
 				break
 			}
 			if time.Now().After(deadline) {
@@ -159,7 +176,7 @@ func paced(h *rig.Harness, sink *rig.Sink, addr, prefix string, msg []byte, inte
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	return out
+	return latencies, acked
 }
 
 func cmpErr(first, err error) error {
