@@ -256,7 +256,7 @@ func (d *delivery) transaction(ctx context.Context, s *session, idx []int) (reus
 	if !proceed {
 		return reusable
 	}
-	w := s.client.Text.DotWriter()
+	w := newDotWriter(s.client.Text.W)
 	if _, err := io.Copy(w, taggedReader{body}); err != nil {
 		// A transaction cannot be taken back once DATA began (RFC 5321
 		// section 4.1.1.4): close the connection without the final dot.
