@@ -32,6 +32,7 @@ func main() {
 	messages := flag.Int("messages", 300, "messages per run")
 	rounds := flag.Int("rounds", 3, "runs of each system per size, alternating")
 	perfOut := flag.String("perf", "", "record the gateway with perf into `FILE` and print the top costs")
+	stateParent := flag.String("state-parent", "", "make the gateway's state_dir under `DIR` (e.g. /dev/shm, to see what the spool's file system costs; not durable there)")
 	flag.Parse()
 	sizeList, err := parseSizes(*sizes)
 	if err != nil {
@@ -51,7 +52,7 @@ func main() {
 	pfSink := rig.StartSink(h, rig.SinkOptions{Check: mustBePlain})
 	gw := rig.StartGateway(h, bin, rig.GatewayOptions{
 		Domain: "example.org", Own: []rig.KeyFiles{own}, Partners: []rig.KeyFiles{partner},
-		Outbound: gwSink.Addr, Inbound: gwSink.Addr,
+		Outbound: gwSink.Addr, Inbound: gwSink.Addr, StateParent: *stateParent,
 	})
 	_, port, _ := strings.Cut(pfSink.Addr, ":")
 	pf := postfixtest.Start(h, postfixtest.Options{MainCF: map[string]string{"relayhost": "[127.0.0.1]:" + port}})

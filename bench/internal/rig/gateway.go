@@ -63,6 +63,10 @@ type GatewayOptions struct {
 	// max_message_bytes), Extra to the end of the file.
 	SMTP  string
 	Extra string
+	// StateParent, if set, is where the gateway's state_dir is made
+	// instead of beside its configuration: a diagnosis knob (a tmpfs there
+	// shows what the spool's file system costs), never a durable setup.
+	StateParent string
 }
 
 // Gateway is a running smimegate process.
@@ -93,8 +97,17 @@ func StartGateway(h *Harness, bin string, o GatewayOptions) *Gateway {
 		copyFile(h, k.Cert, filepath.Join(dir, "partners", k.Domain+".crt"))
 	}
 	g := &Gateway{Addr: FreeAddr(h), Admin: FreeAddr(h), Dir: dir, Log: filepath.Join(dir, "gateway.log"), exited: make(chan struct{})}
+	stateDir := "state"
+	if o.StateParent != "" {
+		d, err := os.MkdirTemp(o.StateParent, "smgbench-state-")
+		if err != nil {
+			h.Fatalf("state_dir under %s: %v", o.StateParent, err)
+		}
+		h.Cleanup(func() { os.RemoveAll(d) })
+		stateDir = d
+	}
 	cfg := fmt.Sprintf(`hostname = "gw.%[1]s"
-state_dir = "state"
+state_dir = "%[8]s"
 local_domains = ["%[1]s"]
 
 [smtp]
@@ -115,7 +128,7 @@ partners = "partners"
 listen = "%[6]s"
 
 %[7]s
-`, o.Domain, g.Addr, o.SMTP, o.Outbound, o.Inbound, g.Admin, o.Extra)
+`, o.Domain, g.Addr, o.SMTP, o.Outbound, o.Inbound, g.Admin, o.Extra, stateDir)
 	cfgPath := filepath.Join(dir, "smimegate.toml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		h.Fatalf("gateway configuration: %v", err)
