@@ -67,17 +67,20 @@ func main() {
 		warm := sealed(h, cert, min(40, *messages), 1024)
 		run(h, gw.Addr, sink, *sessions, warm)
 
-		var gwTime time.Duration
+		var gwTime, gwCPU time.Duration
 		var single, parallel float64
 		for i := range *rounds {
 			s, p := measureRaw(op, *rawTime, cores)
 			single += s
 			parallel += p
 			jobs := sealed(h, cert, *messages, *size)
+			cpu0 := cpuTime(h, gw)
 			d := run(h, gw.Addr, sink, *sessions, jobs)
+			c := cpuTime(h, gw) - cpu0
 			gwTime += d
-			fmt.Printf("  %-8s run %d: gateway %7.1f msg/s   raw %8.1f ops/s on one core, %8.1f on %d\n",
-				keyType, i+1, float64(*messages)/d.Seconds(), s, p, cores)
+			gwCPU += c
+			fmt.Printf("  %-8s run %d: gateway %7.1f msg/s, %5.2f ms CPU/msg   raw %8.1f ops/s on one core, %8.1f on %d\n",
+				keyType, i+1, float64(*messages)/d.Seconds(), ms(c)/float64(*messages), s, p, cores)
 		}
 		s, p := measureRaw(op, *rawTime, cores)
 		single = (single + s) / float64(*rounds+1)
@@ -99,6 +102,9 @@ func main() {
 		if keyType == "rsa2048" {
 			line += fmt.Sprintf("  (target >= 0.8: %s)", rig.Verdict(ratio, 0.8, false))
 		}
+		perMsg := ms(gwCPU) / float64(*messages**rounds)
+		line += fmt.Sprintf("\ndecrypt %-8s gateway CPU %.2f ms/msg, of which the private-key operation %.2f ms (%.0f %%)",
+			keyType, perMsg, 1000/single, 100*(1000/single)/perMsg)
 		lines = append(lines, line)
 	}
 	fmt.Println()
@@ -106,6 +112,17 @@ func main() {
 		fmt.Println(l)
 	}
 }
+
+// cpuTime returns the CPU time the gateway process has used so far.
+func cpuTime(h *rig.Harness, gw *rig.Gateway) time.Duration {
+	d, err := rig.CPUTime(gw.PID())
+	if err != nil {
+		h.Fatalf("%v", err)
+	}
+	return d
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // sealed makes n messages encrypted to cert, as a partner's gateway sends
 // them, each with the marker that mustBeOpened looks for.
