@@ -80,7 +80,7 @@ func main() {
 			gwTime += d
 			gwCPU += c
 			fmt.Printf("  %-8s run %d: gateway %7.1f msg/s, %5.2f ms CPU/msg   raw %8.1f ops/s on one core, %8.1f on %d\n",
-				keyType, i+1, float64(*messages)/d.Seconds(), ms(c)/float64(*messages), s, p, cores)
+				keyType, i+1, float64(*messages)/d.Seconds(), rig.Ms(c)/float64(*messages), s, p, cores)
 		}
 		s, p := measureRaw(op, *rawTime, cores)
 		single = (single + s) / float64(*rounds+1)
@@ -102,7 +102,7 @@ func main() {
 		if keyType == "rsa2048" {
 			line += fmt.Sprintf("  (target >= 0.8: %s)", rig.Verdict(ratio, 0.8, false))
 		}
-		perMsg := ms(gwCPU) / float64(*messages**rounds)
+		perMsg := rig.Ms(gwCPU) / float64(*messages**rounds)
 		line += fmt.Sprintf("\ndecrypt %-8s gateway CPU %.2f ms/msg, of which the private-key operation %.2f ms (%.0f %%)",
 			keyType, perMsg, 1000/single, 100*(1000/single)/perMsg)
 		lines = append(lines, line)
@@ -121,8 +121,6 @@ func cpuTime(h *rig.Harness, gw *rig.Gateway) time.Duration {
 	}
 	return d
 }
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // sealed makes n messages encrypted to cert, as a partner's gateway sends
 // them, each with the marker that mustBeOpened looks for.

@@ -73,7 +73,7 @@ func main() {
 			s := series[(i+j)%len(series)]
 			d, a := paced(h, sink, s.addr, fmt.Sprintf("%s-%d", s.name, i), msg, interval, *duration, *conns)
 			fmt.Printf("  %-9s run %d: p50 %7.2f ms  p99 %7.2f ms  (%d messages; its 250 after p50 %.2f ms, p99 %.2f ms)\n",
-				s.name, i+1, ms(rig.Percentile(d, 50)), ms(rig.Percentile(d, 99)), len(d), ms(rig.Percentile(a, 50)), ms(rig.Percentile(a, 99)))
+				s.name, i+1, rig.Ms(rig.Percentile(d, 50)), rig.Ms(rig.Percentile(d, 99)), len(d), rig.Ms(rig.Percentile(a, 50)), rig.Ms(rig.Percentile(a, 99)))
 			lat[s.name] = append(lat[s.name], d...)
 			acked[s.name] = append(acked[s.name], a...)
 		}
@@ -84,14 +84,14 @@ func main() {
 
 	fmt.Println()
 	ref50, ref99 := rig.Percentile(lat["sink"], 50), rig.Percentile(lat["sink"], 99)
-	fmt.Printf("latency sink alone     p50 %7.2f ms  p99 %7.2f ms\n", ms(ref50), ms(ref99))
+	fmt.Printf("latency sink alone     p50 %7.2f ms  p99 %7.2f ms\n", rig.Ms(ref50), rig.Ms(ref99))
 	for _, s := range series[1:] {
 		p50, p99 := rig.Percentile(lat[s.name], 50), rig.Percentile(lat[s.name], 99)
 		added99 := p99 - ref99
 		line := fmt.Sprintf("latency %-14s p50 %7.2f ms  p99 %7.2f ms  added p50 %7.2f ms  added p99 %7.2f ms",
-			s.name, ms(p50), ms(p99), ms(p50-ref50), ms(added99))
+			s.name, rig.Ms(p50), rig.Ms(p99), rig.Ms(p50-ref50), rig.Ms(added99))
 		if s.name == "smimegate" {
-			line += fmt.Sprintf("  (target added p99 <= 10 ms: %s)", rig.Verdict(ms(added99), 10, true))
+			line += fmt.Sprintf("  (target added p99 <= 10 ms: %s)", rig.Verdict(rig.Ms(added99), 10, true))
 		}
 		fmt.Println(line)
 	}
@@ -99,7 +99,7 @@ func main() {
 	// spool's fsync), and the rest (routing, sealing, delivery).
 	for _, s := range series {
 		fmt.Printf("latency %-14s until the 250: p50 %7.2f ms  p99 %7.2f ms\n", s.name,
-			ms(rig.Percentile(acked[s.name], 50)), ms(rig.Percentile(acked[s.name], 99)))
+			rig.Ms(rig.Percentile(acked[s.name], 50)), rig.Ms(rig.Percentile(acked[s.name], 99)))
 	}
 }
 
@@ -185,5 +185,3 @@ func cmpErr(first, err error) error {
 	}
 	return err
 }
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

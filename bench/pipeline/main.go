@@ -60,8 +60,8 @@ func main() {
 	if err != nil {
 		h.Fatalf("%v", err)
 	}
-	systems := []*system{
-		{name: "smimegate", addr: sending.Addr, sink: gwSink, cpu: func() (time.Duration, error) {
+	systems := []*rig.System{
+		{Name: "smimegate", Addr: sending.Addr, Sink: gwSink, CPU: func() (time.Duration, error) {
 			a, err := rig.CPUTime(sending.PID())
 			if err != nil {
 				return 0, err
@@ -69,12 +69,12 @@ func main() {
 			b, err := rig.CPUTime(receiving.PID())
 			return a + b, err
 		}},
-		{name: "postfix", addr: pf.Addr, sink: pfSink, cpu: func() (time.Duration, error) { return rig.TreeCPUTime(pfMaster) }},
+		{Name: "postfix", Addr: pf.Addr, Sink: pfSink, CPU: func() (time.Duration, error) { return rig.TreeCPUTime(pfMaster) }},
 	}
 
 	warm := min(*messages, 40)
 	for _, sys := range systems {
-		sys.run(h, warm, *sessions, 1024)
+		sys.RunSource(h, warm, *sessions, 1024)
 	}
 
 	var perf *rig.Perf
@@ -87,10 +87,10 @@ func main() {
 		// Alternate who goes first (see bench/relay).
 		for j := range systems {
 			k := (i + j) % len(systems)
-			w, c := systems[k].run(h, *messages, *sessions, *size)
+			w, c := systems[k].RunSource(h, *messages, *sessions, *size)
 			wall[k] += w
 			cpu[k] += c
-			fmt.Printf("  %-9s run %d: %7.1f msg/s  %6.2f ms CPU/msg\n", systems[k].name, i+1, float64(*messages)/w.Seconds(), ms(c)/float64(*messages))
+			fmt.Printf("  %-9s run %d: %7.1f msg/s  %6.2f ms CPU/msg\n", systems[k].Name, i+1, float64(*messages)/w.Seconds(), rig.Ms(c)/float64(*messages))
 		}
 	}
 
@@ -116,45 +116,13 @@ func main() {
 	ratio := gwRate / pfRate
 	fmt.Printf("\npipeline %d B: smimegate x2 %7.1f msg/s  postfix %7.1f msg/s  ratio %.2f  (target >= 2: %s)\n",
 		*size, gwRate, pfRate, ratio, rig.Verdict(ratio, 2, false))
-	gwCPU, pfCPU := ms(cpu[0])/n, ms(cpu[1])/n
+	gwCPU, pfCPU := rig.Ms(cpu[0])/n, rig.Ms(cpu[1])/n
 	fmt.Printf("pipeline %d B: CPU per message: both smimegates %.2f ms  postfix %.2f ms (all its processes)  ratio %.2f\n",
 		*size, gwCPU, pfCPU, pfCPU/gwCPU)
 	if report != "" {
 		fmt.Printf("\nperf profile of the receiving gateway (self time, %s):\n%s", *perfOut, report)
 	}
 }
-
-// system is one path under test: its SMTP address, its sink and how to
-// read the CPU time it has used.
-type system struct {
-	name string
-	addr string
-	sink *rig.Sink
-	cpu  func() (time.Duration, error)
-}
-
-// run sends n messages with smtp-source and returns the time until the sink
-// holds all of them and the CPU time the system used meanwhile.
-func (s *system) run(h *rig.Harness, n, sessions, size int) (wall, cpu time.Duration) {
-	want := s.sink.Count() + n
-	cpu0, err := s.cpu()
-	if err != nil {
-		h.Fatalf("%v", err)
-	}
-	start := time.Now()
-	rig.SMTPSource(h, s.addr, n, sessions, size, "alice@example.org", "bob@example.net")
-	end, err := s.sink.WaitCount(want, 5*time.Minute)
-	if err != nil {
-		h.Fatalf("%s: %v", s.name, err)
-	}
-	cpu1, err := s.cpu()
-	if err != nil {
-		h.Fatalf("%v", err)
-	}
-	return end.Sub(start), cpu1 - cpu0
-}
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func mustBePlain(_ string, data []byte) error {
 	if rig.IsSMIME(data) {

@@ -61,16 +61,16 @@ func main() {
 	if err != nil {
 		h.Fatalf("%v", err)
 	}
-	systems := []*system{
-		{name: "smimegate", addr: gw.Addr, sink: gwSink, cpu: func() (time.Duration, error) { return rig.CPUTime(gw.PID()) }},
-		{name: "postfix", addr: pf.Addr, sink: pfSink, cpu: func() (time.Duration, error) { return rig.TreeCPUTime(pfMaster) }},
+	systems := []*rig.System{
+		{Name: "smimegate", Addr: gw.Addr, Sink: gwSink, CPU: func() (time.Duration, error) { return rig.CPUTime(gw.PID()) }},
+		{Name: "postfix", Addr: pf.Addr, Sink: pfSink, CPU: func() (time.Duration, error) { return rig.TreeCPUTime(pfMaster) }},
 	}
 
 	// One small run each first: connections, page cache and Postfix's
 	// daemons are warm before anything is timed.
 	warm := min(*messages, 40)
 	for _, sys := range systems {
-		sys.run(h, warm, *sessions, 1024)
+		sys.RunSource(h, warm, *sessions, 1024)
 	}
 
 	var perf *rig.Perf
@@ -88,11 +88,11 @@ func main() {
 			// shared machine does not always hit the same system.
 			for j := range systems {
 				k := (i + j) % len(systems)
-				wall, cpu := systems[k].run(h, *messages, *sessions, size)
+				wall, cpu := systems[k].RunSource(h, *messages, *sessions, size)
 				r.wall[k] += wall
 				r.cpu[k] += cpu
 				fmt.Printf("  %-9s %6d B  run %d: %7.1f msg/s  %6.2f ms CPU/msg\n",
-					systems[k].name, size, i+1, float64(*messages)/wall.Seconds(), ms(cpu)/float64(*messages))
+					systems[k].Name, size, i+1, float64(*messages)/wall.Seconds(), rig.Ms(cpu)/float64(*messages))
 			}
 		}
 	}
@@ -117,7 +117,7 @@ func main() {
 			line += fmt.Sprintf("  (target >= 4: %s)", rig.Verdict(ratio, 4, false))
 		}
 		fmt.Println(line)
-		gwCPU, pfCPU := ms(r.cpu[0])/n, ms(r.cpu[1])/n
+		gwCPU, pfCPU := rig.Ms(r.cpu[0])/n, rig.Ms(r.cpu[1])/n
 		fmt.Printf("relay %6d B: CPU per message: smimegate %.2f ms  postfix %.2f ms (all its processes)  ratio %.2f\n",
 			size, gwCPU, pfCPU, pfCPU/gwCPU)
 	}
@@ -125,38 +125,6 @@ func main() {
 		fmt.Printf("\nperf profile of the gateway (self time, %s):\n%s", *perfOut, report)
 	}
 }
-
-// system is one relay under test: its SMTP address, its sink and how to
-// read the CPU time it has used.
-type system struct {
-	name string
-	addr string
-	sink *rig.Sink
-	cpu  func() (time.Duration, error)
-}
-
-// run sends n messages with smtp-source and returns the time until the sink
-// holds all of them and the CPU time the system used meanwhile.
-func (s *system) run(h *rig.Harness, n, sessions, size int) (wall, cpu time.Duration) {
-	want := s.sink.Count() + n
-	cpu0, err := s.cpu()
-	if err != nil {
-		h.Fatalf("%v", err)
-	}
-	start := time.Now()
-	rig.SMTPSource(h, s.addr, n, sessions, size, "alice@example.org", "bob@example.net")
-	end, err := s.sink.WaitCount(want, 5*time.Minute)
-	if err != nil {
-		h.Fatalf("%s: %v", s.name, err)
-	}
-	cpu1, err := s.cpu()
-	if err != nil {
-		h.Fatalf("%v", err)
-	}
-	return end.Sub(start), cpu1 - cpu0
-}
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // checkSinks fails the benchmark unless every message was what it should
 // be: a figure for a gateway that stopped encrypting would be meaningless.
