@@ -3,6 +3,7 @@ package rig
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -81,7 +82,9 @@ type Gateway struct {
 }
 
 // StartGateway writes a configuration, starts `smimegate serve` and waits
-// until it answers on its SMTP port. The harness stops it at Close.
+// until it greets on its SMTP port. The harness stops it at Close. The
+// ports are ephemeral ones chosen just before the start; if another process
+// takes one in between, the start is retried with new ones.
 func StartGateway(h *Harness, bin string, o GatewayOptions) *Gateway {
 	dir := h.TempDir()
 	for _, sub := range []string{"own", "partners"} {
@@ -96,7 +99,6 @@ func StartGateway(h *Harness, bin string, o GatewayOptions) *Gateway {
 	for _, k := range o.Partners {
 		copyFile(h, k.Cert, filepath.Join(dir, "partners", k.Domain+".crt"))
 	}
-	g := &Gateway{Addr: FreeAddr(h), Admin: FreeAddr(h), Dir: dir, Log: filepath.Join(dir, "gateway.log"), exited: make(chan struct{})}
 	stateDir := "state"
 	if o.StateParent != "" {
 		d, err := os.MkdirTemp(o.StateParent, "smgbench-state-")
@@ -106,8 +108,27 @@ func StartGateway(h *Harness, bin string, o GatewayOptions) *Gateway {
 		h.Cleanup(func() { os.RemoveAll(d) })
 		stateDir = d
 	}
-	cfg := fmt.Sprintf(`hostname = "gw.%[1]s"
-state_dir = "%[8]s"
+	const attempts = 5
+	for attempt := 1; ; attempt++ {
+		g, err := startGateway(h, bin, o, dir, stateDir)
+		if err == nil {
+			return g
+		}
+		if !errors.Is(err, errPortTaken) || attempt == attempts {
+			h.Fatalf("%v", err)
+		}
+	}
+}
+
+// errPortTaken marks a start that lost one of its ports to another process.
+var errPortTaken = errors.New("port taken by another process")
+
+// startGateway makes one attempt at StartGateway with fresh ports.
+func startGateway(h *Harness, bin string, o GatewayOptions, dir, stateDir string) (*Gateway, error) {
+	g := &Gateway{Addr: FreeAddr(h), Admin: FreeAddr(h), Dir: dir, Log: filepath.Join(dir, "gateway.log"), exited: make(chan struct{})}
+	hostname := "gw." + o.Domain
+	cfg := fmt.Sprintf(`hostname = "%[8]s"
+state_dir = "%[9]s"
 local_domains = ["%[1]s"]
 
 [smtp]
@@ -128,21 +149,21 @@ partners = "partners"
 listen = "%[6]s"
 
 %[7]s
-`, o.Domain, g.Addr, o.SMTP, o.Outbound, o.Inbound, g.Admin, o.Extra, stateDir)
+`, o.Domain, g.Addr, o.SMTP, o.Outbound, o.Inbound, g.Admin, o.Extra, hostname, stateDir)
 	cfgPath := filepath.Join(dir, "smimegate.toml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		h.Fatalf("gateway configuration: %v", err)
+		return nil, fmt.Errorf("gateway configuration: %w", err)
 	}
 	logFile, err := os.Create(g.Log)
 	if err != nil {
-		h.Fatalf("gateway log: %v", err)
+		return nil, fmt.Errorf("gateway log: %w", err)
 	}
 	g.cmd = exec.Command(bin, "serve", "-config", cfgPath)
 	g.cmd.Stdout = logFile
 	g.cmd.Stderr = logFile
 	if err := g.cmd.Start(); err != nil {
 		logFile.Close()
-		h.Fatalf("starting smimegate: %v", err)
+		return nil, fmt.Errorf("starting smimegate: %w", err)
 	}
 	go func() {
 		_ = g.cmd.Wait()
@@ -152,21 +173,48 @@ listen = "%[6]s"
 	h.Cleanup(g.Stop)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", g.Addr, time.Second)
+		banner, err := readBanner(g.Addr)
 		if err == nil {
-			c.Close()
-			return g
+			// Only our gateway greets with its hostname; anything else
+			// is another process that took the port first.
+			if strings.HasPrefix(banner, "220 ") && strings.Contains(banner, hostname) {
+				return g, nil
+			}
+			g.Stop()
+			return nil, fmt.Errorf("%s greeted %q, not the gateway just started: %w", g.Addr, banner, errPortTaken)
 		}
 		select {
 		case <-g.exited:
-			h.Fatalf("smimegate exited at start:\n%s", g.tail())
+			log := g.tail()
+			if strings.Contains(log, "address already in use") {
+				return nil, fmt.Errorf("smimegate at start: %w:\n%s", errPortTaken, log)
+			}
+			return nil, fmt.Errorf("smimegate exited at start:\n%s", log)
 		default:
 		}
 		if time.Now().After(deadline) {
-			h.Fatalf("smimegate did not listen on %s within a minute:\n%s", g.Addr, g.tail())
+			return nil, fmt.Errorf("smimegate did not listen on %s within a minute:\n%s", g.Addr, g.tail())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// readBanner reads a server's greeting line and says QUIT.
+func readBanner(addr string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	if err := c.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		return "", err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return "", fmt.Errorf("greeting of %s: %w", addr, err)
+	}
+	_, _ = c.Write([]byte("QUIT\r\n"))
+	return strings.TrimRight(line, "\r\n"), nil
 }
 
 // PID returns the gateway's process id.
