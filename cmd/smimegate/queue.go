@@ -20,75 +20,68 @@ import (
 )
 
 func runQueue(args []string) error {
-	fs := newFlagSet("queue", "list | show ID | flush | delete ID  [-config FILE]")
-	cfgPath := configFlag(fs)
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) == 0 {
-		return fmt.Errorf("%w: say list, show ID, flush or delete ID", errUsage)
-	}
-	cfg, err := loadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	q := newQueueAccess(cfg)
-	switch {
-	case pos[0] == "list" && len(pos) == 1:
-		envs, err := q.list("queue")
-		if err != nil {
-			return err
+	return areaCommand("queue", "list, show ID, flush or delete ID", args, func(q *queueAccess, pos []string) (bool, error) {
+		switch {
+		case pos[0] == "list" && len(pos) == 1:
+			envs, err := q.list("queue")
+			if err == nil {
+				printQueue(os.Stdout, envs)
+			}
+			return true, err
+		case pos[0] == "flush" && len(pos) == 1:
+			return true, q.flush()
+		case pos[0] == "delete" && len(pos) == 2:
+			return true, q.act("queue", pos[1], "delete")
 		}
-		printQueue(os.Stdout, envs)
-		return nil
-	case pos[0] == "show" && len(pos) == 2:
-		ewh, err := q.show("queue", pos[1])
-		if err != nil {
-			return err
-		}
-		return printShow(os.Stdout, ewh)
-	case pos[0] == "flush" && len(pos) == 1:
-		return q.flush()
-	case pos[0] == "delete" && len(pos) == 2:
-		return q.act("queue", pos[1], "delete")
-	}
-	return fmt.Errorf("%w: queue %s: expected list, show ID, flush or delete ID", errUsage, strings.Join(pos, " "))
+		return false, nil
+	})
 }
 
 func runQuarantine(args []string) error {
-	fs := newFlagSet("quarantine", "list | show ID | release ID | delete ID  [-config FILE]")
+	return areaCommand("quarantine", "list, show ID, release ID or delete ID", args, func(q *queueAccess, pos []string) (bool, error) {
+		switch {
+		case pos[0] == "list" && len(pos) == 1:
+			envs, err := q.list("quarantine")
+			if err == nil {
+				printQuarantine(os.Stdout, envs)
+			}
+			return true, err
+		case (pos[0] == "release" || pos[0] == "delete") && len(pos) == 2:
+			return true, q.act("quarantine", pos[1], pos[0])
+		}
+		return false, nil
+	})
+}
+
+// areaCommand is what the queue and quarantine commands share: flags,
+// configuration, the access to a running or stopped gateway, and "show ID".
+// run handles the area's own verbs and says whether it knew the verb.
+func areaCommand(area, verbs string, args []string, run func(q *queueAccess, pos []string) (bool, error)) error {
+	fs := newFlagSet(area, strings.NewReplacer(", ", " | ", " or ", " | ").Replace(verbs)+"  [-config FILE]")
 	cfgPath := configFlag(fs)
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) == 0 {
-		return fmt.Errorf("%w: say list, show ID, release ID or delete ID", errUsage)
+		return fmt.Errorf("%w: say %s", errUsage, verbs)
 	}
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
 		return err
 	}
 	q := newQueueAccess(cfg)
-	switch {
-	case pos[0] == "list" && len(pos) == 1:
-		envs, err := q.list("quarantine")
-		if err != nil {
-			return err
-		}
-		printQuarantine(os.Stdout, envs)
-		return nil
-	case pos[0] == "show" && len(pos) == 2:
-		ewh, err := q.show("quarantine", pos[1])
+	if pos[0] == "show" && len(pos) == 2 {
+		ewh, err := q.show(area, pos[1])
 		if err != nil {
 			return err
 		}
 		return printShow(os.Stdout, ewh)
-	case (pos[0] == "release" || pos[0] == "delete") && len(pos) == 2:
-		return q.act("quarantine", pos[1], pos[0])
 	}
-	return fmt.Errorf("%w: quarantine %s: expected list, show ID, release ID or delete ID", errUsage, strings.Join(pos, " "))
+	if known, err := run(q, pos); known {
+		return err
+	}
+	return fmt.Errorf("%w: %s %s: expected %s", errUsage, area, strings.Join(pos, " "), verbs)
 }
 
 // parseInterspersed parses flags that may stand before, between or after
