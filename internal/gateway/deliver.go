@@ -128,7 +128,11 @@ func (g *Gateway) deliver(ctx context.Context, env *spool.Envelope, force bool, 
 	}
 	for vi, failed := range bounced {
 		if err := g.bounce(env, &env.Versions[vi], failed, false); err != nil {
-			g.log.Error("cannot queue the bounce", "queue_id", env.ID, "err", err)
+			// The report must not be lost with the message: keep these
+			// recipients pending, so that the next attempt (which will
+			// most likely fail the same way) bounces them again.
+			g.log.Error("cannot queue the bounce; the recipients stay queued and it will be tried again", "queue_id", env.ID, "err", err)
+			keepForBounce(&env.Versions[vi], failed, now.Add(backoff(cfg, 1)))
 		}
 	}
 	for _, f := range delayed {
@@ -273,7 +277,9 @@ func (g *Gateway) retryHolds(env *spool.Envelope, force bool) {
 					failed = append(failed, failure{d: v.Recipients[i], status: "5.7.1", diag: reason})
 				}
 				if err := g.bounce(env, v, failed, false); err != nil {
-					g.log.Error("cannot queue the bounce", "queue_id", env.ID, "err", err)
+					g.log.Error("cannot queue the bounce; the recipients stay held and it will be tried again", "queue_id", env.ID, "err", err)
+					keepForBounce(v, failed, now.Add(backoff(st.cfg, 1)))
+					continue
 				}
 				g.logDecision(env, policy.DirectionOf(st.cfg, env.Sender, env.Trusted), "bounce", v.Domain, nil, "", reason)
 				continue
@@ -321,4 +327,17 @@ func receivedField(hostname string, env *spool.Envelope, note string) string {
 	b.WriteString(hostname)
 	fmt.Fprintf(&b, " (smimegate, %s)\r\n\tid %s; %s\r\n", note, env.ID, time.Now().Format(time.RFC1123Z))
 	return b.String()
+}
+
+// keepForBounce puts failed recipients back to pending, for when their
+// bounce could not be queued.
+func keepForBounce(v *spool.Version, failed []failure, next time.Time) {
+	for _, f := range failed {
+		for i := range v.Recipients {
+			if v.Recipients[i].Addr == f.d.Addr && v.Recipients[i].State == spool.Bounced {
+				v.Recipients[i].State = spool.Pending
+				v.Recipients[i].NextAttempt = next
+			}
+		}
+	}
 }
