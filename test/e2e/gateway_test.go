@@ -359,3 +359,34 @@ func containsMsg(got []mailsink.Message, msg string) bool {
 	}
 	return false
 }
+
+// TestRequireAEADQuarantinesCBC: with require_aead (EFAIL: CBC content is
+// malleable), an inbound CBC message is quarantined, a GCM one delivered.
+func TestRequireAEADQuarantinesCBC(t *testing.T) {
+	t.Parallel()
+	transit, bob := startSink(t), startSink(t)
+	netgw := startGateway(t, gatewayOptions{domain: "example.net", own: []string{"example.net"}, outbound: transit.Addr, inbound: bob.Addr, trusted: "[]",
+		extra: "[policy]\nrequire_aead = true\n"})
+	cbc := message("carol@example.org", "bob@example.net", "cbc")
+	gcm := message("carol@example.org", "bob@example.net", "gcm")
+	mustSend(t, netgw.smtp, "carol@example.org", []string{"bob@example.net"}, string(opensslEncrypt(t, []byte(cbc), "example.net", "-aes-256-cbc")))
+	mustSend(t, netgw.smtp, "carol@example.org", []string{"bob@example.net"}, string(opensslEncrypt(t, []byte(gcm), "example.net", "-aes-256-gcm")))
+	got := waitMessages(t, bob, 1)[0]
+	if !bytes.Equal(withoutTrace(got.Data), []byte(gcm)) {
+		t.Errorf("the GCM message was not delivered as sent")
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, err := netgw.run("quarantine", "list")
+		if err == nil && strings.Contains(out, "1 message(s)") && strings.Contains(out, "require_aead") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("CBC message not quarantined under require_aead: %v\n%s", err, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if bob.Count() != 1 {
+		t.Error("the CBC message was relayed")
+	}
+}
