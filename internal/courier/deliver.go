@@ -166,6 +166,9 @@ func (d *delivery) rcpts(idx []int) []string {
 // fillLocal gives every recipient in idx the same outcome, logs it once,
 // and is used when no transaction took place.
 func (c *Courier) fillLocal(m *Message, r Route, results []Result, idx []int, f *failure) {
+	if len(idx) == 0 {
+		return // nothing left to report (and no empty log line)
+	}
 	for _, i := range idx {
 		res := &results[i]
 		res.Status, res.Code, res.Enhanced, res.Reply = f.status, f.code, f.enhanced, f.text

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -388,5 +390,47 @@ func TestRequireAEADQuarantinesCBC(t *testing.T) {
 	}
 	if bob.Count() != 1 {
 		t.Error("the CBC message was relayed")
+	}
+}
+
+// TestRequiredTLSBetweenGateways: relay.tls = "required" towards a partner
+// gateway that offers STARTTLS (smtp.tls_cert/tls_key): the sealed message
+// travels over TLS; towards a next hop without STARTTLS it waits.
+func TestRequiredTLSBetweenGateways(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	crt, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	out, err := exec.Command("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+		"-keyout", key, "-out", crt, "-days", "2", "-subj", "/CN=gw.example.net", "-addext", "subjectAltName=DNS:gw.example.net").CombinedOutput()
+	if err != nil {
+		t.Fatalf("openssl req: %v\n%s", err, out)
+	}
+	bob, orgInner, plainHop := startSink(t), startSink(t), startSink(t)
+	netgw := startGateway(t, gatewayOptions{domain: "example.net", own: []string{"example.net"}, outbound: plainHop.Addr, inbound: bob.Addr, trusted: "[]",
+		smtpExtra: fmt.Sprintf("tls_cert = %q\ntls_key = %q\n", crt, key)})
+	org := startGateway(t, gatewayOptions{domain: "example.org", own: []string{"example.org"}, partners: []string{"example.net"}, outbound: plainHop.Addr, inbound: orgInner.Addr,
+		relayTLS: "required", extra: fmt.Sprintf("[relay.routes]\n\"example.net\" = %q\n", netgw.smtp)})
+
+	msg := message("alice@example.org", "bob@example.net", "over TLS")
+	mustSend(t, org.smtp, "alice@example.org", []string{"bob@example.net"}, msg)
+	got := waitMessages(t, bob, 1)[0]
+	if !bytes.Equal(withoutTrace(got.Data), []byte(msg)) {
+		t.Error("bob did not get the original")
+	}
+	if !regexp.MustCompile(`delivery attempt.*bob@example\.net.*tls=TLS1\.[23]`).MatchString(org.log.String()) {
+		t.Errorf("the delivery to the partner gateway was not over TLS:\n%s", org.log.String())
+	}
+
+	// The other next hop offers no STARTTLS: the message waits, never in clear.
+	mustSend(t, org.smtp, "alice@example.org", []string{"carol@plain.test"}, message("alice@example.org", "carol@plain.test", "no tls"))
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(org.log.String(), "TLS is required, but was not offered") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no deferral for the missing STARTTLS:\n%s", org.log.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if plainHop.Count() != 0 {
+		t.Error("a message went in the clear although relay.tls = required")
 	}
 }

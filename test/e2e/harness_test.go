@@ -90,6 +90,9 @@ type gatewayOptions struct {
 	trusted  string   // TOML array for smtp.trusted_networks; default all of loopback
 	extra    string   // more TOML, appended
 	listen   string   // smtp.listen; default a free loopback port
+
+	smtpExtra string // more keys for [smtp]
+	relayTLS  string // relay.tls; default "none"
 }
 
 func startGateway(t *testing.T, o gatewayOptions) *gateway {
@@ -117,6 +120,9 @@ func startGateway(t *testing.T, o gatewayOptions) *gateway {
 	if o.trusted == "" {
 		o.trusted = `["127.0.0.0/8"]`
 	}
+	if o.relayTLS == "" {
+		o.relayTLS = "none"
+	}
 	if o.listen == "" {
 		o.listen = freeAddr(t)
 	}
@@ -128,11 +134,11 @@ local_domains = ["%s"]
 [smtp]
 listen = ["%s"]
 trusted_networks = %s
-
+%s
 [relay]
 outbound = "%s"
 inbound = "%s"
-tls = "none"
+tls = "%s"
 
 [certs]
 own = "own"
@@ -142,7 +148,7 @@ partners = "partners"
 [admin]
 listen = "%s"
 %s
-`, o.domain, o.domain, g.smtp, o.trusted, o.outbound, o.inbound, queue, g.admin, o.extra)
+`, o.domain, o.domain, g.smtp, o.trusted, o.smtpExtra, o.outbound, o.inbound, o.relayTLS, queue, g.admin, o.extra)
 	if err := os.WriteFile(g.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
