@@ -1,6 +1,9 @@
 package gateway
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestDecodeORcpt(t *testing.T) {
 	for in, want := range map[string]string{
@@ -17,4 +20,16 @@ func TestDecodeORcpt(t *testing.T) {
 			t.Errorf("decodeORcpt(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+func FuzzDecodeORcpt(f *testing.F) {
+	f.Add("rfc822;one+40partner.example")
+	f.Add("utf-8;j\\x{F6}rg@example.net")
+	f.Add("+")
+	f.Fuzz(func(t *testing.T, s string) {
+		out := decodeORcpt(s)
+		if !strings.ContainsAny(s, "+\\") && out != s {
+			t.Errorf("decodeORcpt(%q) changed a string without escapes: %q", s, out)
+		}
+	})
 }
