@@ -392,11 +392,7 @@ func (g *Gateway) readOriginal(id string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	buf := make([]byte, st.Size(), st.Size()+smime.SealSpare)
+	buf := make([]byte, f.Size(), f.Size()+smime.SealSpare)
 	if _, err := io.ReadFull(f, buf); err != nil {
 		return nil, err
 	}

@@ -62,11 +62,12 @@ func (in *Incoming) Write(p []byte) (int, error) {
 // Size returns the number of bytes written so far.
 func (in *Incoming) Size() int64 { return in.n }
 
-// Commit makes the message durable and queued: the data file is flushed,
-// fsynced and renamed into queue/, then the envelope likewise, then the
-// queue directory is fsynced (grouped with concurrent commits). When
-// Commit returns nil the message survives a crash; on error nothing is
-// queued. env.ID, env.Size and (if empty) env.Stage are filled in.
+// Commit makes the message durable and queued: the envelope is appended to
+// the data as a JSON trailer with a fixed-size footer, the file is flushed,
+// fsynced and renamed into queue/ (that rename is the commit), then the
+// queue directory is fsynced (grouped with concurrent commits). When Commit
+// returns nil the message survives a crash; on error nothing is queued.
+// env.ID, env.Size and (if empty) env.Stage are filled in.
 func (in *Incoming) Commit(env *Envelope) (err error) {
 	if in.done {
 		return fmt.Errorf("spool: message %s: already committed or aborted", in.ID)
@@ -75,19 +76,30 @@ func (in *Incoming) Commit(env *Envelope) (err error) {
 	s := in.s
 	tmpData := filepath.Join(s.tmpDir, dataName(in.ID, ""))
 	queueData := filepath.Join(s.queueDir, dataName(in.ID, ""))
-	queueEnv := filepath.Join(s.queueDir, envName(in.ID))
 	defer func() {
 		if err != nil {
 			// Nothing may stay queued after an error: the client is told
 			// to try again and would otherwise get the message twice.
 			in.f.Close()
 			os.Remove(tmpData)
-			os.Remove(queueEnv)
 			os.Remove(queueData)
 		}
 	}()
 	if in.err != nil {
 		return in.err
+	}
+	env.ID = in.ID
+	env.Size = in.n
+	if env.Stage == "" {
+		env.Stage = StageReceived
+	}
+	b, err := json.Marshal(env)
+	if err != nil {
+		return fmt.Errorf("spool: encoding envelope of %s: %w", in.ID, err)
+	}
+	b = appendFooter(b, len(b))
+	if _, err := in.w.Write(b); err != nil {
+		return fmt.Errorf("spool: writing envelope trailer of %s: %w", in.ID, err)
 	}
 	if err := in.w.Flush(); err != nil {
 		return fmt.Errorf("spool: writing message %s: %w", in.ID, err)
@@ -100,14 +112,6 @@ func (in *Incoming) Commit(env *Envelope) (err error) {
 	}
 	if err := os.Rename(tmpData, queueData); err != nil {
 		return fmt.Errorf("spool: message %s: %w", in.ID, err)
-	}
-	env.ID = in.ID
-	env.Size = in.n
-	if env.Stage == "" {
-		env.Stage = StageReceived
-	}
-	if err := s.writeEnvelope(s.queueDir, env); err != nil {
-		return err
 	}
 	if err := s.syncQueue(); err != nil {
 		return fmt.Errorf("spool: message %s: %w", in.ID, err)
@@ -128,6 +132,7 @@ func (in *Incoming) Abort() {
 
 // writeEnvelope replaces dir/ID.json atomically: the JSON goes to a new file
 // in tmp/, is fsynced and renamed over the old one. The caller syncs dir.
+// Once it exists, ID.json supersedes the trailer of the original.
 func (s *Spool) writeEnvelope(dir string, env *Envelope) error {
 	b, err := json.Marshal(env)
 	if err != nil {
@@ -172,7 +177,7 @@ func (s *Spool) NewVersion(id string) (*VersionWriter, error) {
 	if err := checkID(id); err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(filepath.Join(s.queueDir, envName(id))); err != nil {
+	if !s.queued(id) {
 		return nil, fmt.Errorf("spool: new version of %s: %w", id, ErrNotFound)
 	}
 	// The version name only needs to be unique within the message; the
@@ -248,7 +253,7 @@ func (s *Spool) Update(env *Envelope) error {
 	if err := checkID(env.ID); err != nil {
 		return err
 	}
-	old, err := readEnvelope(s.queueDir, env.ID)
+	old, err := s.loadQueued(env.ID)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 )
@@ -51,6 +52,35 @@ func FuzzParseName(f *testing.F) {
 		}
 		if back != name {
 			t.Fatalf("%q parsed as (%q, %q, %q), which names %q", name, id, kind, data, back)
+		}
+	})
+}
+
+// FuzzTrailer feeds arbitrary bytes, as the content of an original, to the
+// trailer parser that Load, OpenData and recovery run: it must never panic,
+// a trailer it accepts must account for every byte of the file, and a file
+// built from any data and envelope must parse back to exactly those.
+func FuzzTrailer(f *testing.F) {
+	env, _ := json.Marshal(&Envelope{ID: "01k1af74tdq9vt0xrge2", Stage: StageReceived, Size: 5})
+	good := appendFooter(append([]byte("hello"), env...), len(env))
+	f.Add(good, []byte("data"), env)
+	f.Add(good[:len(good)-3], []byte(""), []byte("{}"))
+	f.Add([]byte("SMGENV01"), []byte("ends SMGENV01"), []byte(""))
+	f.Add(appendFooter(nil, 1<<40), []byte{}, []byte("x"))
+	f.Fuzz(func(t *testing.T, file, data, envJSON []byte) {
+		size := int64(len(file))
+		dataLen, b, err := parseTrailer(bytes.NewReader(file), size)
+		if err == nil {
+			if dataLen < 0 || dataLen+int64(len(b))+int64(footerSize) != size || !bytes.Equal(file[dataLen:dataLen+int64(len(b))], b) {
+				t.Fatalf("accepted a trailer that does not fit: data %d, trailer %d, file %d", dataLen, len(b), size)
+			}
+		}
+		decodeTrailer(bytes.NewReader(file), size, "01k1af74tdq9vt0xrge2")
+
+		built := appendFooter(append(append([]byte{}, data...), envJSON...), len(envJSON))
+		dataLen, b, err = parseTrailer(bytes.NewReader(built), int64(len(built)))
+		if err != nil || dataLen != int64(len(data)) || !bytes.Equal(b, envJSON) {
+			t.Fatalf("round trip of %d data and %d trailer bytes: %d, %d, %v", len(data), len(envJSON), dataLen, len(b), err)
 		}
 	})
 }

@@ -13,15 +13,18 @@ import (
 // operator will see. env is the message's envelope (as loaded or as last
 // updated); its data files move with it.
 //
-// The move never has two envelopes at once: the data files are linked into
-// quarantine/, the envelope is rewritten in queue/ with QuarantinedAt set,
-// and then renamed into quarantine/. Recovery finishes a move that a crash
+// The move never has two envelopes at once: the envelope is written to
+// queue/ID.json with QuarantinedAt set (superseding the trailer of a
+// message that had none), the data files are linked into quarantine/, and
+// then the envelope is renamed into quarantine/. The trailer travels with
+// the original but counts only in queue/, and there only while no
+// quarantine/ID.json exists. Recovery finishes a move that a crash
 // interrupted.
 func (s *Spool) Quarantine(env *Envelope, reason string) error {
 	if err := checkID(env.ID); err != nil {
 		return err
 	}
-	if _, err := os.Stat(filepath.Join(s.queueDir, envName(env.ID))); err != nil {
+	if !s.queued(env.ID) {
 		return fmt.Errorf("spool: quarantine of %s: %w", env.ID, ErrNotFound)
 	}
 	for _, d := range references(env) {
@@ -121,11 +124,13 @@ func (s *Spool) ReadQuarantinedData(id string) ([]byte, error) {
 	if err := checkID(id); err != nil {
 		return nil, err
 	}
-	b, err := os.ReadFile(filepath.Join(s.quarDir, dataName(id, "")))
+	d, err := openData(s.quarDir, id, "")
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("spool: quarantined message %s: %w", id, ErrNotFound)
-		}
+		return nil, err
+	}
+	defer d.Close()
+	b, err := readAll(d)
+	if err != nil {
 		return nil, fmt.Errorf("spool: quarantined message %s: %w", id, err)
 	}
 	return b, nil

@@ -91,22 +91,47 @@ func (s *Spool) recoverDir(dir string) error {
 		return err
 	}
 	for id, files := range byID {
-		if !files.env {
-			// The envelope is the commit: without it the message was never
-			// accepted (no 250 was sent), so its data goes.
+		var env *Envelope
+		switch {
+		case files.env:
+			env, err = readEnvelope(dir, id)
+			if err == nil {
+				err = s.checkData(dir, env, files)
+			}
+			if err != nil {
+				s.toCorrupt(dir, envName(id), id, err.Error())
+				for _, d := range files.data {
+					s.toCorrupt(dir, dataName(id, d), id, "data of a damaged envelope")
+				}
+				continue
+			}
+		case dir == s.queueDir && slices.Contains(files.data, "") && !s.inQuarantine(id):
+			// An original without an envelope file is committed exactly when
+			// its trailer is whole: the trailer was fsynced with the data
+			// before the rename, and the 250 follows the rename's directory
+			// sync. A torn one was therefore never acknowledged; it is kept
+			// in corrupt/ for the operator like any damaged file.
+			env, err = readTrailerEnvelope(dir, id)
+			if err == nil {
+				err = s.checkData(dir, env, files)
+			}
+			if err != nil {
+				s.toCorrupt(dir, dataName(id, ""), id, "torn original (never acknowledged): "+err.Error())
+				for _, d := range files.data {
+					if d != "" {
+						s.toCorrupt(dir, dataName(id, d), id, "data of a torn original")
+					}
+				}
+				continue
+			}
+		default:
+			// Without an envelope file or (in queue/) an original the message
+			// was never accepted (no 250 was sent), and in quarantine/ only
+			// the envelope file commits a move: the data goes. So does an
+			// original in queue/ whose envelope is in quarantine/, a link
+			// left by a move.
 			for _, d := range files.data {
 				s.removeData(dir, id, d, "data without an envelope (never committed)")
-			}
-			continue
-		}
-		env, err := readEnvelope(dir, id)
-		if err == nil {
-			err = s.checkData(dir, env, files)
-		}
-		if err != nil {
-			s.toCorrupt(dir, envName(id), id, err.Error())
-			for _, d := range files.data {
-				s.toCorrupt(dir, dataName(id, d), id, "data of a damaged envelope")
 			}
 			continue
 		}
@@ -120,9 +145,16 @@ func (s *Spool) recoverDir(dir string) error {
 	return nil
 }
 
+// inQuarantine reports whether quarantine/ holds an envelope for id.
+func (s *Spool) inQuarantine(id string) bool {
+	_, err := os.Lstat(filepath.Join(s.quarDir, envName(id)))
+	return err == nil
+}
+
 // checkData verifies that every data file env needs is present, and that
 // the original has the size the envelope recorded (a torn write shows as a
-// shorter file).
+// shorter file). The original's size is that of its data before the
+// trailer.
 func (s *Spool) checkData(dir string, env *Envelope, files *idFiles) error {
 	for _, d := range references(env) {
 		if !slices.Contains(files.data, d) {
@@ -132,12 +164,17 @@ func (s *Spool) checkData(dir string, env *Envelope, files *idFiles) error {
 			return fmt.Errorf("data file %q named by the envelope is missing", d)
 		}
 		if d == "" {
-			st, err := os.Stat(filepath.Join(dir, dataName(env.ID, "")))
+			f, err := os.Open(filepath.Join(dir, dataName(env.ID, "")))
 			if err != nil {
 				return err
 			}
-			if st.Size() != env.Size {
-				return fmt.Errorf("the original message has %d bytes, the envelope says %d", st.Size(), env.Size)
+			n, err := dataLength(f)
+			f.Close()
+			if err != nil {
+				return err
+			}
+			if n != env.Size {
+				return fmt.Errorf("the original message has %d bytes, the envelope says %d", n, env.Size)
 			}
 		}
 	}

@@ -1,15 +1,46 @@
 // Package spool is smimegate's durable queue: one data file per message
-// version and one JSON envelope per message, in plain directories, no
-// database. The envelope's presence is the commit: a message exists in the
-// queue exactly when its envelope does, and everything the envelope names is
-// on disk before the envelope is renamed into place.
+// version, in plain directories, no database. A received message is one
+// file, queue/ID.msg: the message bytes, then its envelope as JSON (the
+// trailer), then a 16-byte footer (the JSON's length, 8 bytes big-endian,
+// and the magic "SMGENV01"). Later envelope changes go to queue/ID.json,
+// which supersedes the trailer from then on.
+//
+// The commit is the rename of the original into queue/. Crash safety is as
+// strong as with a separate envelope file, for these reasons:
+//
+//   - The file is written whole in tmp/ (data, trailer, footer) and fsynced
+//     once before the rename (SyncGrouped, SyncEach), or covered by the
+//     syncfs that precedes the 250 (SyncFilesystem). So every original
+//     that can be seen in queue/ after a crash, if it was acknowledged, has
+//     its envelope and footer on disk: the rename is durable (directory
+//     fsync or syncfs) before the 250 is sent, and its contents were
+//     durable before the rename.
+//   - Files in tmp/ were never renamed, so never acknowledged: recovery
+//     removes them, as before.
+//   - An original in queue/ without a valid footer, with an envelope JSON
+//     that does not decode, names another id or another size, can only be
+//     a torn write that no 250 followed (the SyncFilesystem case, or a lying
+//     disk); recovery moves it to corrupt/ with a log line, as it does with
+//     any damaged file.
+//   - ID.json is written as before (tmp file, fsync, rename, directory
+//     sync), so an update is either the old trailer or envelope, or the new
+//     envelope, never a mix. The original's bytes are never rewritten: the
+//     trailer stays, and readers (OpenData, ReadData) stop where it starts.
+//   - The trailer counts only in queue/ and only while quarantine/ has no
+//     envelope for the id: a move between queue/ and quarantine/ links the
+//     original across before its envelope file is renamed, and such a link
+//     must not look like a second message.
+//
+// Originals without a footer (written before trailers existed) are still
+// read whole while their ID.json names their size.
 //
 // Layout under the state directory:
 //
-//	queue/ID.json        the envelope (see Envelope)
-//	queue/ID.msg         the original message as received
+//	queue/ID.msg         the original as received, with its envelope trailer
+//	queue/ID.json        the envelope once it has changed (see Envelope)
 //	queue/ID.NAME.msg    a version written by the policy step (NewVersion)
-//	quarantine/          the same files for quarantined messages
+//	quarantine/          the same files for quarantined messages; there the
+//	                     envelope is always ID.json
 //	corrupt/             damaged files found at start-up, kept for the operator
 //	tmp/                 files being written; emptied at start-up
 //	spool.lock           held (flock) by the process that recovered the spool
@@ -19,7 +50,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -347,7 +377,41 @@ func (s *Spool) Load(id string) (*Envelope, error) {
 	if err := checkID(id); err != nil {
 		return nil, err
 	}
-	return readEnvelope(s.queueDir, id)
+	return s.loadQueued(id)
+}
+
+// loadQueued returns the envelope of a queued message: queue/ID.json if it
+// exists (every envelope written after the commit is one), else the trailer
+// of queue/ID.msg.
+func (s *Spool) loadQueued(id string) (*Envelope, error) {
+	env, err := readEnvelope(s.queueDir, id)
+	if !errors.Is(err, ErrNotFound) {
+		return env, err
+	}
+	// While the envelope is in quarantine/, a queue/ID.msg is a link that a
+	// move between the two directories has made or not yet removed, not a
+	// message of its own.
+	if _, err := os.Stat(filepath.Join(s.quarDir, envName(id))); err == nil {
+		return nil, fmt.Errorf("spool: message %s: %w", id, ErrNotFound)
+	}
+	// A Release may have renamed its envelope into queue/ since the first
+	// look; the envelope then supersedes the trailer.
+	env, err = readEnvelope(s.queueDir, id)
+	if !errors.Is(err, ErrNotFound) {
+		return env, err
+	}
+	return readTrailerEnvelope(s.queueDir, id)
+}
+
+// queued reports whether id is in the queue, by its envelope file or its
+// original (the trailer is not checked: a damaged one shows at Load).
+func (s *Spool) queued(id string) bool {
+	for _, name := range []string{envName(id), dataName(id, "")} {
+		if _, err := os.Stat(filepath.Join(s.queueDir, name)); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // List returns the envelopes of every queued message, oldest first. An
@@ -363,12 +427,24 @@ func (s *Spool) list(dir string) ([]*Envelope, error) {
 		return nil, fmt.Errorf("spool: listing %s: %w", dir, err)
 	}
 	var out []*Envelope
+	seen := map[string]bool{}
 	for _, e := range entries {
-		id, kind, _, ok := parseName(e.Name())
-		if !ok || kind != "json" {
+		id, kind, data, ok := parseName(e.Name())
+		if !ok || seen[id] {
 			continue
 		}
-		env, err := readEnvelope(dir, id)
+		var env *Envelope
+		switch {
+		case kind == "json" && dir != s.queueDir:
+			env, err = readEnvelope(dir, id)
+		case dir == s.queueDir && (kind == "json" || data == ""):
+			// In the queue a message may have only its original, with
+			// the envelope in the trailer.
+			env, err = s.loadQueued(id)
+		default:
+			continue
+		}
+		seen[id] = true
 		if err != nil {
 			if !errors.Is(err, ErrNotFound) { // removed meanwhile: not worth a line
 				s.log.Warn("spool: unreadable envelope left out of the listing", "id", id, "err", err)
@@ -381,62 +457,55 @@ func (s *Spool) list(dir string) ([]*Envelope, error) {
 }
 
 // OpenData opens a data file of a queued message: data "" is the original,
-// otherwise the name VersionWriter.Commit returned.
-func (s *Spool) OpenData(id, data string) (*os.File, error) {
+// otherwise the name VersionWriter.Commit returned. The reader ends where
+// the message does: the original's envelope trailer is never part of it.
+func (s *Spool) OpenData(id, data string) (*Data, error) {
 	if err := checkID(id); err != nil {
 		return nil, err
 	}
 	if err := checkData(data); err != nil {
 		return nil, err
 	}
-	f, err := os.Open(filepath.Join(s.queueDir, dataName(id, data)))
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("spool: data %q of message %s: %w", data, id, ErrNotFound)
-		}
-		return nil, fmt.Errorf("spool: data %q of message %s: %w", data, id, err)
-	}
-	return f, nil
+	return openData(s.queueDir, id, data)
 }
 
 // ReadData returns a data file of a queued message (see OpenData).
 func (s *Spool) ReadData(id, data string) ([]byte, error) {
-	f, err := s.OpenData(id, data)
+	d, err := s.OpenData(id, data)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	st, err := f.Stat()
+	defer d.Close()
+	b, err := readAll(d)
 	if err != nil {
 		return nil, fmt.Errorf("spool: data %q of message %s: %w", data, id, err)
 	}
-	buf := make([]byte, st.Size())
-	if _, err := io.ReadFull(f, buf); err != nil {
-		return nil, fmt.Errorf("spool: data %q of message %s: %w", data, id, err)
-	}
-	return buf, nil
+	return b, nil
 }
 
-// Remove deletes a queued message: the envelope first (so the message is
-// gone at once), then its data files. The removal is not fsynced: after a
-// crash the message may come back and be delivered twice, which is better
-// than paying a sync per delivered message.
+// Remove deletes a queued message: the envelope file first, then its data
+// files, the original (with its trailer) among them. The removal is not
+// fsynced: after a crash the message may come back and be delivered twice,
+// which is better than paying a sync per delivered message. A crash
+// between the two unlinks brings it back as its trailer describes it (as
+// received), which is the same duplicate delivery.
 func (s *Spool) Remove(id string) error {
 	if err := checkID(id); err != nil {
 		return err
 	}
-	env, err := readEnvelope(s.queueDir, id)
+	env, err := s.loadQueued(id)
 	if err != nil {
 		return err
 	}
-	if err := os.Remove(filepath.Join(s.queueDir, envName(id))); err != nil {
+	if err := os.Remove(filepath.Join(s.queueDir, envName(id))); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("spool: removing message %s: %w", id, err)
 	}
 	names := references(env)
 	names = append(names, s.takePending(id)...)
-	if !slices.Contains(names, "") {
-		names = append(names, "")
-	}
+	// The original goes first of the data: while it is there without an
+	// envelope file its trailer makes it a queued message again.
+	names = slices.DeleteFunc(names, func(d string) bool { return d == "" })
+	names = append([]string{""}, names...)
 	var errs []error
 	for _, d := range names {
 		if err := os.Remove(filepath.Join(s.queueDir, dataName(id, d))); err != nil && !errors.Is(err, fs.ErrNotExist) {
