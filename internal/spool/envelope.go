@@ -60,7 +60,8 @@ type Version struct {
 }
 
 // Envelope is everything the gateway knows about a queued message besides
-// its bytes. It is stored as JSON beside the data and replaced atomically.
+// its bytes. It is committed as a JSON trailer of the original and, once
+// it changes, stored as JSON beside the data and replaced atomically.
 type Envelope struct {
 	ID         string      `json:"id"`
 	Sender     string      `json:"sender"` // "" is the null sender

@@ -18,10 +18,10 @@ type idFiles struct {
 
 // recover brings the spool to a consistent state after a crash: it finishes
 // interrupted moves between queue and quarantine, empties tmp/, removes data
-// files that no envelope references (messages whose envelope was never
-// committed, versions an Update never named) and moves damaged envelopes,
-// with their data, to corrupt/. Damage never makes it fail; only an
-// unreadable directory does.
+// files that no envelope references (versions an Update never named, links
+// left by a move) and moves damaged envelopes and torn originals, with
+// their data, to corrupt/. Damage never makes it fail; only an unreadable
+// directory does.
 func (s *Spool) recover() error {
 	if err := s.emptyTmp(); err != nil {
 		return err
