@@ -33,7 +33,7 @@ type Incoming struct {
 // NewMessage starts a new message in tmp/.
 func (s *Spool) NewMessage() (*Incoming, error) {
 	id := NewID()
-	f, err := os.OpenFile(filepath.Join(s.tmpDir, dataName(id, "")), os.O_WRONLY|os.O_CREATE|os.O_EXCL, fileMode)
+	f, err := s.createFile(filepath.Join(s.tmpDir, dataName(id, "")))
 	if err != nil {
 		return nil, fmt.Errorf("spool: new message: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // idFiles is what one directory holds for one message id.
@@ -52,7 +53,9 @@ func (s *Spool) emptyTmp() error {
 		if err := os.RemoveAll(p); err != nil {
 			return fmt.Errorf("spool: recovery: removing %s: %w", p, err)
 		}
-		s.log.Info("spool: removed unfinished temporary file", "file", p)
+		if !strings.HasPrefix(e.Name(), "free-") { // emptied, recycled inodes: nothing was lost
+			s.log.Info("spool: removed unfinished temporary file", "file", p)
+		}
 	}
 	return nil
 }

@@ -132,6 +132,9 @@ type Spool struct {
 	// their directory entries durable before the envelope names them and
 	// removes those the new envelope leaves out.
 	pending map[string][]string
+
+	// free holds emptied inodes of delivered originals for reuse.
+	free *freeList
 }
 
 // Open opens (creating if needed) the spool under the state directory dir
@@ -158,6 +161,7 @@ func OpenWith(dir string, opts Options) (*Spool, error) {
 		log:        logger,
 		policy:     opts.Sync,
 		pending:    map[string][]string{},
+		free:       newFreeList(),
 	}
 	for _, d := range []string{dir, s.queueDir, s.quarDir, s.corruptDir, s.tmpDir} {
 		if err := os.MkdirAll(d, dirMode); err != nil {
@@ -508,7 +512,11 @@ func (s *Spool) Remove(id string) error {
 	names = append([]string{""}, names...)
 	var errs []error
 	for _, d := range names {
-		if err := os.Remove(filepath.Join(s.queueDir, dataName(id, d))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		remove := os.Remove
+		if d == "" {
+			remove = s.recycle // the original's inode serves the next message
+		}
+		if err := remove(filepath.Join(s.queueDir, dataName(id, d))); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}
