@@ -184,7 +184,7 @@ func statusOf(r courier.Result, def string) string {
 func (g *Gateway) finish(env *spool.Envelope, vs *versions) time.Time {
 	next := nextDue(env)
 	if next.IsZero() {
-		if err := g.spool.Remove(env.ID); err != nil {
+		if err := g.spool.RemoveDone(env); err != nil {
 			g.log.Error("cannot remove a finished message", "queue_id", env.ID, "err", err)
 			return time.Now().Add(g.Config().Queue.MinBackoff.D())
 		}

@@ -106,3 +106,40 @@ func TestRecoveryDropsRecycledFiles(t *testing.T) {
 		t.Errorf("after recovery: %v %v", err, envs)
 	}
 }
+
+// TestRemoveDone: removing with the envelope in hand takes the message, its
+// versions and its envelope file away, as Remove does.
+func TestRemoveDone(t *testing.T) {
+	s, err := Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	in, _ := s.NewMessage()
+	in.Write([]byte("x\r\n"))
+	env := &Envelope{Sender: "a@example.org", Recipients: []Recipient{{Addr: "b@example.net"}}}
+	if err := in.Commit(env); err != nil {
+		t.Fatal(err)
+	}
+	vw, err := s.NewVersion(env.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vw.Write([]byte("sealed\r\n"))
+	name, err := vw.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Stage = StageRouted
+	env.Versions = []Version{{Data: name, Action: "encrypt", Recipients: []Delivery{{Recipient: env.Recipients[0], State: Pending}}}}
+	if err := s.Update(env); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveDone(env); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(s.queueDir)
+	if len(entries) != 0 {
+		t.Errorf("queue/ still holds %v", entries)
+	}
+}

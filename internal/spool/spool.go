@@ -501,6 +501,21 @@ func (s *Spool) Remove(id string) error {
 	if err != nil {
 		return err
 	}
+	return s.remove(env)
+}
+
+// RemoveDone is Remove for the caller that holds the message's current
+// envelope (the worker that has just finished it), which saves reading the
+// envelope back from disk once per delivered message.
+func (s *Spool) RemoveDone(env *Envelope) error {
+	if err := checkID(env.ID); err != nil {
+		return err
+	}
+	return s.remove(env)
+}
+
+func (s *Spool) remove(env *Envelope) error {
+	id := env.ID
 	if err := os.Remove(filepath.Join(s.queueDir, envName(id))); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("spool: removing message %s: %w", id, err)
 	}
