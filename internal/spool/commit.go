@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 )
 
 // writeBuffer is the size of the buffer in front of a data file: large
@@ -37,7 +38,24 @@ func (s *Spool) NewMessage() (*Incoming, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool: new message: %w", err)
 	}
-	return &Incoming{ID: id, s: s, f: f, w: bufio.NewWriterSize(f, writeBuffer)}, nil
+	w := writers.Get().(*bufio.Writer)
+	w.Reset(f)
+	return &Incoming{ID: id, s: s, f: f, w: w}, nil
+}
+
+// writers recycles the write buffers of incoming messages: one per message
+// would be the largest allocation of the receiving path (64 KiB for a
+// message that is typically 10 KiB).
+var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBuffer) }}
+
+// releaseWriter returns the write buffer once the message is committed or
+// aborted (Write refuses to run after that).
+func (in *Incoming) releaseWriter() {
+	if in.w != nil {
+		in.w.Reset(nil)
+		writers.Put(in.w)
+		in.w = nil
+	}
 }
 
 // Write appends p to the message. After the first error every call fails
@@ -73,6 +91,7 @@ func (in *Incoming) Commit(env *Envelope) (err error) {
 		return fmt.Errorf("spool: message %s: already committed or aborted", in.ID)
 	}
 	in.done = true
+	defer in.releaseWriter()
 	s := in.s
 	tmpData := filepath.Join(s.tmpDir, dataName(in.ID, ""))
 	queueData := filepath.Join(s.queueDir, dataName(in.ID, ""))
@@ -126,6 +145,7 @@ func (in *Incoming) Abort() {
 		return
 	}
 	in.done = true
+	in.releaseWriter()
 	in.f.Close()
 	os.Remove(filepath.Join(in.s.tmpDir, dataName(in.ID, "")))
 }
