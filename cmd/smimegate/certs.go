@@ -26,6 +26,7 @@ func certOptions(cfg *config.Config, logger *slog.Logger) (certstore.Options, er
 		PartnersDir: cfg.Certs.Partners,
 		TrustDir:    cfg.Certs.TrustAnchors,
 		Names:       cfg.Certs.Names,
+		HostNames:   cfg.Certs.HostNames,
 		Now:         time.Now,
 		Logger:      logger,
 	}

@@ -217,8 +217,8 @@ func reload(cfgPath string, logger *slog.Logger, gw *gateway.Gateway, certOpts c
 
 // optsKey is the part of the certificate options that decides whether a
 // reload can keep the old store's files.
-func optsKey(o certstore.Options) [4]any {
-	return [4]any{o.OwnDir, o.PartnersDir, o.TrustDir, fmt.Sprint(o.Names)}
+func optsKey(o certstore.Options) [5]any {
+	return [5]any{o.OwnDir, o.PartnersDir, o.TrustDir, fmt.Sprint(o.Names), o.HostNames}
 }
 
 // restartOnly lists the changed keys that a reload cannot apply.

@@ -43,7 +43,7 @@ func (s *Store) pairOwn() {
 	seen := map[string]bool{}
 	for _, p := range paths {
 		for _, x := range s.files[p].content.certs {
-			c := newCert(x, p, s.opts.Names)
+			c := newCert(x, p, s.opts.naming())
 			if seen[c.Fingerprint] {
 				continue
 			}
@@ -84,7 +84,7 @@ func (s *Store) collectPartners(roots *x509.CertPool) {
 	chain := x509.NewCertPool()
 	for _, p := range s.sortedFiles(partnerFile) {
 		for _, x := range s.files[p].content.certs {
-			c := newCert(x, p, s.opts.Names)
+			c := newCert(x, p, s.opts.naming())
 			if len(c.Domains) == 0 {
 				// A CA certificate shipped with the partner's: an
 				// intermediate for the chain, not a recipient.

@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -97,27 +98,62 @@ var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
 
 // newCert describes x for the store: domains, fingerprint and the part of the
 // status that does not depend on the clock. It does not check trust.
-func newCert(x *x509.Certificate, file string, names []string) *Cert {
+func newCert(x *x509.Certificate, file string, n naming) *Cert {
 	sum := sha256.Sum256(x.Raw)
 	c := &Cert{X509: x, File: file, Fingerprint: hex.EncodeToString(sum[:]), NamedBy: map[string]string{}}
-	c.domainsFrom(names)
+	c.domainsFrom(n)
 	c.static, c.staticReason = checkKey(x)
 	return c
 }
+
+// naming says which names in a certificate mark the domains it serves.
+type naming struct {
+	names []string // local parts of the mailbox forms (smg_encryptor, ...)
+	hosts bool     // also subjectAltName dNSName and smtp:// URI
+}
+
+func (o Options) naming() naming { return naming{names: o.Names, hosts: o.HostNames} }
 
 // domainsFrom fills Domains and NamedBy (draft section 4: the subject DN or
 // a subjectAltName lists mailboxes of the form smg_encryptor@domain; RFC 3183
 // section 4.1 uses domain-confidentiality-authority@domain, also in the CN).
 // An unparseable domain is skipped: the certificate still serves the others.
-func (c *Cert) domainsFrom(names []string) {
+//
+// With n.hosts, a subjectAltName dNSName or smtp:// URI names a domain too
+// (the convention of draft-melnikov-smime-msa-to-mda, STANDARDS.md section
+// 2). Wildcards never do. A TLS server certificate is not thereby a domain
+// certificate: its extended key usage (serverAuth, no emailProtection)
+// makes it unusable for encryption (see status).
+func (c *Cert) domainsFrom(n naming) {
+	record := func(d, where, name string) {
+		if _, seen := c.NamedBy[d]; !seen {
+			c.NamedBy[d] = where + " " + name
+			c.Domains = append(c.Domains, d)
+		}
+	}
 	add := func(addr, where string) {
-		d, err := domainOfMailbox(addr, names)
+		d, err := domainOfMailbox(addr, n.names)
 		if err != nil || d == "" {
 			return
 		}
-		if _, seen := c.NamedBy[d]; !seen {
-			c.NamedBy[d] = where + " " + addr
-			c.Domains = append(c.Domains, d)
+		record(d, where, addr)
+	}
+	if n.hosts {
+		addHost := func(host, where string) {
+			if host == "" || strings.Contains(host, "*") {
+				return
+			}
+			if d, err := CanonicalDomain(host); err == nil {
+				record(d, where, host)
+			}
+		}
+		for _, h := range c.X509.DNSNames {
+			addHost(h, "subjectAltName dNSName")
+		}
+		for _, u := range c.X509.URIs {
+			if strings.EqualFold(u.Scheme, "smtp") {
+				addHost(u.Hostname(), "subjectAltName URI")
+			}
 		}
 	}
 	for _, e := range c.X509.EmailAddresses {

@@ -82,7 +82,7 @@ func FuzzParseFile(f *testing.F) {
 				continue
 			}
 			for _, c := range fc.certs {
-				nc := newCert(c, name, DefaultNames)
+				nc := newCert(c, name, naming{names: DefaultNames, hosts: true})
 				for _, d := range nc.Domains {
 					if d != strings.ToLower(d) || d == "" {
 						t.Fatalf("domain %q not canonical", d)

@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"log/slog"
 	"math/big"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,6 +76,8 @@ var serialCounter atomic.Int64
 // certSpec describes a test certificate; zero fields get sensible values.
 type certSpec struct {
 	emails    []string // subjectAltName rfc822Name
+	dnsNames  []string // subjectAltName dNSName
+	uris      []*url.URL
 	subject   pkix.Name
 	notBefore time.Time
 	notAfter  time.Time
@@ -116,6 +119,8 @@ func makeCert(t testing.TB, s certSpec) *x509.Certificate {
 		KeyUsage:              s.usage,
 		ExtKeyUsage:           s.eku,
 		EmailAddresses:        s.emails,
+		DNSNames:              s.dnsNames,
+		URIs:                  s.uris,
 		BasicConstraintsValid: true,
 		IsCA:                  s.isCA,
 	}

@@ -63,7 +63,7 @@ func PrepareImport(opts Options, path string) (*Import, error) {
 	im := &Import{Source: path}
 	chain := x509.NewCertPool()
 	for _, x := range fc.certs {
-		c := newCert(x, path, opts.Names)
+		c := newCert(x, path, opts.naming())
 		if len(c.Domains) == 0 {
 			im.Chain = append(im.Chain, x)
 			chain.AddCert(x)

@@ -31,7 +31,7 @@ func TestLookupMostSpecific(t *testing.T) {
 	writeFile(t, partners, "parent.pem", certPEM(parent))
 	s := mustLoad(t, Options{OwnDir: own, PartnersDir: partners})
 
-	fp := func(c *x509.Certificate) string { return newCert(c, "", nil).Fingerprint }
+	fp := func(c *x509.Certificate) string { return newCert(c, "", naming{}).Fingerprint }
 	tests := []struct {
 		to, domain, cert string
 		rule             string
@@ -93,7 +93,7 @@ func TestLookupRotation(t *testing.T) {
 	writeFile(t, partners, "b-new-and-expired.pem", certPEM(cur, gone))
 	s := mustLoad(t, Options{OwnDir: own, PartnersDir: partners})
 	m := s.Lookup("example.net")
-	want := []string{newCert(cur, "", nil).Fingerprint, newCert(old, "", nil).Fingerprint}
+	want := []string{newCert(cur, "", naming{}).Fingerprint, newCert(old, "", naming{}).Fingerprint}
 	if got := fingerprints(m.Certs); !slices.Equal(got, want) {
 		t.Fatalf("certs %v, want %v (newest first)", got, want)
 	}
@@ -158,7 +158,7 @@ func TestDomainNaming(t *testing.T) {
 			if names == nil {
 				names = DefaultNames
 			}
-			c := newCert(makeCert(t, tc.spec), "f", names)
+			c := newCert(makeCert(t, tc.spec), "f", naming{names: names})
 			if !slices.Equal(c.Domains, tc.domains) {
 				t.Fatalf("domains %v, want %v", c.Domains, tc.domains)
 			}
@@ -218,7 +218,7 @@ func TestStatusRules(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.spec.emails = []string{"smg_encryptor@example.net"}
-			c := newCert(makeCert(t, tc.spec), "f", DefaultNames).evaluated(testNow)
+			c := newCert(makeCert(t, tc.spec), "f", naming{names: DefaultNames}).evaluated(testNow)
 			if c.Status != tc.status || !strings.Contains(c.Reason, tc.reason) {
 				t.Fatalf("status %v (%q), want %v (%q)", c.Status, c.Reason, tc.status, tc.reason)
 			}

@@ -31,6 +31,7 @@ type Options struct {
 	OwnDir, PartnersDir string
 	TrustDir            string   // optional: partner certificates must chain to these
 	Names               []string // local parts that mark a domain certificate; DefaultNames if empty
+	HostNames           bool     // a subjectAltName dNSName or smtp:// URI also names a domain
 	Passphrase          []byte   // for encrypted PKCS#8 / PKCS#12 own keys
 	Now                 func() time.Time
 	Logger              *slog.Logger
@@ -172,7 +173,7 @@ func (s *Store) readDir(dir string, kind fileKind, prev *Store) error {
 			clear(data) // it may hold a private key
 		}
 		if err == nil {
-			err = checkContent(fc, kind, s.opts.Names)
+			err = checkContent(fc, kind, s.opts.naming())
 		}
 		if err != nil {
 			if old := prev.file(path); old != nil && old.kind == kind {
@@ -196,7 +197,7 @@ func (s *Store) readDir(dir string, kind fileKind, prev *Store) error {
 
 // checkContent refuses a file that parses but brings nothing the store can
 // use, so that Reload treats it like a file that does not parse.
-func checkContent(fc *fileContent, kind fileKind, names []string) error {
+func checkContent(fc *fileContent, kind fileKind, n naming) error {
 	if kind == ownFile {
 		if len(fc.keys) == 0 && len(fc.certs) == 0 {
 			return errors.New("no certificate or private key")
@@ -204,11 +205,11 @@ func checkContent(fc *fileContent, kind fileKind, names []string) error {
 		return nil
 	}
 	for _, c := range fc.certs {
-		if len(newCert(c, "", names).Domains) > 0 {
+		if len(newCert(c, "", n).Domains) > 0 {
 			return nil
 		}
 	}
-	return fmt.Errorf("no domain certificate: no certificate names a mailbox %s@DOMAIN in subjectAltName, subject emailAddress or commonName", strings.Join(names, "@DOMAIN or "))
+	return fmt.Errorf("no domain certificate: no certificate names a mailbox %s@DOMAIN in subjectAltName, subject emailAddress or commonName", strings.Join(n.names, "@DOMAIN or "))
 }
 
 func (s *Store) file(path string) *loadedFile {

@@ -92,6 +92,10 @@ type Certs struct {
 	Own      string   `toml:"own"`
 	Partners string   `toml:"partners"`
 	Names    []string `toml:"names"`
+	// HostNames lets a subjectAltName dNSName or smtp:// URI also name a
+	// domain (draft-melnikov-smime-msa-to-mda); false: only the mailbox
+	// forms built from Names.
+	HostNames bool `toml:"host_names"`
 	// TrustAnchors, if set, is a directory of CA certificates that partner
 	// certificates must chain to. Empty: partner certificates are trusted as
 	// imported (the usual practice between gateways: out-of-band exchange).
@@ -194,9 +198,10 @@ func Default() *Config {
 			MaxRecipientsPerTrans: 50,
 		},
 		Certs: Certs{
-			Own:      "/etc/smimegate/own",
-			Partners: "/etc/smimegate/partners",
-			Names:    slices.Clone(defaultCertName),
+			Own:       "/etc/smimegate/own",
+			Partners:  "/etc/smimegate/partners",
+			Names:     slices.Clone(defaultCertName),
+			HostNames: true,
 		},
 		Policy: Policy{
 			MixedRecipients: "split",
