@@ -166,17 +166,7 @@ func TestRequiredPartnerIsHeldNeverSentInClear(t *testing.T) {
 	mustSend(t, org.smtp, "alice@example.org", []string{"x@secure.test"}, message("alice@example.org", "x@secure.test", "required"))
 
 	// The message is held: queued, marked held, nothing delivered.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		out, err := org.run("queue", "list")
-		if err == nil && strings.Contains(out, "x@secure.test (held)") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("message not shown as held: %v\n%s", err, out)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	org.waitRun("message not shown as held", func(out string) bool { return strings.Contains(out, "x@secure.test (held)") }, "queue", "list")
 	if n := transit.Count(); n != 0 {
 		t.Fatalf("%d message(s) left for a required partner without a certificate", n)
 	}
@@ -259,19 +249,7 @@ func TestUnopenableInboundIsQuarantinedThenReleased(t *testing.T) {
 	legacy := message("carol@example.org", "bob@example.net", "legacy 3des")
 	mustSend(t, netgw.smtp, "carol@example.org", []string{"bob@example.net"}, string(opensslEncrypt(t, []byte(legacy), "example.net", "-des3")))
 
-	var out string
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		var err error
-		out, err = netgw.run("quarantine", "list")
-		if err == nil && strings.Contains(out, "2 message(s)") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("quarantine list: %v\n%s", err, out)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	out := netgw.waitRun("quarantine list", func(out string) bool { return strings.Contains(out, "2 message(s)") }, "quarantine", "list")
 	if bob.Count() != 0 {
 		t.Fatal("an unopenable message was relayed")
 	}
@@ -377,17 +355,9 @@ func TestRequireAEADQuarantinesCBC(t *testing.T) {
 	if !bytes.Equal(withoutTrace(got.Data), []byte(gcm)) {
 		t.Errorf("the GCM message was not delivered as sent")
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		out, err := netgw.run("quarantine", "list")
-		if err == nil && strings.Contains(out, "1 message(s)") && strings.Contains(out, "require_aead") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("CBC message not quarantined under require_aead: %v\n%s", err, out)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	netgw.waitRun("CBC message not quarantined under require_aead", func(out string) bool {
+		return strings.Contains(out, "1 message(s)") && strings.Contains(out, "require_aead")
+	}, "quarantine", "list")
 	if bob.Count() != 1 {
 		t.Error("the CBC message was relayed")
 	}
@@ -423,13 +393,7 @@ func TestRequiredTLSBetweenGateways(t *testing.T) {
 
 	// The other next hop offers no STARTTLS: the message waits, never in clear.
 	mustSend(t, org.smtp, "alice@example.org", []string{"carol@plain.test"}, message("alice@example.org", "carol@plain.test", "no tls"))
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(org.log.String(), "TLS is required, but was not offered") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no deferral for the missing STARTTLS:\n%s", org.log.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	org.waitLog("TLS is required, but was not offered")
 	if plainHop.Count() != 0 {
 		t.Error("a message went in the clear although relay.tls = required")
 	}

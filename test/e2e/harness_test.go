@@ -167,7 +167,7 @@ func (g *gateway) start() {
 	}
 	g.exited = make(chan struct{})
 	go func() { g.cmd.Wait(); close(g.exited) }()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(waitTimeout)
 	for {
 		c, err := net.Dial("tcp", g.smtp)
 		if err == nil {
@@ -371,4 +371,36 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// waitTimeout bounds every wait for something the gateway does on its own.
+const waitTimeout = 20 * time.Second
+
+// waitLog waits until the gateway's log contains substr.
+func (g *gateway) waitLog(substr string) {
+	g.t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !strings.Contains(g.log.String(), substr) {
+		if time.Now().After(deadline) {
+			g.t.Fatalf("the gateway never logged %q:\n%s", substr, g.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitRun runs an operator command until it succeeds with an output that
+// ok accepts, and returns that output.
+func (g *gateway) waitRun(what string, ok func(out string) bool, args ...string) string {
+	g.t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		out, err := g.run(args...)
+		if err == nil && ok(out) {
+			return out
+		}
+		if time.Now().After(deadline) {
+			g.t.Fatalf("%s: %v\n%s", what, err, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

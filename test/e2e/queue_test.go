@@ -42,13 +42,7 @@ func TestBounceReachesSender(t *testing.T) {
 	// is dropped with a log line.
 	inner.Reject(&smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "mailbox gone"})
 	mustSend(t, org.smtp, "alice@example.org", []string{"nobody2@example.net"}, message("alice@example.org", "nobody2@example.net", "second"))
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(org.log.String(), "not bouncing a message from the null sender") {
-		if time.Now().After(deadline) {
-			t.Fatal("the failed bounce was not logged and dropped")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	org.waitLog("not bouncing a message from the null sender")
 	waitQueueEmpty(t, org)
 }
 
@@ -84,18 +78,7 @@ func TestQueueCommandsWhileRunning(t *testing.T) {
 	mustSend(t, org.smtp, "alice@example.org", []string{"carol@plain.test"}, message("alice@example.org", "carol@plain.test", "keep"))
 	mustSend(t, org.smtp, "alice@example.org", []string{"dave@plain.test"}, message("alice@example.org", "dave@plain.test", "drop"))
 
-	var out string
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		out, _ = org.run("queue", "list")
-		if strings.Count(out, "busy") == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("queue list does not show two deferred messages with their error:\n%s", out)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	out := org.waitRun("queue list does not show two deferred messages with their error", func(out string) bool { return strings.Count(out, "busy") == 2 }, "queue", "list")
 	ids := map[string]string{}
 	for _, line := range strings.Split(out, "\n") {
 		for _, rcpt := range []string{"carol@plain.test", "dave@plain.test"} {
@@ -140,13 +123,7 @@ func TestRestartContinuesQueue(t *testing.T) {
 	org := startGateway(t, gatewayOptions{domain: "example.org", own: []string{"example.org"}, partners: []string{"example.net"}, outbound: transit.Addr, inbound: inner.Addr})
 	msg := message("alice@example.org", "bob@example.net", "restart")
 	mustSend(t, org.smtp, "alice@example.org", []string{"bob@example.net"}, msg)
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(org.log.String(), "outcome=deferred") {
-		if time.Now().After(deadline) {
-			t.Fatal("no deferred attempt")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	org.waitLog("outcome=deferred")
 	org.stop()
 	transit.Reject(nil)
 	org.start()
@@ -159,17 +136,8 @@ func TestRestartContinuesQueue(t *testing.T) {
 
 func waitQueueEmpty(t *testing.T, g *gateway) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		out, err := g.run("queue", "list")
-		if err == nil && regexp.MustCompile(`(?m)^0 message\(s\)`).MatchString(out) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("queue not empty: %v\n%s", err, out)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	empty := regexp.MustCompile(`(?m)^0 message\(s\)`)
+	g.waitRun("queue not empty", empty.MatchString, "queue", "list")
 }
 
 // TestDelayWarningAndMetrics: with queue.delay_warning set, a deferred
