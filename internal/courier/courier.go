@@ -109,6 +109,12 @@ type Message struct {
 	// RET and EnvID are the RFC 3461 MAIL parameters, passed on when the
 	// next hop offers DSN.
 	RET, EnvID string
+	// StartBy, when set, is when the attempt gives up unless it has begun
+	// sending the content: a connection not had, a greeting, TLS, MAIL,
+	// RCPT or DATA not answered by then makes the recipients Deferred with
+	// nothing sent. Content already on its way is finished (within
+	// DataDoneTimeout), so the deadline never makes a duplicate.
+	StartBy time.Time
 }
 
 // Status is what became of one recipient in one attempt.

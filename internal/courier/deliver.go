@@ -43,7 +43,12 @@ func (c *Courier) Deliver(ctx context.Context, r Route, m *Message) []Result {
 		todo = append(todo, i)
 	}
 
-	d := &delivery{c: c, route: r, msg: m, results: results, key: poolKey(r)}
+	d := &delivery{c: c, route: r, msg: m, results: results, key: poolKey(r), start: ctx}
+	if !m.StartBy.IsZero() {
+		var cancel context.CancelFunc
+		d.start, cancel = context.WithDeadline(ctx, m.StartBy)
+		defer cancel()
+	}
 	for len(todo) > 0 {
 		n := min(len(todo), c.cfg.MaxRecipientsPerTransaction)
 		if f := d.batch(ctx, todo[:n]); f != nil {
@@ -67,6 +72,9 @@ type delivery struct {
 	key      string
 	targets  []target
 	resolved bool
+	// start is the context up to the content (ctx, or ctx with
+	// Message.StartBy as deadline); the content itself runs under ctx.
+	start context.Context
 }
 
 func poolKey(r Route) string {
@@ -95,13 +103,13 @@ func safeAddress(a string) bool {
 // failure when no session could be had at all.
 func (d *delivery) batch(ctx context.Context, idx []int) *failure {
 	c := d.c
-	s, f := d.session(ctx, idx)
+	s, f := d.session(d.start, idx)
 	if f != nil {
 		c.fillLocal(d.msg, d.route, d.results, idx, f)
 		return f
 	}
 	reusable := d.transaction(ctx, s, idx)
-	c.pool.release(s, reusable && ctx.Err() == nil, c.cfg.MaxReuseTime)
+	c.pool.release(s, reusable && ctx.Err() == nil && !s.conn.aborted.Load(), c.cfg.MaxReuseTime)
 	return nil
 }
 
@@ -215,8 +223,10 @@ func (c *Courier) logAttempt(m *Message, rcpts []string, hop, tlsDesc, reply, ou
 // their results. It reports whether s is fit for another transaction.
 func (d *delivery) transaction(ctx context.Context, s *session, idx []int) (reusable bool) {
 	c, m := d.c, d.msg
-	stop := context.AfterFunc(ctx, s.conn.abort)
-	defer stop()
+	// Up to the content, d.start may cut the connection; from the content
+	// on, only ctx.
+	stop := context.AfterFunc(d.start, s.conn.abort)
+	defer func() { stop() }()
 	t := newTally(d, s, idx)
 	defer t.log()
 
@@ -259,6 +269,10 @@ func (d *delivery) transaction(ctx context.Context, s *session, idx []int) (reus
 	accepted, reusable, proceed := d.envelope(s, t, send, needUTF8)
 	if !proceed {
 		return reusable
+	}
+	if d.start != ctx {
+		stop()
+		stop = context.AfterFunc(ctx, s.conn.abort)
 	}
 	w := newDotWriter(s.client.Text.W)
 	buf := copyBuffers.Get().(*[]byte)
