@@ -24,11 +24,17 @@ type Incoming struct {
 	ID string
 
 	s    *Spool
-	f    *os.File
+	f    *os.File // nil while the message is held in memory
 	w    *bufio.Writer
 	n    int64
 	err  error
 	done bool
+
+	// mem holds the message while it is no larger than memMax (see
+	// NewMessageInMemory); the file is made only when it grows past that
+	// or is committed.
+	mem    []byte
+	memMax int
 }
 
 // NewMessage starts a new message in tmp/.
@@ -41,6 +47,55 @@ func (s *Spool) NewMessage() (*Incoming, error) {
 	w := writers.Get().(*bufio.Writer)
 	w.Reset(f)
 	return &Incoming{ID: id, s: s, f: f, w: w}, nil
+}
+
+// NewMessageInMemory starts a new message that stays in memory while it is
+// at most memMax bytes: no file exists for it until it grows past that or
+// Commit is called. Bytes returns it meanwhile. This is for a receiver that
+// may hand a small message on to its next hop before answering, and so never
+// need to store it (see gateway's relay-first); Commit still makes it
+// durable exactly as NewMessage's would be.
+func (s *Spool) NewMessageInMemory(memMax int) *Incoming {
+	b := memBuffers.Get().(*[]byte)
+	return &Incoming{ID: NewID(), s: s, mem: (*b)[:0], memMax: memMax}
+}
+
+// memBuffers recycles the in-memory messages' buffers; those that grew past
+// memPoolMax are left to the garbage collector instead of pinning memory.
+var memBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 32<<10); return &b }}
+
+const memPoolMax = 256 << 10
+
+// Bytes returns the message received so far while it is held in memory
+// (ok is false once it is in a file). The slice is valid until Commit or
+// Abort, and the caller must not change it: Commit writes it.
+func (in *Incoming) Bytes() (b []byte, ok bool) {
+	if in.f != nil || in.done {
+		return nil, false
+	}
+	return in.mem, true
+}
+
+// spill moves an in-memory message into its file in tmp/.
+func (in *Incoming) spill() error {
+	f, err := in.s.createFile(filepath.Join(in.s.tmpDir, dataName(in.ID, "")))
+	if err != nil {
+		return err
+	}
+	w := writers.Get().(*bufio.Writer)
+	w.Reset(f)
+	in.f, in.w = f, w
+	_, err = w.Write(in.mem)
+	in.releaseMem()
+	return err
+}
+
+func (in *Incoming) releaseMem() {
+	if in.mem != nil && cap(in.mem) <= memPoolMax {
+		b := in.mem[:0]
+		memBuffers.Put(&b)
+	}
+	in.mem = nil
 }
 
 // writers recycles the write buffers of incoming messages: one per message
@@ -68,6 +123,17 @@ func (in *Incoming) Write(p []byte) (int, error) {
 	if in.done {
 		return 0, fmt.Errorf("spool: message %s: write after commit or abort", in.ID)
 	}
+	if in.f == nil {
+		if len(in.mem)+len(p) <= in.memMax {
+			in.mem = append(in.mem, p...)
+			in.n += int64(len(p))
+			return len(p), nil
+		}
+		if err := in.spill(); err != nil {
+			in.err = fmt.Errorf("spool: writing message %s: %w", in.ID, err)
+			return 0, in.err
+		}
+	}
 	n, err := in.w.Write(p)
 	in.n += int64(n)
 	if err != nil {
@@ -90,6 +156,11 @@ func (in *Incoming) Commit(env *Envelope) (err error) {
 	if in.done {
 		return fmt.Errorf("spool: message %s: already committed or aborted", in.ID)
 	}
+	if in.f == nil && in.err == nil {
+		if err := in.spill(); err != nil {
+			in.err = fmt.Errorf("spool: writing message %s: %w", in.ID, err)
+		}
+	}
 	in.done = true
 	defer in.releaseWriter()
 	s := in.s
@@ -99,7 +170,9 @@ func (in *Incoming) Commit(env *Envelope) (err error) {
 		if err != nil {
 			// Nothing may stay queued after an error: the client is told
 			// to try again and would otherwise get the message twice.
-			in.f.Close()
+			if in.f != nil {
+				in.f.Close()
+			}
 			os.Remove(tmpData)
 			os.Remove(queueData)
 		}
@@ -145,6 +218,10 @@ func (in *Incoming) Abort() {
 		return
 	}
 	in.done = true
+	in.releaseMem()
+	if in.f == nil {
+		return
+	}
 	in.releaseWriter()
 	in.f.Close()
 	os.Remove(filepath.Join(in.s.tmpDir, dataName(in.ID, "")))
