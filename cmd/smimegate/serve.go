@@ -110,7 +110,7 @@ func serve(ctx context.Context, cfgPath string, cfg *config.Config, logger *slog
 	gw := gateway.New(cfg, store, sp, gateway.Options{Logger: logger, Courier: cour})
 
 	// smtpd loads smtp.tls_cert and smtp.tls_key itself.
-	srv, err := smtpd.New(cfg, sp, smtpd.Options{Logger: logger, Check: gw.Check, OnQueued: gw.Enqueue})
+	srv, err := smtpd.New(cfg, sp, smtpd.Options{Logger: logger, Check: gw.Check, Handoff: gw.Handoff, InMemory: gw.InMemory})
 	if err != nil {
 		return err
 	}

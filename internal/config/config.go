@@ -142,6 +142,17 @@ type Queue struct {
 	HoldLifetime Duration `toml:"hold_lifetime"`
 	// ShutdownGrace bounds how long SIGTERM waits for attempts in flight.
 	ShutdownGrace Duration `toml:"shutdown_grace"`
+	// RelayFirst: a message of at most RelayFirstMaxBytes is processed and
+	// offered to its next hops while the client waits for the reply to its
+	// DATA; the 250 then follows the next hops' 250, and only what they did
+	// not accept is committed to the spool (amavisd-new's and Postfix's
+	// smtpd_proxy_filter way). Off: every message is committed first.
+	RelayFirst         bool  `toml:"relay_first"`
+	RelayFirstMaxBytes int64 `toml:"relay_first_max_bytes"`
+	// RelayFirstTimeout bounds the part of a relay-first attempt before the
+	// content is sent (connection, greeting, TLS, MAIL, RCPT): past it, the
+	// message is committed to the spool and the client gets its 250.
+	RelayFirstTimeout Duration `toml:"relay_first_timeout"`
 }
 
 // Admin configures the HTTP listener for /metrics, /healthz and the queue
@@ -215,6 +226,10 @@ func Default() *Config {
 			MaxBackoff:    Duration(4000 * time.Second),
 			HoldLifetime:  Duration(5 * 24 * time.Hour),
 			ShutdownGrace: Duration(30 * time.Second),
+
+			RelayFirst:         true,
+			RelayFirstMaxBytes: 256 << 10,
+			RelayFirstTimeout:  Duration(10 * time.Second),
 		},
 		Admin: Admin{Listen: "127.0.0.1:8025"},
 	}

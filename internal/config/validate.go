@@ -344,9 +344,17 @@ func (v *validator) validate() {
 	}
 	v.positive("queue.hold_lifetime", int64(c.Queue.HoldLifetime))
 	v.positive("queue.shutdown_grace", int64(c.Queue.ShutdownGrace))
+	v.positive("queue.relay_first_timeout", int64(c.Queue.RelayFirstTimeout))
+	if c.Queue.RelayFirstMaxBytes < 0 || c.Queue.RelayFirstMaxBytes > maxRelayFirstBytes {
+		v.fail("queue.relay_first_max_bytes", "must be between 0 and %d (messages are held in memory up to this size)", maxRelayFirstBytes)
+	}
 
 	// [admin]
 	if c.Admin.Listen != "" {
 		v.listenAddr("admin.listen", c.Admin.Listen)
 	}
 }
+
+// maxRelayFirstBytes bounds queue.relay_first_max_bytes: a relay-first
+// message and its sealed copy are in memory for every session at once.
+const maxRelayFirstBytes = 16 << 20

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
 	"smimegate/internal/config"
 	"smimegate/internal/courier"
 	"smimegate/internal/policy"
+	"smimegate/internal/smtpd"
 	"smimegate/internal/spool"
 )
 
@@ -50,7 +52,15 @@ func routeFor(cfg *config.Config, domain string) (next, tls string) {
 // deliver attempts every recipient that is due, one transaction per next hop
 // and version, records the outcomes with one envelope update, queues the
 // bounces, and returns when the message next needs work.
-func (g *Gateway) deliver(ctx context.Context, env *spool.Envelope, force bool, vs *versions) time.Time {
+//
+// For a message relayed first (not in the spool, vs.stored false), the
+// outcomes decide whether it goes to the spool at all: not when every
+// recipient was delivered; not either when every recipient was refused for
+// good, which deliver returns as a *smtpd.Reject for the client (its own
+// server then bounces, and we send no backscatter). Anything else commits it
+// before the bounces and the update. An error is returned only when that
+// commit fails.
+func (g *Gateway) deliver(ctx context.Context, env *spool.Envelope, force bool, vs *versions) (time.Time, error) {
 	cfg := g.Config()
 	now := time.Now()
 	batches := map[hop][]int{}
@@ -126,6 +136,14 @@ func (g *Gateway) deliver(ctx context.Context, env *spool.Envelope, force bool, 
 			}
 		}
 	}
+	if !vs.stored && len(bounced) > 0 && allRefused(env) {
+		return time.Time{}, refusal(bounced)
+	}
+	if len(bounced) > 0 || len(delayed) > 0 {
+		if err := vs.ensureStored(); err != nil {
+			return time.Time{}, err
+		}
+	}
 	for vi, failed := range bounced {
 		if err := g.bounce(env, &env.Versions[vi], failed, false); err != nil {
 			// The report must not be lost with the message: keep these
@@ -153,6 +171,8 @@ func (g *Gateway) attempt(ctx context.Context, env *spool.Envelope, h hop, idx [
 		EightBit: env.Body == "8BITMIME" || env.Body == "BINARYMIME",
 		RET:      env.RET,
 		EnvID:    env.EnvID,
+		Size:     vs.size(v.Data),
+		StartBy:  vs.startBy,
 		Open: func() (io.ReadCloser, error) {
 			return vs.open(v.Data)
 		},
@@ -180,30 +200,88 @@ func statusOf(r courier.Result, def string) string {
 
 // finish records the envelope and tells when the message next needs work:
 // it leaves the queue once every recipient of every version is delivered or
-// bounced.
-func (g *Gateway) finish(env *spool.Envelope, vs *versions) time.Time {
+// bounced. A message relayed first goes to the spool here if it is not
+// done; the error is that commit's.
+func (g *Gateway) finish(env *spool.Envelope, vs *versions) (time.Time, error) {
 	next := nextDue(env)
 	if next.IsZero() {
+		if !vs.stored {
+			g.log.Debug("done, relayed first", "queue_id", env.ID)
+			return time.Time{}, nil
+		}
 		if err := g.spool.RemoveDone(env); err != nil {
 			g.log.Error("cannot remove a finished message", "queue_id", env.ID, "err", err)
-			return time.Now().Add(g.Config().Queue.MinBackoff.D())
+			return time.Now().Add(g.Config().Queue.MinBackoff.D()), nil
 		}
 		g.log.Debug("done", "queue_id", env.ID)
-		return time.Time{}
+		return time.Time{}, nil
+	}
+	if err := vs.ensureStored(); err != nil {
+		return time.Time{}, err
 	}
 	if vs.inMemory() {
 		if err := vs.persist(env); err != nil {
 			// The envelope on disk still says "received": the policy
 			// step and the attempt will be repeated.
 			g.log.Error("cannot write the versions to the spool; the message will be processed again", "queue_id", env.ID, "err", err)
-			return time.Now().Add(g.Config().Queue.MinBackoff.D())
+			return time.Now().Add(g.Config().Queue.MinBackoff.D()), nil
 		}
 	}
 	if err := g.spool.Update(env); err != nil {
 		// The attempt's results are lost; the next attempt repeats it.
 		g.log.Error("cannot record delivery results; the attempt will be repeated", "queue_id", env.ID, "err", err)
 	}
-	return next
+	return next, nil
+}
+
+// allRefused reports whether every recipient of every version was refused
+// for good (none delivered, none pending or held).
+func allRefused(env *spool.Envelope) bool {
+	for _, v := range env.Versions {
+		for _, d := range v.Recipients {
+			if d.State != spool.Bounced {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// refusal is the reply to a client whose message every next hop refused for
+// good at a relay-first attempt: the first refusal's status and words.
+func refusal(bounced map[int][]failure) *smtpd.Reject {
+	var f failure
+	for _, fs := range bounced {
+		if len(fs) > 0 && (f.d.Addr == "" || fs[0].d.Addr < f.d.Addr) {
+			f = fs[0]
+		}
+	}
+	enh := [3]int{5, 0, 0}
+	if c, err := parseStatus(f.status); err == nil && c[0] == 5 {
+		enh = c
+	}
+	who := "the next hop"
+	if f.remote != "" {
+		who = f.remote
+	}
+	return &smtpd.Reject{Code: 550, Enhanced: enh, Message: fmt.Sprintf("Refused by %s for %s: %s", who, f.d.Addr, f.diag)}
+}
+
+// parseStatus reads an RFC 3463 enhanced status code, "5.1.1".
+func parseStatus(s string) ([3]int, error) {
+	var c [3]int
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 {
+		return c, fmt.Errorf("not an enhanced status code: %q", s)
+	}
+	for i, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 || n > 999 {
+			return c, fmt.Errorf("not an enhanced status code: %q", s)
+		}
+		c[i] = n
+	}
+	return c, nil
 }
 
 // nextDue is the earliest time a pending recipient (or the policy step) is

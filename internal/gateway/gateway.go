@@ -40,6 +40,10 @@ type Gateway struct {
 	wg      sync.WaitGroup
 	workers int
 	stopped atomic.Bool
+	// hardStop ends every delivery attempt, the workers' and those relayed
+	// first: cancelled once the shutdown grace is over.
+	hardStop   context.Context
+	cancelHard context.CancelFunc
 }
 
 // state is what a reload replaces as a whole: configuration and certificates.
@@ -66,6 +70,7 @@ func New(cfg *config.Config, certs *certstore.Store, sp *spool.Spool, opts Optio
 		sched:   newScheduler(),
 		workers: cfg.Relay.MaxConnections + 2*runtime.GOMAXPROCS(0),
 	}
+	g.hardStop, g.cancelHard = newHardStop()
 	if g.log == nil {
 		g.log = slog.Default()
 	}
@@ -116,7 +121,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 
 	// Workers get their own context, cancelled only after the grace period,
 	// so that a delivery in flight is not cut at the first signal.
-	workCtx, cancelWork := context.WithCancel(context.Background())
+	workCtx, cancelWork := g.hardStop, g.cancelHard
 	defer cancelWork()
 	tickCtx, cancelTick := context.WithCancel(ctx)
 	defer cancelTick()

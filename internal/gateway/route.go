@@ -51,7 +51,14 @@ func (g *Gateway) work(ctx context.Context, id string, force bool) time.Time {
 		return nextDue(env)
 	}
 	g.retryHolds(env, force)
-	return g.deliver(ctx, env, force, vs)
+	next, err := g.deliver(ctx, env, force, vs)
+	if err != nil {
+		// Only a message relayed first can fail to be stored; this one is
+		// in the spool already.
+		g.log.Error("cannot record the attempt", "queue_id", id, "err", err)
+		return time.Now().Add(g.Config().Queue.MinBackoff.D())
+	}
+	return next
 }
 
 // classify runs the policy for an envelope.
@@ -76,27 +83,37 @@ func (g *Gateway) route(env *spool.Envelope, vs *versions) (done bool, err error
 		// Accepted before the policy said "reject" (a reload in between):
 		// nothing may be sent, so every recipient is bounced.
 		g.logDecision(env, plan.Direction, "reject", "", nil, "", "mixed secured and unsecured recipients")
+		if err := vs.ensureStored(); err != nil {
+			return false, err
+		}
 		return true, g.refuseAll(env, mixedRejection(plan))
 	}
 
-	data, err := g.readOriginal(env.ID)
-	if err != nil {
-		return false, fmt.Errorf("reading the message: %w", err)
+	// A message relayed first is in memory and must stay intact there: it
+	// is what goes to the spool if some recipient is not done at once.
+	data, mustKeep := vs.original, vs.original != nil
+	if !mustKeep {
+		var err error
+		if data, err = g.readOriginal(env.ID); err != nil {
+			return false, fmt.Errorf("reading the message: %w", err)
+		}
 	}
-	fast := len(data) <= fastPathMax
+	// Versions of a message that is not in the spool cannot go there
+	// before it, so they stay in memory whatever their size.
+	fast := len(data) <= fastPathMax || !vs.stored
 	// The last seal of the pass may encrypt the original in place: nothing
 	// reads the in-memory copy after it (pass copies are read from the
 	// spool). Every earlier seal works on a copy.
 	lastSeal := -1
 	for i, grp := range plan.Groups {
-		if grp.Action == policy.Encrypt {
+		if grp.Action == policy.Encrypt && !mustKeep {
 			lastSeal = i
 		}
 	}
 	// Opening may decrypt in place; keep the original intact when the
-	// same pass also seals it for a partner.
+	// same pass also seals it for a partner, or when it must be kept.
 	openData := data
-	if plan.Direction == policy.Inbound && plan.Secured() {
+	if plan.Direction == policy.Inbound && (plan.Secured() || mustKeep) {
 		openData = bytes.Clone(data)
 	}
 
@@ -194,12 +211,12 @@ func (g *Gateway) openInbound(env *spool.Envelope, dir policy.Direction, data []
 		g.logDecision(env, dir, "pass", domain, nil, "", "encrypted, not to one of our certificates")
 		return pass, false, nil
 	case smime.Failed:
-		return v, true, g.quarantine(env, dir, fmt.Sprintf("cannot decrypt: %v", res.Err))
+		return v, true, g.quarantine(env, vs, dir, fmt.Sprintf("cannot decrypt: %v", res.Err))
 	}
 	fp := fingerprint(res.Info.Cert)
 	sender := policy.Domain(env.Sender)
 	if !res.Info.AEAD && st.cfg.PartnerPolicy(sender).RequireAEAD {
-		return v, true, g.quarantine(env, dir, fmt.Sprintf("unauthenticated %s content refused by policy (require_aead) for %s", res.Info.Cipher, sender))
+		return v, true, g.quarantine(env, vs, dir, fmt.Sprintf("unauthenticated %s content refused by policy (require_aead) for %s", res.Info.Cipher, sender))
 	}
 	trace := receivedField(st.cfg.Hostname, env, "decrypted")
 	name, err := vs.write(fast, len(trace)+len(res.Message), func(w io.Writer) error {
@@ -217,8 +234,12 @@ func (g *Gateway) openInbound(env *spool.Envelope, dir policy.Direction, data []
 	return spool.Version{Data: name, Action: "decrypt", Domain: domain, Fingerprints: []string{fp}, Cipher: res.Info.Cipher, Recipients: rcpts}, false, nil
 }
 
-// quarantine moves the message to the quarantine with the reason.
-func (g *Gateway) quarantine(env *spool.Envelope, dir policy.Direction, reason string) error {
+// quarantine moves the message to the quarantine with the reason (a
+// message relayed first goes to the spool first).
+func (g *Gateway) quarantine(env *spool.Envelope, vs *versions, dir policy.Direction, reason string) error {
+	if err := vs.ensureStored(); err != nil {
+		return err
+	}
 	if err := g.spool.Quarantine(env, reason); err != nil {
 		return fmt.Errorf("quarantining: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"smimegate/internal/spool"
 )
@@ -24,16 +25,41 @@ const fastPathMax = 2 << 20
 // memPrefix marks a version name that is not yet in the spool.
 const memPrefix = "mem-"
 
-// versions holds the version data of one worker's pass over a message: in
-// memory on the fast path, else in the spool.
+// versions holds the data of one pass over a message: the versions, in
+// memory on the fast path, else in the spool; and, for a message relayed
+// first (relayfirst.go), the original itself, which is not yet in the spool.
 type versions struct {
 	g   *Gateway
 	id  string
 	mem map[string][]byte
+
+	// original is the received message while it is not in the spool; nil
+	// for a queued message (the worker's pass).
+	original []byte
+	// store commits original to the spool; stored says it is there (always
+	// for a worker's pass).
+	store  func() error
+	stored bool
+	// startBy is the courier's Message.StartBy for this pass's attempts.
+	startBy time.Time
 }
 
 func newVersions(g *Gateway, id string) *versions {
-	return &versions{g: g, id: id}
+	return &versions{g: g, id: id, stored: true}
+}
+
+// ensureStored commits the original to the spool unless it is there: before
+// anything that needs it there (a bounce, the quarantine, a version written
+// to the spool, an envelope update).
+func (vs *versions) ensureStored() error {
+	if vs.stored {
+		return nil
+	}
+	if err := vs.store(); err != nil {
+		return fmt.Errorf("committing the message to the spool: %w", err)
+	}
+	vs.stored = true
+	return nil
 }
 
 // write stores one version made by fill and returns its name: in memory
@@ -69,7 +95,22 @@ func (vs *versions) open(name string) (io.ReadCloser, error) {
 	if b, ok := vs.mem[name]; ok {
 		return io.NopCloser(bytes.NewReader(b)), nil
 	}
+	if name == "" && vs.original != nil {
+		return io.NopCloser(bytes.NewReader(vs.original)), nil
+	}
 	return vs.g.spool.OpenData(vs.id, name)
+}
+
+// size is the length of a version (or the original) when it is in memory,
+// else 0 (unknown): the courier announces it with SIZE.
+func (vs *versions) size(name string) int64 {
+	if b, ok := vs.mem[name]; ok {
+		return int64(len(b))
+	}
+	if name == "" && vs.original != nil {
+		return int64(len(vs.original))
+	}
+	return 0
 }
 
 // inMemory reports whether some versions are not yet in the spool.

@@ -48,6 +48,16 @@ type Options struct {
 	// OnQueued is called with the queue id after each commit, before the
 	// 250 is sent.
 	OnQueued func(id string)
+	// Handoff, when set, takes every accepted message in place of the
+	// commit: before it returns nil it must either have committed in
+	// (in.Commit(env)) or have handed the message to every recipient's
+	// next hop, and the client then gets its 250. An error is answered as a
+	// failed commit is (451 or 452). OnQueued is not called for it.
+	Handoff func(env *spool.Envelope, in *spool.Incoming) error
+	// InMemory returns the size up to which the next message is received
+	// into memory rather than into a spool file (spool.NewMessageInMemory),
+	// for Handoff to pass on without storing it; 0: always a file.
+	InMemory func() int
 	// TLSConfig enables STARTTLS; if nil, smtp.tls_cert and smtp.tls_key
 	// are loaded when set.
 	TLSConfig *tls.Config
@@ -273,4 +283,13 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		s.mu.Unlock()
 		return w, nil
 	}
+}
+
+// inMemory is the size up to which the next message is received into
+// memory: only with a Handoff to take it.
+func (s *Server) inMemory() int {
+	if s.opts.Handoff == nil || s.opts.InMemory == nil {
+		return 0
+	}
+	return s.opts.InMemory()
 }

@@ -161,11 +161,16 @@ func (s *session) data() *smtp.SMTPError {
 		s.discardData()
 		return smtpErr(503, [3]int{5, 5, 1}, "No valid recipients")
 	}
-	in, err := srv.sp.NewMessage()
-	if err != nil {
-		srv.log.Error("smtpd: cannot start a message in the spool", "err", err)
-		s.discardData()
-		return s.logResult("", 0, storageError(err))
+	var in *spool.Incoming
+	if mem := srv.inMemory(); mem > 0 {
+		in = srv.sp.NewMessageInMemory(mem)
+	} else {
+		var err error
+		if in, err = srv.sp.NewMessage(); err != nil {
+			srv.log.Error("smtpd: cannot start a message in the spool", "err", err)
+			s.discardData()
+			return s.logResult("", 0, storageError(err))
+		}
 	}
 	defer in.Abort()
 	in.Write(s.received(in.ID, start))
@@ -221,12 +226,23 @@ func (s *session) data() *smtp.SMTPError {
 			return s.logResult(in.ID, in.Size(), smtpErr(451, [3]int{4, 3, 0}, "Temporary failure checking the message, try again later"))
 		}
 	}
-	if err := in.Commit(env); err != nil {
-		srv.log.Error("smtpd: committing to the spool failed", "id", in.ID, "err", err)
-		return s.logResult(in.ID, in.Size(), storageError(err))
-	}
-	if srv.opts.OnQueued != nil {
-		srv.opts.OnQueued(in.ID)
+	if srv.opts.Handoff != nil {
+		if err := srv.opts.Handoff(env, in); err != nil {
+			var rej *Reject
+			if errors.As(err, &rej) {
+				return s.logResult(in.ID, env.Size, smtpErr(rej.Code, rej.Enhanced, rej.Message))
+			}
+			srv.log.Error("smtpd: handing the message over failed", "id", in.ID, "err", err)
+			return s.logResult(in.ID, env.Size, storageError(err))
+		}
+	} else {
+		if err := in.Commit(env); err != nil {
+			srv.log.Error("smtpd: committing to the spool failed", "id", in.ID, "err", err)
+			return s.logResult(in.ID, in.Size(), storageError(err))
+		}
+		if srv.opts.OnQueued != nil {
+			srv.opts.OnQueued(in.ID)
+		}
 	}
 	// go-smtp sends an *SMTPError's code as it is, so a 250 can carry the
 	// queue id, as Postfix's does.

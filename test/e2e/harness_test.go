@@ -93,6 +93,9 @@ type gatewayOptions struct {
 
 	smtpExtra string // more keys for [smtp]
 	relayTLS  string // relay.tls; default "none"
+	// spoolFirst sets queue.relay_first = false: every message is
+	// committed to the spool before the 250 and delivered from there.
+	spoolFirst bool
 }
 
 func startGateway(t *testing.T, o gatewayOptions) *gateway {
@@ -116,6 +119,13 @@ func startGateway(t *testing.T, o gatewayOptions) *gateway {
 	queue := "[queue]\nmin_backoff = \"1s\"\nmax_backoff = \"2s\"\n"
 	if strings.Contains(o.extra, "[queue]") {
 		queue = ""
+	}
+	if o.spoolFirst {
+		if queue != "" {
+			queue += "relay_first = false\n"
+		} else {
+			o.extra = strings.Replace(o.extra, "[queue]\n", "[queue]\nrelay_first = false\n", 1)
+		}
 	}
 	if o.trusted == "" {
 		o.trusted = `["127.0.0.0/8"]`

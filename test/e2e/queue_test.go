@@ -14,12 +14,13 @@ import (
 
 // TestBounceReachesSender: a 5xx at the next hop becomes an RFC 3464 report
 // to the (local) sender, with the original header and never the body of a
-// message that was sealed.
+// message that was sealed. (Relayed first, a message that every next hop
+// refuses is refused to the client instead: TestRelayFirstRefusalGoesToClient.)
 func TestBounceReachesSender(t *testing.T) {
 	t.Parallel()
 	transit, inner := startSink(t), startSink(t)
 	transit.Reject(&smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user here"})
-	org := startGateway(t, gatewayOptions{domain: "example.org", own: []string{"example.org"}, partners: []string{"example.net"}, outbound: transit.Addr, inbound: inner.Addr})
+	org := startGateway(t, gatewayOptions{domain: "example.org", own: []string{"example.org"}, partners: []string{"example.net"}, outbound: transit.Addr, inbound: inner.Addr, spoolFirst: true})
 	msg := message("alice@example.org", "nobody@example.net", "will bounce")
 	mustSend(t, org.smtp, "alice@example.org", []string{"nobody@example.net"}, msg)
 

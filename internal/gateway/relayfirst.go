@@ -1,0 +1,114 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"smimegate/internal/smtpd"
+	"smimegate/internal/spool"
+)
+
+// Relay first (queue.relay_first, on by default) is how most mail crosses
+// the gateway without touching its disk. A message of at most
+// queue.relay_first_max_bytes is received into memory; while the client
+// waits for the reply to its DATA, the policy step runs and every recipient
+// is attempted at once, and the client's 250 follows the next hops' 250s.
+// Only what is not done by then goes to the spool (committed as at any
+// receipt, fsync included) before the 250: a deferred or held recipient, a
+// bounce to queue, a message for the quarantine. So a 250 still means the
+// message survives a crash: it is either in our spool or accepted by every
+// next hop. It is what amavisd-new and Postfix's smtpd_proxy_filter do, and
+// it saves the spool's file creation, fsyncs and read-back for the common
+// case.
+//
+// The client waits for at most queue.relay_first_timeout before the
+// content starts to flow (connection, greeting, TLS, envelope); past it the
+// recipient is deferred with nothing sent and the message is committed.
+// Content already on its way is finished, however long the next hop takes
+// to answer the final dot, because giving up then could only make a
+// duplicate. When every recipient is refused for good, the client gets the
+// refusal (5xx) instead of a 250 and a bounce: its own server reports it,
+// and we send no backscatter.
+//
+// A crash after a next hop's 250 and before ours makes the client send the
+// message again: a duplicate, never a loss, as with any MTA.
+
+// InMemory is the receiver's InMemory: the largest message relayed first,
+// 0 when relay-first is off or the gateway is stopping.
+func (g *Gateway) InMemory() int {
+	cfg := g.Config()
+	if !cfg.Queue.RelayFirst || g.stopped.Load() {
+		return 0
+	}
+	return int(cfg.Queue.RelayFirstMaxBytes)
+}
+
+// Handoff is the receiver's Handoff: it relays a message that is in memory
+// first, and commits and queues every other one.
+func (g *Gateway) Handoff(env *spool.Envelope, in *spool.Incoming) error {
+	data, inMemory := in.Bytes()
+	if !inMemory || g.stopped.Load() || !g.Config().Queue.RelayFirst {
+		if err := in.Commit(env); err != nil {
+			return err
+		}
+		g.Enqueue(env.ID)
+		return nil
+	}
+	received := *env // what the spool gets, should the message have to stay
+	vs := newVersions(g, env.ID)
+	vs.original = data
+	vs.stored = false
+	vs.store = func() error {
+		e := received
+		return in.Commit(&e)
+	}
+	vs.startBy = time.Now().Add(g.Config().Queue.RelayFirstTimeout.D())
+	outcome, err := g.relayFirst(env, vs)
+	if outcome != "" {
+		g.metrics.relayFirst.WithLabelValues(outcome).Inc()
+	}
+	if err == nil {
+		g.metrics.received.Inc()
+	}
+	return err
+}
+
+// relayFirst runs the policy step and the first attempt of a message in
+// memory; outcome is for the metrics.
+func (g *Gateway) relayFirst(env *spool.Envelope, vs *versions) (outcome string, err error) {
+	done, err := g.route(env, vs)
+	if err != nil {
+		// The policy step failed in memory (a certificate that cannot be
+		// used, say): the worker retries it from the spool.
+		if serr := vs.ensureStored(); serr != nil {
+			return "", serr
+		}
+		g.sched.schedule(env.ID, g.routeFailed(env, err))
+		return "spooled", nil
+	}
+	if done {
+		return "spooled", nil // quarantined or refused: in the spool's hands already
+	}
+	next, err := g.deliver(g.hardStop, env, false, vs)
+	if err != nil {
+		var rej *smtpd.Reject
+		if errors.As(err, &rej) {
+			return "refused", err
+		}
+		return "", err
+	}
+	if !next.IsZero() {
+		g.sched.schedule(env.ID, next)
+	}
+	if vs.stored {
+		return "spooled", nil
+	}
+	return "relayed", nil
+}
+
+// hardStopContext is cancelled when the shutdown grace is over: attempts
+// still in flight are then cut (and their recipients stay queued).
+func newHardStop() (context.Context, context.CancelFunc) {
+	return context.WithCancel(context.Background())
+}
