@@ -103,14 +103,23 @@ func safeAddress(a string) bool {
 // failure when no session could be had at all.
 func (d *delivery) batch(ctx context.Context, idx []int) *failure {
 	c := d.c
-	s, f := d.session(d.start, idx)
-	if f != nil {
-		c.fillLocal(d.msg, d.route, d.results, idx, f)
-		return f
+	for {
+		s, f := d.session(d.start, idx)
+		if f != nil {
+			c.fillLocal(d.msg, d.route, d.results, idx, f)
+			return f
+		}
+		reusable, stale := d.transaction(ctx, s, idx)
+		c.pool.release(s, reusable && ctx.Err() == nil && !s.conn.aborted.Load(), c.cfg.MaxReuseTime)
+		if !stale {
+			return nil
+		}
+		// The reused connection had been closed by the server while it
+		// waited: nothing of this transaction reached it. Its idle
+		// siblings most likely went the same way (a restart); drop them
+		// and go again, which dials afresh.
+		c.pool.dropIdle(d.key)
 	}
-	reusable := d.transaction(ctx, s, idx)
-	c.pool.release(s, reusable && ctx.Err() == nil && !s.conn.aborted.Load(), c.cfg.MaxReuseTime)
-	return nil
 }
 
 // session takes an idle connection to the destination, or dials one.
@@ -126,6 +135,12 @@ func (d *delivery) session(ctx context.Context, idx []int) (*session, *failure) 
 		}
 		if s == nil {
 			break
+		}
+		if ok, _ := s.ext("PIPELINING"); ok {
+			// RFC 2920: the RSET travels with the next transaction's
+			// commands, and a dead connection shows there (stale).
+			s.needReset = true
+			return s, nil
 		}
 		stop := context.AfterFunc(ctx, s.conn.abort)
 		err = s.reset()
@@ -161,6 +176,7 @@ func (d *delivery) session(ctx context.Context, idx []int) (*session, *failure) 
 		return nil, f
 	}
 	s.key = d.key
+	s.bufferWrites()
 	return s, nil
 }
 
@@ -221,14 +237,21 @@ func (c *Courier) logAttempt(m *Message, rcpts []string, hop, tlsDesc, reply, ou
 
 // transaction runs MAIL, RCPT, DATA for the recipients idx on s and fills
 // their results. It reports whether s is fit for another transaction.
-func (d *delivery) transaction(ctx context.Context, s *session, idx []int) (reusable bool) {
+// stale means that s, a reused connection, turned out to be closed before
+// anything of the transaction reached the server: no result is set and
+// nothing is logged, and the caller tries again on another connection.
+func (d *delivery) transaction(ctx context.Context, s *session, idx []int) (reusable, stale bool) {
 	c, m := d.c, d.msg
 	// Up to the content, d.start may cut the connection; from the content
 	// on, only ctx.
 	stop := context.AfterFunc(d.start, s.conn.abort)
 	defer func() { stop() }()
 	t := newTally(d, s, idx)
-	defer t.log()
+	defer func() {
+		if !stale {
+			t.log()
+		}
+	}()
 
 	// RFC 6531 section 3.4: without SMTPUTF8 at the server, a message
 	// that needs it cannot go there. A recipient whose own address is
@@ -247,28 +270,28 @@ func (d *delivery) transaction(ctx context.Context, s *session, idx []int) (reus
 		send = append(send, i)
 	}
 	if len(send) == 0 {
-		return true
+		return true, false
 	}
 	// RFC 1870 section 6: a message larger than the announced SIZE would
 	// be refused after it was sent; say so now.
 	if limit := s.sizeLimit(); limit > 0 && m.Size > limit {
 		t.setAll(send, Failed, 0, "5.3.4", fmt.Sprintf("message size %d exceeds size limit %d of server %s[%s]", m.Size, limit, s.target.host, s.target.addr), false)
-		return true
+		return true, false
 	}
 	if m.Open == nil {
 		t.setAll(send, Deferred, 0, "4.3.0", "the queued message has no content to send", false)
-		return true
+		return true, false
 	}
 	body, err := m.Open()
 	if err != nil {
 		t.setAll(send, Deferred, 0, "4.3.0", fmt.Sprintf("cannot read the queued message: %v", err), false)
-		return true
+		return true, false
 	}
 	defer body.Close()
 
-	accepted, reusable, proceed := d.envelope(s, t, send, needUTF8)
+	accepted, reusable, proceed, stale := d.envelope(s, t, send, needUTF8)
 	if !proceed {
-		return reusable
+		return reusable, stale
 	}
 	if d.start != ctx {
 		stop()
@@ -287,19 +310,19 @@ func (d *delivery) transaction(ctx context.Context, s *session, idx []int) (reus
 		} else {
 			t.setAll(accepted, Deferred, 0, "4.3.0", fmt.Sprintf("cannot read the queued message: %v", err), false)
 		}
-		return false
+		return false, false
 	}
 	s.conn.setTimeout(c.cfg.DataDoneTimeout)
 	defer s.conn.setTimeout(c.cfg.CommandTimeout)
 	if err := w.Close(); err != nil {
 		t.lost(accepted, s.lost("sending end of data", err, false))
-		return false
+		return false, false
 	}
 	code, msg, err := s.client.Text.ReadResponse(2)
 	if err != nil {
 		if r, ok := asReply(err); ok {
 			t.reply(accepted, r, "end of data")
-			return true
+			return true, false
 		}
 		// RFC 5321 section 4.1.1.4 and RFC 1047: the dot left us and no
 		// reply came. The server may have the message; we must try again
@@ -307,11 +330,11 @@ func (d *delivery) transaction(ctx context.Context, s *session, idx []int) (reus
 		f := s.lost("waiting for the reply to end of data", err, false)
 		f.text += " (the message may have been delivered: a duplicate is possible)"
 		t.setAll(accepted, Deferred, 0, f.enhanced, f.text, s.conn.lastWriteOK.Load())
-		return false
+		return false, false
 	}
 	r := parseReply(code, msg)
 	t.setAll(accepted, Delivered, r.code, r.status(), r.line(), false)
-	return true
+	return true, false
 }
 
 // readErr marks errors that came from reading the queued message rather

@@ -15,7 +15,12 @@ import (
 // holds the recipients the content goes to; otherwise every recipient of
 // send has its result, and reusable says whether the session may carry
 // another transaction.
-func (d *delivery) envelope(s *session, t *tally, send []int, needUTF8 bool) (accepted []int, reusable, proceed bool) {
+//
+// On a reused session that needs its RSET (session.needReset), the RSET
+// leads the pipelined group; when not even its reply comes back, the
+// server had closed the connection and nothing reached it: stale, with no
+// result set.
+func (d *delivery) envelope(s *session, t *tally, send []int, needUTF8 bool) (accepted []int, reusable, proceed, stale bool) {
 	m := d.msg
 	cmds := []string{"MAIL FROM:<" + m.From + ">" + d.mailParams(s, needUTF8)}
 	expect := []int{2}
@@ -30,6 +35,12 @@ func (d *delivery) envelope(s *session, t *tally, send []int, needUTF8 bool) (ac
 	dataAt := len(cmds) - 1
 
 	pipelined, _ := s.ext("PIPELINING")
+	reset := s.needReset && pipelined
+	s.needReset = false
+	if reset {
+		cmds = append([]string{"RSET"}, cmds...)
+		expect = append([]int{2}, expect...)
+	}
 	answers, err := s.exchange(cmds, expect, pipelined, func(done []answer) bool {
 		if !done[0].ok {
 			return false // MAIL refused: no RCPT, no DATA
@@ -44,6 +55,14 @@ func (d *delivery) envelope(s *session, t *tally, send []int, needUTF8 bool) (ac
 		}
 		return true
 	})
+	if reset {
+		if len(answers) == 0 || (!answers[0].ok && len(answers) == 1 && err != nil) {
+			// No reply even to RSET (or its last words, a 421): the
+			// connection was dead before this transaction.
+			return nil, false, false, true
+		}
+		answers = answers[1:] // RSET's own reply says nothing of the transaction
+	}
 	lostAt := func(step string) *failure { return s.lost(step, err, false) }
 	// dataStarted is a pipelined DATA that a broken server answered with
 	// 354 although nothing can follow: only closing the connection ends
@@ -52,11 +71,11 @@ func (d *delivery) envelope(s *session, t *tally, send []int, needUTF8 bool) (ac
 
 	if len(answers) == 0 {
 		t.lost(send, lostAt("sending MAIL FROM"))
-		return nil, false, false
+		return nil, false, false, false
 	}
 	if !answers[0].ok {
 		t.reply(send, answers[0].r, "MAIL FROM")
-		return nil, err == nil && !dataStarted, false
+		return nil, err == nil && !dataStarted, false, false
 	}
 	var unanswered []int
 	for k, i := range send {
@@ -71,21 +90,21 @@ func (d *delivery) envelope(s *session, t *tally, send []int, needUTF8 bool) (ac
 	}
 	if err != nil && len(unanswered) > 0 {
 		t.lost(append(accepted, unanswered...), lostAt("sending RCPT TO"))
-		return nil, false, false
+		return nil, false, false, false
 	}
 	if len(accepted) == 0 {
 		// Nothing to send; the next user of the session sends RSET.
-		return nil, err == nil && !dataStarted, false
+		return nil, err == nil && !dataStarted, false, false
 	}
 	if len(answers) <= dataAt {
 		t.lost(accepted, lostAt("sending DATA"))
-		return nil, false, false
+		return nil, false, false, false
 	}
 	if !answers[dataAt].ok {
 		t.reply(accepted, answers[dataAt].r, "DATA")
-		return nil, err == nil, false
+		return nil, err == nil, false, false
 	}
-	return accepted, true, true
+	return accepted, true, true, false
 }
 
 // mailParams are the MAIL FROM parameters: RFC 6152 BODY, RFC 1870 SIZE,

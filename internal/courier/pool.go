@@ -212,3 +212,24 @@ func (p *pool) stats(key string) (total, dest, idle int) {
 	}
 	return p.total, dest, idle
 }
+
+// dropIdle closes every idle session of key: one of them was found closed
+// by the server, and the others most likely were too.
+func (p *pool) dropIdle(key string) {
+	p.mu.Lock()
+	d := p.dests[key]
+	if d == nil {
+		p.mu.Unlock()
+		return
+	}
+	idle := d.idle
+	d.idle = nil
+	for _, s := range idle {
+		s.idle.Stop()
+		p.freeLocked(key)
+	}
+	p.mu.Unlock()
+	for _, s := range idle {
+		_ = s.conn.Close()
+	}
+}
