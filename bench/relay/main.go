@@ -32,6 +32,8 @@ func main() {
 	messages := flag.Int("messages", 300, "messages per run")
 	rounds := flag.Int("rounds", 3, "runs of each system per size, alternating")
 	perfOut := flag.String("perf", "", "record the gateway with perf into `FILE` and print the top costs")
+	pprofOut := flag.String("pprof", "", "fetch a Go CPU profile of the gateway's first timed run from its /debug/pprof into `FILE` (give -messages enough for -pprof-seconds)")
+	pprofSeconds := flag.Int("pprof-seconds", 5, "length of the -pprof profile in seconds")
 	stateParent := flag.String("state-parent", "", "make the gateway's state_dir under `DIR` (e.g. /dev/shm, to see what the spool's file system costs; not durable there)")
 	flag.Parse()
 	sizeList, err := parseSizes(*sizes)
@@ -93,7 +95,18 @@ func main() {
 			// shared machine does not always hit the same system.
 			for j := range systems {
 				k := (i + j) % len(systems)
+				var profiled chan error
+				if *pprofOut != "" && k == 0 && i == 0 && size == sizeList[0] {
+					profiled = make(chan error, 1)
+					go func() { profiled <- rig.FetchProfile(gw.Admin, *pprofSeconds, *pprofOut) }()
+				}
 				wall, cpu := systems[k].RunSource(h, *messages, *sessions, size)
+				if profiled != nil {
+					if err := <-profiled; err != nil {
+						h.Fatalf("-pprof: %v", err)
+					}
+					fmt.Printf("  (Go CPU profile of the gateway in %s: go tool pprof -top %s)\n", *pprofOut, *pprofOut)
+				}
 				r.wall[k] += wall
 				r.cpu[k] += cpu
 				fmt.Printf("  %-9s %6d B  run %d: %7.1f msg/s  %6.2f ms CPU/msg\n",

@@ -222,7 +222,7 @@ func (c *Courier) logAttempt(m *Message, rcpts []string, hop, tlsDesc, reply, ou
 	args := append([]any{
 		slog.String("queue_id", m.ID),
 		slog.String("from", m.From),
-		slog.Any("rcpts", rcpts),
+		slog.String("rcpts", "["+strings.Join(rcpts, " ")+"]"), // as fmt prints it, without fmt's reflection
 		slog.String("next_hop", hop),
 		slog.String("tls", tlsDesc),
 		slog.String("reply", reply),

@@ -95,10 +95,16 @@ func (g *Gateway) deliver(ctx context.Context, env *spool.Envelope, force bool, 
 		results []courier.Result
 	}
 	outcomes := make(chan outcome, len(order))
-	for _, h := range order {
-		go func() {
-			outcomes <- outcome{h, batches[h], g.attempt(ctx, env, h, batches[h], vs)}
-		}()
+	if len(order) == 1 {
+		// The common case needs no goroutine (nor its stack to grow).
+		h := order[0]
+		outcomes <- outcome{h, batches[h], g.attempt(ctx, env, h, batches[h], vs)}
+	} else {
+		for _, h := range order {
+			go func() {
+				outcomes <- outcome{h, batches[h], g.attempt(ctx, env, h, batches[h], vs)}
+			}()
+		}
 	}
 	bounced := map[int][]failure{} // version -> newly failed recipients
 	var delayed []failure

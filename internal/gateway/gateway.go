@@ -206,7 +206,7 @@ func (g *Gateway) Check(env *spool.Envelope) error {
 		return nil
 	}
 	g.metrics.decisions.WithLabelValues("reject").Inc()
-	g.log.Info("decision", "queue_id", env.ID, "direction", plan.Direction, "action", "reject", "reason", "mixed secured and unsecured recipients")
+	g.log.Info("decision", "queue_id", env.ID, "direction", string(plan.Direction), "action", "reject", "reason", "mixed secured and unsecured recipients")
 	return &smtpd.Reject{Code: 550, Enhanced: [3]int{5, 7, 1}, Message: mixedRejection(plan)}
 }
 

@@ -10,7 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"slices"
+	"strings"
 	"time"
 
 	"smimegate/internal/certstore"
@@ -245,7 +245,7 @@ func (g *Gateway) quarantine(env *spool.Envelope, vs *versions, dir policy.Direc
 	}
 	g.metrics.quarantined.Inc()
 	g.metrics.decisions.WithLabelValues("quarantine").Inc()
-	g.log.Warn("decision", "queue_id", env.ID, "direction", dir, "action", "quarantine", "reason", reason)
+	g.log.Warn("decision", "queue_id", env.ID, "direction", string(dir), "action", "quarantine", "reason", reason)
 	return nil
 }
 
@@ -355,12 +355,12 @@ func seq(n int) []int {
 
 // logDecision writes the one structured line per decision.
 func (g *Gateway) logDecision(env *spool.Envelope, dir policy.Direction, action, domain string, fps []string, cipher, reason string) {
-	attrs := []any{"queue_id", env.ID, "direction", dir, "action", action}
+	attrs := []any{"queue_id", env.ID, "direction", string(dir), "action", action}
 	if domain != "" {
 		attrs = append(attrs, "domain", domain)
 	}
 	if len(fps) > 0 {
-		attrs = append(attrs, "cert_sha256", slices.Clone(fps))
+		attrs = append(attrs, "cert_sha256", "["+strings.Join(fps, " ")+"]") // as fmt prints a slice, without its reflection
 	}
 	if cipher != "" {
 		attrs = append(attrs, "cipher", cipher)

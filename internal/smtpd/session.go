@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -293,19 +294,43 @@ func (s *session) discardData() {
 
 // logResult writes the one line per transaction and returns e.
 func (s *session) logResult(id string, size int64, e *smtp.SMTPError) *smtp.SMTPError {
-	rcpts := make([]string, len(s.rcpts))
+	// The recipients as fmt would print the slice, "[a b]", built without
+	// fmt: formatting slices through reflection was a tenth of the
+	// relay's CPU in the log lines.
+	var rcpts strings.Builder
+	rcpts.WriteByte('[')
 	for i, r := range s.rcpts {
-		rcpts[i] = r.Addr
+		if i > 0 {
+			rcpts.WriteByte(' ')
+		}
+		rcpts.WriteString(r.Addr)
 	}
+	rcpts.WriteByte(']')
 	what := "smtpd: message accepted"
 	if e.Code >= 400 {
 		what = "smtpd: message refused"
 	}
 	s.srv.log.Info(what,
 		"id", id, "client", s.w.client.String(), "trusted", s.trusted, "tls", s.w.tlsState != nil,
-		"sender", s.from.Mailbox(), "rcpts", rcpts, "size", size,
-		"reply", fmt.Sprintf("%d %d.%d.%d %s", e.Code, e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2], e.Message))
+		"sender", s.from.Mailbox(), "rcpts", rcpts.String(), "size", size,
+		"reply", replyText(e))
 	return e
+}
+
+// replyText is the reply as the client sees it, "250 2.0.0 OK ...".
+func replyText(e *smtp.SMTPError) string {
+	b := make([]byte, 0, 16+len(e.Message))
+	b = strconv.AppendInt(b, int64(e.Code), 10)
+	for i, n := range e.EnhancedCode {
+		if i == 0 {
+			b = append(b, ' ')
+		} else {
+			b = append(b, '.')
+		}
+		b = strconv.AppendInt(b, int64(n), 10)
+	}
+	b = append(b, ' ')
+	return string(append(b, e.Message...))
 }
 
 // forget drops the transaction and the greeting after STARTTLS.

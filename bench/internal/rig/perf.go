@@ -2,6 +2,9 @@ package rig
 
 import (
 	"fmt"
+	"io"
+	"net/http"
+	"os"
 	"os/exec"
 	"strconv"
 	"sync"
@@ -91,4 +94,26 @@ func splitLines(s string) []string {
 		}
 	}
 	return lines
+}
+
+// FetchProfile saves a Go CPU profile of seconds from a gateway's admin
+// listener (/debug/pprof/profile) into out.
+func FetchProfile(admin string, seconds int, out string) error {
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, seconds))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", resp.Request.URL, resp.Status)
+	}
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
