@@ -102,6 +102,9 @@ type Message struct {
 	// Open returns the message bytes (CRLF line ends, as spooled). It is
 	// called once per transaction, so a retry on another host starts over.
 	Open func() (io.ReadCloser, error)
+	// Data, when set, is the whole content in memory, used instead of
+	// Open; it is sent with BDAT where the server allows (RFC 3030).
+	Data []byte
 	Size int64
 	// SMTPUTF8 is set when the message needs RFC 6531 (UTF-8 header or
 	// envelope); EightBit when its body is 8BITMIME (RFC 6152).

@@ -1,6 +1,7 @@
 package courier
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -278,20 +279,45 @@ func (d *delivery) transaction(ctx context.Context, s *session, idx []int) (reus
 		t.setAll(send, Failed, 0, "5.3.4", fmt.Sprintf("message size %d exceeds size limit %d of server %s[%s]", m.Size, limit, s.target.host, s.target.addr), false)
 		return true, false
 	}
-	if m.Open == nil {
-		t.setAll(send, Deferred, 0, "4.3.0", "the queued message has no content to send", false)
-		return true, false
+	// Content in memory goes with BDAT (RFC 3030) when the server offers
+	// CHUNKING and PIPELINING and the content is already what DATA would
+	// deliver (CRLF lines, a final CRLF): the whole transaction is then
+	// one write and one round trip.
+	var content []byte
+	var body io.Reader
+	if m.Data != nil {
+		body = bytes.NewReader(m.Data)
+		chunking, _ := s.ext("CHUNKING")
+		pipelining, _ := s.ext("PIPELINING")
+		if chunking && pipelining && crlfClean(m.Data) {
+			content = m.Data
+		}
+	} else {
+		if m.Open == nil {
+			t.setAll(send, Deferred, 0, "4.3.0", "the queued message has no content to send", false)
+			return true, false
+		}
+		rc, err := m.Open()
+		if err != nil {
+			t.setAll(send, Deferred, 0, "4.3.0", fmt.Sprintf("cannot read the queued message: %v", err), false)
+			return true, false
+		}
+		defer rc.Close()
+		body = rc
 	}
-	body, err := m.Open()
-	if err != nil {
-		t.setAll(send, Deferred, 0, "4.3.0", fmt.Sprintf("cannot read the queued message: %v", err), false)
-		return true, false
+	if content != nil && d.start != ctx {
+		// The content leaves with the envelope: StartBy ends here.
+		stop()
+		stop = context.AfterFunc(ctx, s.conn.abort)
 	}
-	defer body.Close()
 
-	accepted, reusable, proceed, stale := d.envelope(s, t, send, needUTF8)
+	accepted, final, reusable, proceed, stale := d.envelope(s, t, send, needUTF8, content)
 	if !proceed {
 		return reusable, stale
+	}
+	if content != nil {
+		t.setAll(accepted, Delivered, final.code, final.status(), final.line(), false)
+		return true, false
 	}
 	if d.start != ctx {
 		stop()
@@ -299,7 +325,7 @@ func (d *delivery) transaction(ctx context.Context, s *session, idx []int) (reus
 	}
 	w := newDotWriter(s.client.Text.W)
 	buf := copyBuffers.Get().(*[]byte)
-	_, err = io.CopyBuffer(w, taggedReader{body}, *buf)
+	_, err := io.CopyBuffer(w, taggedReader{body}, *buf)
 	copyBuffers.Put(buf)
 	if err != nil {
 		// A transaction cannot be taken back once DATA began (RFC 5321
@@ -368,3 +394,27 @@ var copyBuffers = sync.Pool{New: func() any {
 	b := make([]byte, 32<<10)
 	return &b
 }}
+
+// crlfClean reports whether b is made of CRLF-terminated lines only: no
+// bare CR or LF, and a final CRLF. Such content is sent by BDAT as it is;
+// anything else goes through DATA, whose dot-writer repairs line ends.
+func crlfClean(b []byte) bool {
+	if !bytes.HasSuffix(b, []byte("\r\n")) {
+		return false
+	}
+	lines := 0
+	for i := 0; ; {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			break
+		}
+		j += i
+		if j == 0 || b[j-1] != '\r' {
+			return false
+		}
+		lines++
+		i = j + 1
+	}
+	// Every LF has its CR; any other CR is a bare one.
+	return bytes.Count(b, []byte{'\r'}) == lines
+}

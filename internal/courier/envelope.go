@@ -2,6 +2,7 @@ package courier
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -20,7 +21,13 @@ import (
 // leads the pipelined group; when not even its reply comes back, the
 // server had closed the connection and nothing reached it: stale, with no
 // result set.
-func (d *delivery) envelope(s *session, t *tally, send []int, needUTF8 bool) (accepted []int, reusable, proceed, stale bool) {
+//
+// With content (CHUNKING, RFC 3030), the group ends in "BDAT n LAST" and
+// the content itself, all in one write: then proceed means the server
+// accepted the message for accepted, and final is its reply to BDAT. A
+// connection lost after that write may have delivered the message, so
+// those results say a duplicate is possible.
+func (d *delivery) envelope(s *session, t *tally, send []int, needUTF8 bool, content []byte) (accepted []int, final reply, reusable, proceed, stale bool) {
 	m := d.msg
 	cmds := []string{"MAIL FROM:<" + m.From + ">" + d.mailParams(s, needUTF8)}
 	expect := []int{2}
@@ -29,9 +36,14 @@ func (d *delivery) envelope(s *session, t *tally, send []int, needUTF8 bool) (ac
 		cmds = append(cmds, "RCPT TO:<"+m.Recipients[i].Addr+">"+rcptParams(m.Recipients[i], dsn))
 		expect = append(expect, 2)
 	}
-	// RFC 2920 section 3.1: DATA may end a pipelined group.
-	cmds = append(cmds, "DATA")
-	expect = append(expect, 3)
+	// RFC 2920 section 3.1: DATA may end a pipelined group; RFC 3030
+	// section 4.2: BDAT may be pipelined, its data following it.
+	last, lastExpect := "DATA", 3
+	if content != nil {
+		last, lastExpect = "BDAT "+strconv.Itoa(len(content))+" LAST", 2
+	}
+	cmds = append(cmds, last)
+	expect = append(expect, lastExpect)
 	dataAt := len(cmds) - 1
 
 	pipelined, _ := s.ext("PIPELINING")
@@ -41,7 +53,7 @@ func (d *delivery) envelope(s *session, t *tally, send []int, needUTF8 bool) (ac
 		cmds = append([]string{"RSET"}, cmds...)
 		expect = append([]int{2}, expect...)
 	}
-	answers, err := s.exchange(cmds, expect, pipelined, func(done []answer) bool {
+	answers, err := s.exchange(cmds, expect, pipelined, content, func(done []answer) bool {
 		if !done[0].ok {
 			return false // MAIL refused: no RCPT, no DATA
 		}
@@ -59,11 +71,20 @@ func (d *delivery) envelope(s *session, t *tally, send []int, needUTF8 bool) (ac
 		if len(answers) == 0 || (!answers[0].ok && len(answers) == 1 && err != nil) {
 			// No reply even to RSET (or its last words, a 421): the
 			// connection was dead before this transaction.
-			return nil, false, false, true
+			return nil, reply{}, false, false, true
 		}
 		answers = answers[1:] // RSET's own reply says nothing of the transaction
 	}
-	lostAt := func(step string) *failure { return s.lost(step, err, false) }
+	// Once the content has left, a lost connection may have delivered it.
+	sentContent := content != nil && s.conn.lastWriteOK.Load()
+	lostAt := func(step string) *failure {
+		f := s.lost(step, err, false)
+		if sentContent {
+			f.text += " (the message may have been delivered: a duplicate is possible)"
+			f.dup = true
+		}
+		return f
+	}
 	// dataStarted is a pipelined DATA that a broken server answered with
 	// 354 although nothing can follow: only closing the connection ends
 	// that transaction cleanly.
@@ -71,11 +92,11 @@ func (d *delivery) envelope(s *session, t *tally, send []int, needUTF8 bool) (ac
 
 	if len(answers) == 0 {
 		t.lost(send, lostAt("sending MAIL FROM"))
-		return nil, false, false, false
+		return nil, reply{}, false, false, false
 	}
 	if !answers[0].ok {
 		t.reply(send, answers[0].r, "MAIL FROM")
-		return nil, err == nil && !dataStarted, false, false
+		return nil, reply{}, err == nil && !dataStarted, false, false
 	}
 	var unanswered []int
 	for k, i := range send {
@@ -90,21 +111,21 @@ func (d *delivery) envelope(s *session, t *tally, send []int, needUTF8 bool) (ac
 	}
 	if err != nil && len(unanswered) > 0 {
 		t.lost(append(accepted, unanswered...), lostAt("sending RCPT TO"))
-		return nil, false, false, false
+		return nil, reply{}, false, false, false
 	}
 	if len(accepted) == 0 {
 		// Nothing to send; the next user of the session sends RSET.
-		return nil, err == nil && !dataStarted, false, false
+		return nil, reply{}, err == nil && !dataStarted, false, false
 	}
 	if len(answers) <= dataAt {
 		t.lost(accepted, lostAt("sending DATA"))
-		return nil, false, false, false
+		return nil, reply{}, false, false, false
 	}
 	if !answers[dataAt].ok {
-		t.reply(accepted, answers[dataAt].r, "DATA")
-		return nil, err == nil, false, false
+		t.reply(accepted, answers[dataAt].r, last)
+		return nil, reply{}, err == nil, false, false
 	}
-	return accepted, true, true, false
+	return accepted, answers[dataAt].r, true, true, false
 }
 
 // mailParams are the MAIL FROM parameters: RFC 6152 BODY, RFC 1870 SIZE,
@@ -163,7 +184,7 @@ type answer struct {
 // goes out in one write; otherwise each command waits for the previous
 // reply, and more (given the answers so far) may end the group early. A
 // network failure returns the answers read before it.
-func (s *session) exchange(cmds []string, expect []int, pipelined bool, more func(done []answer) bool) ([]answer, error) {
+func (s *session) exchange(cmds []string, expect []int, pipelined bool, content []byte, more func(done []answer) bool) ([]answer, error) {
 	w := s.client.Text.W
 	var out []answer
 	if pipelined {
@@ -171,6 +192,9 @@ func (s *session) exchange(cmds []string, expect []int, pipelined bool, more fun
 			if _, err := w.WriteString(c + "\r\n"); err != nil {
 				return nil, err
 			}
+		}
+		if _, err := w.Write(content); err != nil {
+			return nil, err
 		}
 		if err := w.Flush(); err != nil {
 			return nil, err

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -77,6 +78,9 @@ func FuzzServerDialogue(f *testing.F) {
 	f.Add("220 mx\r\n", "250 mx\r\n", "250 ok\r\n", "250 ok\r\n", "354 go\r\n", "999 what\r\n")
 	f.Add("220 mx\r\n", "250-mx\r\n250 PIPELINING\r\n", "250 ok\r\n", "550 5.1.1 no\r\n", "354 go\r\n", "250 ok\r\n")
 	f.Add("220 mx\r\n", "250-mx\r\n250 PIPELINING\r\n", "451 4.3.0 later\r\n", "250 ok\r\n", "354 go\r\n", "250 ok\r\n")
+	f.Add("220 mx\r\n", "250-mx\r\n250-PIPELINING\r\n250 CHUNKING\r\n", "250 ok\r\n", "250 ok\r\n", "", "250 2.0.0 queued\r\n")
+	f.Add("220 mx\r\n", "250-mx\r\n250-PIPELINING\r\n250 CHUNKING\r\n", "250 ok\r\n", "550 5.1.1 no\r\n", "", "554 5.5.1 no valid recipients\r\n")
+	f.Add("220 mx\r\n", "250-mx\r\n250-PIPELINING\r\n250 CHUNKING\r\n", "250 ok\r\n", "250 ok\r\n", "", "")
 	f.Fuzz(checkDialogue)
 }
 
@@ -94,6 +98,18 @@ func checkDialogue(t *testing.T, greeting, ehlo, mail, rcpt, data, dot string) {
 		m := newMessage("F", "a@example.org", testBody, "b@example.net", "c@example.net")
 		m.SMTPUTF8 = strings.Contains(ehlo, "UTF")
 		res := c.Deliver(context.Background(), Route{NextHop: "192.0.2.1:25"}, m)
+		checkResults(t, res)
+		// The same with the content in memory: BDAT where CHUNKING is
+		// offered.
+		m.Data, m.Open = []byte(testBody), nil
+		res = c.Deliver(context.Background(), Route{NextHop: "192.0.2.1:25"}, m)
+		checkResults(t, res)
+	}
+}
+
+func checkResults(t *testing.T, res []Result) {
+	t.Helper()
+	{
 		if len(res) != 2 {
 			t.Fatalf("%d results", len(res))
 		}
@@ -161,8 +177,24 @@ func scriptedServer(c net.Conn, greeting string, replies map[string]string) {
 			}
 			continue
 		}
-		verb, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+		verb, arg, _ := strings.Cut(strings.TrimSpace(line), " ")
 		verb = strings.ToUpper(verb)
+		if verb == "BDAT" {
+			// The chunk follows the command; the reply to the last one
+			// is the final reply, as the dot's is with DATA.
+			size, _, _ := strings.Cut(arg, " ")
+			n, err := strconv.Atoi(size)
+			if err != nil || n < 0 {
+				return
+			}
+			if _, err := io.CopyN(io.Discard, br, int64(n)); err != nil {
+				return
+			}
+			if !send(replies["."]) {
+				return
+			}
+			continue
+		}
 		var r string
 		switch verb {
 		case "RSET":

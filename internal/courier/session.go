@@ -74,6 +74,9 @@ type failure struct {
 	// nextHost says the next address may be tried (RFC 5321 section 5.1:
 	// connection failures and greetings that refuse service).
 	nextHost bool
+	// dup: the content had left when the connection was lost, so the
+	// server may have the message (Result.MaybeDuplicate).
+	dup bool
 }
 
 func replyFailure(r reply) *failure {

@@ -43,7 +43,7 @@ func (t *tally) reply(idx []int, r reply, command string) {
 }
 
 func (t *tally) lost(idx []int, f *failure) {
-	t.setAll(idx, f.status, f.code, f.enhanced, f.text, false)
+	t.setAll(idx, f.status, f.code, f.enhanced, f.text, f.dup)
 }
 
 // log writes the attempt's line: the outcome is the common one, or

@@ -177,7 +177,8 @@ func (g *Gateway) attempt(ctx context.Context, env *spool.Envelope, h hop, idx [
 		EightBit: env.Body == "8BITMIME" || env.Body == "BINARYMIME",
 		RET:      env.RET,
 		EnvID:    env.EnvID,
-		Size:     vs.size(v.Data),
+		Data:     vs.bytes(v.Data),
+		Size:     int64(len(vs.bytes(v.Data))),
 		StartBy:  vs.startBy,
 		Open: func() (io.ReadCloser, error) {
 			return vs.open(v.Data)

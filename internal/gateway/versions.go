@@ -101,16 +101,16 @@ func (vs *versions) open(name string) (io.ReadCloser, error) {
 	return vs.g.spool.OpenData(vs.id, name)
 }
 
-// size is the length of a version (or the original) when it is in memory,
-// else 0 (unknown): the courier announces it with SIZE.
-func (vs *versions) size(name string) int64 {
+// bytes returns a version (or the original) when it is in memory, else
+// nil: the courier then announces its size and may send it with BDAT.
+func (vs *versions) bytes(name string) []byte {
 	if b, ok := vs.mem[name]; ok {
-		return int64(len(b))
+		return b
 	}
 	if name == "" && vs.original != nil {
-		return int64(len(vs.original))
+		return vs.original
 	}
-	return 0
+	return nil
 }
 
 // inMemory reports whether some versions are not yet in the spool.
