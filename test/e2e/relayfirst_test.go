@@ -172,3 +172,24 @@ func TestRelayFirstGivesUpOnSilentNextHop(t *testing.T) {
 		t.Fatalf("the message must be queued: %v\n%s", err, out)
 	}
 }
+
+// TestSpoolFirstDeliversFromTheQueue: with queue.relay_first = false every
+// message is committed before its 250 and delivered by the queue's workers,
+// sealed as ever; nothing is relayed first.
+func TestSpoolFirstDeliversFromTheQueue(t *testing.T) {
+	t.Parallel()
+	transit, inner := startSink(t), startSink(t)
+	org := startGateway(t, gatewayOptions{domain: "example.org", own: []string{"example.org"}, partners: []string{"example.net"}, outbound: transit.Addr, inbound: inner.Addr, spoolFirst: true})
+	mustSend(t, org.smtp, "alice@example.org", []string{"bob@example.net"}, message("alice@example.org", "bob@example.net", "spooled first"))
+	got := waitMessages(t, transit, 1)
+	if !strings.Contains(string(got[0].Data), "application/pkcs7-mime") || strings.Contains(string(got[0].Data), secretLine) {
+		t.Errorf("delivered from the queue, but not sealed:\n%s", got[0].Data)
+	}
+	if m := org.metric(`smimegate_relay_first_total{outcome="relayed"}`); m != "" {
+		t.Errorf("relay_first = false, yet %s", m)
+	}
+	if m := org.metric("smimegate_messages_received_total"); !strings.HasSuffix(m, " 1") {
+		t.Errorf("metrics: %q, want one message received", m)
+	}
+	waitQueueEmpty(t, org)
+}
