@@ -67,8 +67,8 @@ var memBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 32<<10); retur
 const memPoolMax = 256 << 10
 
 // Bytes returns the message received so far while it is held in memory
-// (ok is false once it is in a file). The slice is valid until Commit or
-// Abort, and the caller must not change it: Commit writes it.
+// (ok is false once it is in a file). The slice stays valid after Commit,
+// until Abort; the caller must not change it: Commit writes it.
 func (in *Incoming) Bytes() (b []byte, ok bool) {
 	if in.f != nil || in.done {
 		return nil, false
@@ -86,10 +86,14 @@ func (in *Incoming) spill() error {
 	w.Reset(f)
 	in.f, in.w = f, w
 	_, err = w.Write(in.mem)
-	in.releaseMem()
+	// Not back to the pool: a caller may still hold the slice Bytes gave
+	// it (a relay-first pass commits halfway); the collector takes it.
+	in.mem = nil
 	return err
 }
 
+// releaseMem gives an in-memory message's buffer back for reuse, at Abort:
+// by then whoever had it from Bytes is done with it.
 func (in *Incoming) releaseMem() {
 	if in.mem != nil && cap(in.mem) <= memPoolMax {
 		b := in.mem[:0]
