@@ -122,7 +122,7 @@ func serve(ctx context.Context, cfgPath string, cfg *config.Config, logger *slog
 	// log line after the gateway claims to run.
 	var listeners []net.Listener
 	for _, addr := range cfg.SMTP.Listen {
-		l, err := net.Listen("tcp", addr)
+		l, err := smtpd.Listen(addr)
 		if err != nil {
 			for _, l := range listeners {
 				l.Close()
