@@ -193,3 +193,28 @@ func TestSpoolFirstDeliversFromTheQueue(t *testing.T) {
 	}
 	waitQueueEmpty(t, org)
 }
+
+// TestLargeMessageIsSpooledFirst: a message over queue.relay_first_max_bytes
+// is not held in memory: it goes to the spool before its 250 and is
+// delivered from there, byte for byte inside the encryption.
+func TestLargeMessageIsSpooledFirst(t *testing.T) {
+	t.Parallel()
+	transit, inner := startSink(t), startSink(t)
+	org := startGateway(t, gatewayOptions{domain: "example.org", own: []string{"example.org"}, partners: []string{"example.net"}, outbound: transit.Addr, inbound: inner.Addr,
+		extra: "[queue]\nrelay_first_max_bytes = 65536\n"})
+	msg := message("alice@example.org", "bob@example.net", "large", "X-Filler: "+strings.Repeat("x", 900)) +
+		strings.Repeat("0123456789 0123456789 0123456789 0123456789 0123456789 0123456789\r\n", 2000)
+	mustSend(t, org.smtp, "alice@example.org", []string{"bob@example.net"}, msg)
+	got := waitMessages(t, transit, 1)
+	plain, err := opensslDecrypt(t, got[0].Data, "example.net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(string(withoutTrace(crlf(plain))), msg) {
+		t.Errorf("the large message did not come back byte for byte (%d bytes, want %d)", len(plain), len(msg))
+	}
+	if m := org.metric(`smimegate_relay_first_total{outcome="relayed"}`); m != "" {
+		t.Errorf("a message over relay_first_max_bytes was relayed first: %s", m)
+	}
+	waitQueueEmpty(t, org)
+}
