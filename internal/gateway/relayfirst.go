@@ -91,6 +91,7 @@ func (g *Gateway) relayFirst(env *spool.Envelope, vs *versions) (outcome string,
 		return "spooled", nil // quarantined or refused: in the spool's hands already
 	}
 	next, err := g.deliver(g.hardStop, env, false, vs)
+	vs.release()
 	if err != nil {
 		var rej *smtpd.Reject
 		if errors.As(err, &rej) {

@@ -52,6 +52,7 @@ func (g *Gateway) work(ctx context.Context, id string, force bool) time.Time {
 	}
 	g.retryHolds(env, force)
 	next, err := g.deliver(ctx, env, force, vs)
+	vs.release()
 	if err != nil {
 		// Only a message relayed first can fail to be stored; this one is
 		// in the spool already.
@@ -263,8 +264,9 @@ func (g *Gateway) seal(env *spool.Envelope, data []byte, inPlace bool, domain st
 	trace := bytes.Clone(traceField(data))
 	buf := data
 	if !inPlace || cap(data)-len(data) < smime.SealSpare {
-		buf = make([]byte, len(data), len(data)+smime.SealSpare)
+		buf = getBuffer(len(data) + smime.SealSpare)[:len(data)]
 		copy(buf, data)
+		defer putBuffer(buf) // encrypted in place, and written out by Seal
 	}
 	// The sealed copy is about 4/3 of the original (base64) plus the
 	// recipient infos.

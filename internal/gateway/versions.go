@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"smimegate/internal/spool"
@@ -67,9 +68,8 @@ func (vs *versions) ensureStored() error {
 // envelope update that names it).
 func (vs *versions) write(fast bool, size int, fill func(w io.Writer) error) (string, error) {
 	if fast {
-		var b bytes.Buffer
-		b.Grow(size)
-		if err := fill(&b); err != nil {
+		b := bytes.NewBuffer(getBuffer(size))
+		if err := fill(b); err != nil {
 			return "", err
 		}
 		if vs.mem == nil {
@@ -88,6 +88,42 @@ func (vs *versions) write(fast bool, size int, fill func(w io.Writer) error) (st
 		return "", err
 	}
 	return vw.Commit()
+}
+
+// release gives the in-memory versions' buffers back for reuse, once the
+// pass is over: delivered, or written to the spool by persist.
+func (vs *versions) release() {
+	for name, b := range vs.mem {
+		putBuffer(b)
+		delete(vs.mem, name)
+	}
+}
+
+// bufferPool recycles the buffers of sealed copies and of the plaintext
+// copies that sealing encrypts in place: two allocations of about the
+// message's size for every message relayed, and most of the allocated
+// bytes. Buffers over bufferPoolMax are left to the collector.
+var bufferPool sync.Pool // of *[]byte
+
+const bufferPoolMax = 1 << 20
+
+// getBuffer returns an empty slice with at least size bytes of capacity.
+func getBuffer(size int) []byte {
+	if size <= bufferPoolMax {
+		if p, ok := bufferPool.Get().(*[]byte); ok && cap(*p) >= size {
+			return (*p)[:0]
+		}
+	}
+	return make([]byte, 0, size)
+}
+
+// putBuffer recycles b; nothing may use it afterwards.
+func putBuffer(b []byte) {
+	if cap(b) == 0 || cap(b) > bufferPoolMax {
+		return
+	}
+	b = b[:0]
+	bufferPool.Put(&b)
 }
 
 // open returns a reader of a version's data for the courier.
