@@ -103,6 +103,7 @@ func (w *wireConn) Read(p []byte) (int, error) {
 		if !w.checkCommand(line) {
 			continue
 		}
+		line = w.postmasterLine(line)
 		w.lastLine = string(line[:len(line)-2])
 		n := copy(p, line)
 		w.rest = line[n:]
@@ -202,6 +203,23 @@ func (w *wireConn) checkCommand(line []byte) bool {
 		w.helo = h
 	}
 	return true
+}
+
+// postmasterLine rewrites "RCPT TO:<Postmaster>", the one address a client
+// may send without a domain and that every server must accept (RFC 5321
+// section 4.5.1), into postmaster at the first local domain, as Postfix
+// appends $myorigin: go-smtp's parser refuses an address without a domain.
+// Parameters after the address are kept.
+func (w *wireConn) postmasterLine(line []byte) []byte {
+	const bare = "RCPT TO:<POSTMASTER>"
+	if len(line) < len(bare)+2 || !bytes.EqualFold(line[:len(bare)], []byte(bare)) || len(w.srv.cfg.LocalDomains) == 0 {
+		return line
+	}
+	rest := line[len(bare):]
+	if rest[0] != ' ' && rest[0] != '\r' {
+		return line
+	}
+	return append([]byte("RCPT TO:<postmaster@"+w.srv.cfg.LocalDomains[0]+">"), rest...)
 }
 
 // startTLS implements the STARTTLS command (RFC 3207).
