@@ -267,11 +267,17 @@ func refusal(bounced map[int][]failure) *smtpd.Reject {
 	if c, err := parseStatus(f.status); err == nil && c[0] == 5 {
 		enh = c
 	}
+	// The next hop's own code when its words start with one (550 user
+	// unknown, 552 too big, 554 refused), else RFC 5321's catch-all.
+	code := 554
+	if n, err := strconv.Atoi(f.diag[:min(3, len(f.diag))]); err == nil && n >= 500 && n <= 559 {
+		code = n
+	}
 	who := "the next hop"
 	if f.remote != "" {
 		who = f.remote
 	}
-	return &smtpd.Reject{Code: 550, Enhanced: enh, Message: fmt.Sprintf("Refused by %s for %s: %s", who, f.d.Addr, f.diag)}
+	return &smtpd.Reject{Code: code, Enhanced: enh, Message: fmt.Sprintf("Refused by %s for %s: %s", who, f.d.Addr, f.diag)}
 }
 
 // parseStatus reads an RFC 3463 enhanced status code, "5.1.1".
