@@ -44,6 +44,7 @@ type Gateway struct {
 	// first: cancelled once the shutdown grace is over.
 	hardStop   context.Context
 	cancelHard context.CancelFunc
+	inFlight   atomic.Int64 // passes over a message in progress (workers' and relay-first)
 }
 
 // state is what a reload replaces as a whole: configuration and certificates.
@@ -121,29 +122,31 @@ func (g *Gateway) Run(ctx context.Context) error {
 
 	// Workers get their own context, cancelled only after the grace period,
 	// so that a delivery in flight is not cut at the first signal.
-	workCtx, cancelWork := g.hardStop, g.cancelHard
-	defer cancelWork()
 	tickCtx, cancelTick := context.WithCancel(ctx)
 	defer cancelTick()
 	go g.sched.tick(tickCtx)
 	for range g.workers {
 		g.wg.Add(1)
-		go g.worker(workCtx)
+		go g.worker(g.hardStop)
 	}
 
 	<-ctx.Done()
 	g.stopped.Store(true)
 	g.sched.shutdown()
-	done := make(chan struct{})
-	go func() { g.wg.Wait(); close(done) }()
+	// Deliveries in flight, the workers' and those relayed first in SMTP
+	// sessions (which the receiver's own shutdown waits for), may finish
+	// within the grace; then they are cut, and their recipients stay
+	// queued. Cutting them earlier, once the workers are idle, would turn
+	// relay-first deliveries whose content is on its way into possible
+	// duplicates.
 	grace := g.Config().Queue.ShutdownGrace.D()
-	select {
-	case <-done:
-	case <-time.After(grace):
-		g.log.Warn("shutdown grace expired: interrupting deliveries in flight; they stay queued", "grace", grace)
-		cancelWork()
-		<-done
-	}
+	time.AfterFunc(grace, func() {
+		if g.inFlight.Load() > 0 {
+			g.log.Warn("shutdown grace expired: interrupting deliveries in flight; they stay queued", "grace", grace)
+		}
+		g.cancelHard()
+	})
+	g.wg.Wait()
 	return nil
 }
 
@@ -154,7 +157,9 @@ func (g *Gateway) worker(ctx context.Context) {
 		if !ok {
 			return
 		}
+		g.inFlight.Add(1)
 		next := g.work(ctx, id, force)
+		g.inFlight.Add(-1)
 		g.sched.done(id, next)
 	}
 }

@@ -64,7 +64,9 @@ func (g *Gateway) Handoff(env *spool.Envelope, in *spool.Incoming) error {
 		return in.Commit(&e)
 	}
 	vs.startBy = time.Now().Add(g.Config().Queue.RelayFirstTimeout.D())
+	g.inFlight.Add(1)
 	outcome, err := g.relayFirst(env, vs)
+	g.inFlight.Add(-1)
 	if outcome != "" {
 		g.metrics.relayFirst.WithLabelValues(outcome).Inc()
 	}
@@ -108,8 +110,8 @@ func (g *Gateway) relayFirst(env *spool.Envelope, vs *versions) (outcome string,
 	return "relayed", nil
 }
 
-// hardStopContext is cancelled when the shutdown grace is over: attempts
-// still in flight are then cut (and their recipients stay queued).
+// newHardStop makes the context of every delivery attempt, cancelled when
+// the shutdown grace is over (see Run).
 func newHardStop() (context.Context, context.CancelFunc) {
 	return context.WithCancel(context.Background())
 }

@@ -36,6 +36,7 @@ type Sink struct {
 	arrived  chan struct{}
 	reject   *smtp.SMTPError // reply to DATA when set
 	discard  bool            // count only, keep no bytes (benchmarks)
+	delay    time.Duration   // before the reply to DATA, after the message is kept
 	received int
 }
 
@@ -77,6 +78,14 @@ func (s *Sink) Discard() {
 func (s *Sink) Reject(err *smtp.SMTPError) {
 	s.mu.Lock()
 	s.reject = err
+	s.mu.Unlock()
+}
+
+// Delay makes the sink wait d before it answers a DATA whose message it
+// has already kept: a next hop slow to reply to the final dot.
+func (s *Sink) Delay(d time.Duration) {
+	s.mu.Lock()
+	s.delay = d
 	s.mu.Unlock()
 }
 
@@ -144,7 +153,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 
 func (s *session) Data(r io.Reader) error {
 	s.sink.mu.Lock()
-	reject, discard := s.sink.reject, s.sink.discard
+	reject, discard, delay := s.sink.reject, s.sink.discard, s.sink.delay
 	s.sink.mu.Unlock()
 	var buf bytes.Buffer
 	var err error
@@ -169,5 +178,6 @@ func (s *session) Data(r io.Reader) error {
 	case s.sink.arrived <- struct{}{}:
 	default:
 	}
+	time.Sleep(delay)
 	return nil
 }

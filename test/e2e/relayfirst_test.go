@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	netsmtp "net/smtp"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -217,4 +218,53 @@ func TestLargeMessageIsSpooledFirst(t *testing.T) {
 		t.Errorf("a message over relay_first_max_bytes was relayed first: %s", m)
 	}
 	waitQueueEmpty(t, org)
+}
+
+// TestSIGTERMLetsRelayFirstFinish: SIGTERM while a relay-first delivery
+// waits for the next hop's reply to the final dot: the delivery finishes
+// within the shutdown grace, the client gets its 250, and nothing is left
+// queued to be sent again (cutting the attempt would have made a possible
+// duplicate of it).
+func TestSIGTERMLetsRelayFirstFinish(t *testing.T) {
+	t.Parallel()
+	transit, inner := startSink(t), startSink(t)
+	transit.Delay(2 * time.Second)
+	org := startGateway(t, gatewayOptions{domain: "example.org", own: []string{"example.org"}, partners: []string{"example.net"}, outbound: transit.Addr, inbound: inner.Addr})
+	sent := make(chan error, 1)
+	go func() {
+		// The reply to the message is what counts; the QUIT after it gets
+		// the 421 of a server shutting down.
+		c, err := netsmtp.Dial(org.smtp)
+		if err != nil {
+			sent <- err
+			return
+		}
+		defer c.Close()
+		if err := c.Mail("alice@example.org"); err != nil {
+			sent <- err
+			return
+		}
+		if err := c.Rcpt("bob@example.net"); err != nil {
+			sent <- err
+			return
+		}
+		w, err := c.Data()
+		if err != nil {
+			sent <- err
+			return
+		}
+		io.WriteString(w, message("alice@example.org", "bob@example.net", "in flight at SIGTERM"))
+		sent <- w.Close()
+	}()
+	waitMessages(t, transit, 1) // the content is there; the reply is pending
+	org.stop()
+	if err := <-sent; err != nil {
+		t.Fatalf("client: %v", err)
+	}
+	if files := org.queueFiles(); len(files) != 0 {
+		t.Errorf("after the shutdown the queue holds %v: the delivery was cut and will be repeated", files)
+	}
+	if strings.Contains(org.log.String(), "duplicate") {
+		t.Errorf("the attempt was cut:\n%s", org.log.String())
+	}
 }
