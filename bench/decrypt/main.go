@@ -45,6 +45,8 @@ func main() {
 	messages := flag.Int("messages", 300, "messages per run")
 	rounds := flag.Int("rounds", 2, "gateway runs per key type")
 	rawTime := flag.Duration("raw", 2*time.Second, "how long each raw private-key measurement runs")
+	pprofOut := flag.String("pprof", "", "fetch a Go CPU profile of the first key type's first run from the gateway's /debug/pprof into `FILE` (give -messages enough for -pprof-seconds)")
+	pprofSeconds := flag.Int("pprof-seconds", 3, "length of the -pprof profile in seconds")
 	flag.Parse()
 
 	h := rig.New("decrypt")
@@ -54,7 +56,8 @@ func main() {
 	bin := rig.Build(h)
 
 	var lines []string
-	for keyType := range strings.SplitSeq(*keys, ",") {
+	keyList := strings.Split(*keys, ",")
+	for _, keyType := range keyList {
 		keyType = strings.TrimSpace(keyType)
 		own := rig.Keygen(h, bin, "example.net", keyType)
 		cert, priv := loadKeyPair(h, own)
@@ -74,9 +77,20 @@ func main() {
 			single += s
 			parallel += p
 			jobs := sealed(h, cert, *messages, *size)
+			var profiled chan error
+			if *pprofOut != "" && i == 0 && keyType == keyList[0] {
+				profiled = make(chan error, 1)
+				go func() { profiled <- rig.FetchProfile(gw.Admin, *pprofSeconds, *pprofOut) }()
+			}
 			cpu0 := cpuTime(h, gw)
 			d := run(h, gw.Addr, sink, *sessions, jobs)
 			c := cpuTime(h, gw) - cpu0
+			if profiled != nil {
+				if err := <-profiled; err != nil {
+					h.Fatalf("-pprof: %v", err)
+				}
+				fmt.Printf("  (Go CPU profile of the gateway in %s: go tool pprof -top %s)\n", *pprofOut, *pprofOut)
+			}
 			gwTime += d
 			gwCPU += c
 			fmt.Printf("  %-8s run %d: gateway %7.1f msg/s, %5.2f ms CPU/msg   raw %8.1f ops/s on one core, %8.1f on %d\n",
