@@ -162,3 +162,33 @@ func TestCRLFClean(t *testing.T) {
 		}
 	}
 }
+
+type sizedBody struct{ *io.SectionReader }
+
+func (sizedBody) Close() error { return nil }
+
+// Content read from a spool file (a reader that knows its size) is
+// announced with MAIL ... SIZE= (RFC 1870), and refused here, before it is
+// sent, when the server announced a smaller limit.
+func TestSpoolContentAnnouncesItsSize(t *testing.T) {
+	t.Parallel()
+	m := startMTA(t, nil)
+	c, _ := newCourier(t, Config{TLS: TLSNone})
+	msg := newMessage("S1", "a@example.org", testBody, "b@example.net")
+	msg.Size = 0
+	msg.Open = func() (io.ReadCloser, error) {
+		return sizedBody{io.NewSectionReader(strings.NewReader(testBody), 0, int64(len(testBody)))}, nil
+	}
+	wantStatus(t, deliver(t, c, Route{NextHop: m.addr}, msg), Delivered)
+	if got := m.received(); len(got) != 1 || got[0].mopts.Size != int64(len(testBody)) {
+		t.Fatalf("MAIL FROM SIZE = %+v, want %d", got, len(testBody))
+	}
+
+	small := startMTA(t, func(s *smtp.Server) { s.MaxMessageBytes = 10 })
+	msg.Size = 0
+	res := deliver(t, c, Route{NextHop: small.addr}, msg)
+	wantStatus(t, res, Failed)
+	if res[0].Enhanced != "5.3.4" || len(small.received()) != 0 {
+		t.Errorf("over the server's SIZE: %+v, server got %d messages", res[0], len(small.received()))
+	}
+}

@@ -273,12 +273,6 @@ func (d *delivery) transaction(ctx context.Context, s *session, idx []int) (reus
 	if len(send) == 0 {
 		return true, false
 	}
-	// RFC 1870 section 6: a message larger than the announced SIZE would
-	// be refused after it was sent; say so now.
-	if limit := s.sizeLimit(); limit > 0 && m.Size > limit {
-		t.setAll(send, Failed, 0, "5.3.4", fmt.Sprintf("message size %d exceeds size limit %d of server %s[%s]", m.Size, limit, s.target.host, s.target.addr), false)
-		return true, false
-	}
 	// Content in memory goes with BDAT (RFC 3030) when the server offers
 	// CHUNKING and PIPELINING and the content is already what DATA would
 	// deliver (CRLF lines, a final CRLF): the whole transaction is then
@@ -304,6 +298,16 @@ func (d *delivery) transaction(ctx context.Context, s *session, idx []int) (reus
 		}
 		defer rc.Close()
 		body = rc
+		// A spool file knows its size: announce it (MAIL ... SIZE=).
+		if sz, ok := rc.(interface{ Size() int64 }); ok && m.Size == 0 {
+			m.Size = sz.Size()
+		}
+	}
+	// RFC 1870 section 6: a message larger than the announced SIZE would
+	// be refused after it was sent; say so now.
+	if limit := s.sizeLimit(); limit > 0 && m.Size > limit {
+		t.setAll(send, Failed, 0, "5.3.4", fmt.Sprintf("message size %d exceeds size limit %d of server %s[%s]", m.Size, limit, s.target.host, s.target.addr), false)
+		return true, false
 	}
 	if content != nil && d.start != ctx {
 		// The content leaves with the envelope: StartBy ends here.
