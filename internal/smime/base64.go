@@ -3,6 +3,7 @@ package smime
 import (
 	"encoding/base64"
 	"io"
+	"sync"
 )
 
 // RFC 2045 section 6.8: encoded lines are at most 76 characters, and RFC
@@ -31,7 +32,21 @@ type lineEncoder struct {
 }
 
 func newLineEncoder(w io.Writer) *lineEncoder {
-	return &lineEncoder{w: w, out: make([]byte, 0, encodeBufLines*(lineChars+2))}
+	e := encoders.Get().(*lineEncoder)
+	*e = lineEncoder{w: w, out: e.out[:0]}
+	return e
+}
+
+// encoders recycles line encoders and their buffers, one per sealed
+// message otherwise.
+var encoders = sync.Pool{New: func() any {
+	return &lineEncoder{out: make([]byte, 0, encodeBufLines*(lineChars+2))}
+}}
+
+// release returns e to the pool; it must not be used afterwards.
+func (e *lineEncoder) release() {
+	e.w = nil
+	encoders.Put(e)
 }
 
 // Write encodes p; only whole lines are produced until Close.

@@ -61,6 +61,7 @@ func Seal(w io.Writer, msg []byte, opts SealOptions) error {
 	outer.WriteString("\r\n")
 
 	enc := newLineEncoder(&prefixWriter{w: w, prefix: outer.Bytes()})
+	defer enc.release()
 	if err := cms.Encrypt(enc, msg, opts.Recipients, cms.EncryptOptions{Cipher: opts.Cipher}); err != nil {
 		return fmt.Errorf("smime: seal: %w", err)
 	}

@@ -64,11 +64,44 @@ type wireConn struct {
 }
 
 func newWireConn(c net.Conn, srv *Server, client netip.AddrPort, release func()) *wireConn {
-	return &wireConn{raw: c, cur: c, srv: srv, br: bufio.NewReaderSize(c, readBuffer), client: client, release: release}
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(c)
+	return &wireConn{raw: c, cur: c, srv: srv, br: br, client: client, release: release}
 }
+
+// readers recycles the connections' read buffers: one per connection was
+// two thirds of the bytes the relay allocated (a new connection per message
+// is what most clients make).
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBuffer) }}
 
 // Read gives go-smtp the next command line.
 func (w *wireConn) Read(p []byte) (int, error) {
+	n, err := w.read(p)
+	if err != nil {
+		w.releaseReader()
+	}
+	return n, err
+}
+
+// releaseReader gives the read buffer back to the pool once the connection
+// is over. It runs only on the connection's goroutine, at the two points
+// where go-smtp's loop meets its end: an error from Read, or from the
+// SetReadDeadline before every command (which is how a connection closed
+// after QUIT ends). That goroutine is the only one that reads through the
+// buffer (commands, DATA in the session, the STARTTLS switch); Close, which
+// Shutdown may call from elsewhere, never touches it.
+func (w *wireConn) releaseReader() {
+	if w.br != nil {
+		w.br.Reset(nil)
+		readers.Put(w.br)
+		w.br = nil
+	}
+}
+
+func (w *wireConn) read(p []byte) (int, error) {
+	if w.br == nil {
+		return 0, io.EOF
+	}
 	if w.eod {
 		w.eod = false
 		return copy(p, ".\r\n"), nil
@@ -412,8 +445,14 @@ func (w *wireConn) conn() net.Conn {
 
 // The rest of net.Conn, for go-smtp.
 
-func (w *wireConn) LocalAddr() net.Addr                { return w.raw.LocalAddr() }
-func (w *wireConn) RemoteAddr() net.Addr               { return w.raw.RemoteAddr() }
-func (w *wireConn) SetDeadline(t time.Time) error      { return w.conn().SetDeadline(t) }
-func (w *wireConn) SetReadDeadline(t time.Time) error  { return w.conn().SetReadDeadline(t) }
+func (w *wireConn) LocalAddr() net.Addr           { return w.raw.LocalAddr() }
+func (w *wireConn) RemoteAddr() net.Addr          { return w.raw.RemoteAddr() }
+func (w *wireConn) SetDeadline(t time.Time) error { return w.conn().SetDeadline(t) }
+func (w *wireConn) SetReadDeadline(t time.Time) error {
+	err := w.conn().SetReadDeadline(t)
+	if err != nil {
+		w.releaseReader() // go-smtp ends the connection on this error
+	}
+	return err
+}
 func (w *wireConn) SetWriteDeadline(t time.Time) error { return w.conn().SetWriteDeadline(t) }
