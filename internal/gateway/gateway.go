@@ -2,9 +2,12 @@
 // the policy step (classify, seal, open) to the courier, and handles what
 // follows: retries, holds, bounces and the quarantine.
 //
-// Work happens only after the 250, from the spool: the policy step reads the
-// original, writes the per-domain versions and commits them with one atomic
-// envelope update, so a crash at any point repeats work rather than losing it.
+// Queued work happens after the 250, from the spool: the policy step reads
+// the original, writes the per-domain versions and commits them with one
+// atomic envelope update, so a crash at any point repeats work rather than
+// losing it. A small message is first relayed before the 250, from memory,
+// by the same code (relayfirst.go); whatever it cannot finish there goes to
+// the spool before the 250 and continues as queued work.
 package gateway
 
 import (

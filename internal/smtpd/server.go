@@ -1,7 +1,8 @@
 // Package smtpd is smimegate's SMTP receiver: it accepts mail for the local
 // domains from anyone and for any domain from the trusted networks, reads
 // the DATA stream strictly, and answers 250 only once the message is
-// committed to the spool.
+// committed to the spool, or once Options.Handoff has handed it on (the
+// gateway's relay first).
 //
 // The protocol state machine is emersion/go-smtp's; the bytes under it go
 // through wireConn (strict lines, STARTTLS, limits) and the message itself
