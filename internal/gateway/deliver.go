@@ -24,6 +24,14 @@ type hop struct {
 	tls     string
 }
 
+// key names the destination, as the courier pools its connections.
+func (h hop) key() string {
+	if h.nextHop == "mx" {
+		return "mx:" + h.domain
+	}
+	return h.nextHop
+}
+
 // routeFor returns the next hop and TLS mode for a recipient domain:
 // relay.inbound for local domains, the most specific [relay.routes] entry,
 // else relay.outbound.
@@ -110,6 +118,7 @@ func (g *Gateway) deliver(ctx context.Context, env *spool.Envelope, force bool, 
 	var delayed []failure
 	for range order {
 		o := <-outcomes
+		g.hops.observe(o.h.key(), o.results)
 		v := &env.Versions[o.h.version]
 		for k, res := range o.results {
 			d := &v.Recipients[o.idx[k]]

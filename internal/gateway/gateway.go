@@ -48,6 +48,7 @@ type Gateway struct {
 	hardStop   context.Context
 	cancelHard context.CancelFunc
 	inFlight   atomic.Int64 // passes over a message in progress (workers' and relay-first)
+	hops       *hopHealth   // next hops that did not answer lately (relay first bypasses them)
 }
 
 // state is what a reload replaces as a whole: configuration and certificates.
@@ -75,6 +76,7 @@ func New(cfg *config.Config, certs *certstore.Store, sp *spool.Spool, opts Optio
 		workers: cfg.Relay.MaxConnections + 2*runtime.GOMAXPROCS(0),
 	}
 	g.hardStop, g.cancelHard = newHardStop()
+	g.hops = newHopHealth()
 	if g.log == nil {
 		g.log = slog.Default()
 	}

@@ -34,7 +34,7 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 		bounces: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "smimegate_bounces_total", Help: "Delivery status notifications queued."}),
 		relayFirst: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "smimegate_relay_first_total", Help: "Messages relayed first (queue.relay_first) by outcome: relayed (every recipient done, nothing stored), spooled (committed for what was left), refused (every next hop refused it for good; the client got the refusal)."}, []string{"outcome"}),
+			Name: "smimegate_relay_first_total", Help: "Messages relayed first (queue.relay_first) by outcome: relayed (every recipient done, nothing stored), spooled (committed for what was left), refused (every next hop refused it for good; the client got the refusal), skipped (queued at once: a next hop of it did not answer at its last attempt)."}, []string{"outcome"}),
 	}
 	reg.MustRegister(m.received, m.decisions, m.deliveries, m.quarantined, m.bounces, m.relayFirst)
 	return m

@@ -3,8 +3,11 @@ package gateway
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
+	"smimegate/internal/courier"
+	"smimegate/internal/policy"
 	"smimegate/internal/smtpd"
 	"smimegate/internal/spool"
 )
@@ -33,6 +36,9 @@ import (
 //
 // A crash after a next hop's 250 and before ours makes the client send the
 // message again: a duplicate, never a loss, as with any MTA.
+//
+// A next hop that gave no answer at its last attempt is bypassed for a
+// while (hopHealth): its messages are queued at once.
 
 // InMemory is the receiver's InMemory: the largest message relayed first,
 // 0 when relay-first is off or the gateway is stopping.
@@ -52,6 +58,17 @@ func (g *Gateway) Handoff(env *spool.Envelope, in *spool.Incoming) error {
 		if err := in.Commit(env); err != nil {
 			return err
 		}
+		g.Enqueue(env.ID)
+		return nil
+	}
+	if hop := g.unreachableHop(env); hop != "" {
+		// Its next hop did not answer at the last attempt: do not make
+		// this client wait for it too. The queue retries on its schedule.
+		if err := in.Commit(env); err != nil {
+			return err
+		}
+		g.metrics.relayFirst.WithLabelValues("skipped").Inc()
+		g.log.Debug("not relayed first: the next hop did not answer recently", "queue_id", env.ID, "next_hop", hop)
 		g.Enqueue(env.ID)
 		return nil
 	}
@@ -108,6 +125,75 @@ func (g *Gateway) relayFirst(env *spool.Envelope, vs *versions) (outcome string,
 		return "spooled", nil
 	}
 	return "relayed", nil
+}
+
+// unreachableHop returns a next hop of env's recipients that did not
+// answer at its last attempt (hopHealth), or "".
+func (g *Gateway) unreachableHop(env *spool.Envelope) string {
+	cfg := g.Config()
+	for _, r := range env.Recipients {
+		domain := policy.Domain(r.Addr)
+		next, _ := routeFor(cfg, domain)
+		key := next
+		if next == "mx" {
+			key = "mx:" + domain
+		}
+		if g.hops.down(key) {
+			return key
+		}
+	}
+	return ""
+}
+
+// hopHealth remembers the next hops that did not answer at all (no
+// connection, no greeting, a lost connection: a result without a server
+// reply) at their last attempt, for hopDownFor. While a hop is remembered so,
+// messages for it are queued at once instead of relayed first: during an
+// outage of the internal mail server, clients would otherwise each wait
+// queue.relay_first_timeout. Any attempt that gets a reply (a 250 from a
+// queue run, say) forgets it.
+type hopHealth struct {
+	mu    sync.Mutex
+	until map[string]time.Time
+}
+
+// hopDownFor is how long a silent hop is bypassed: after it, one relay-first
+// attempt tries it again.
+const hopDownFor = time.Minute
+
+func newHopHealth() *hopHealth { return &hopHealth{until: map[string]time.Time{}} }
+
+// observe records the results of one attempt at key.
+func (h *hopHealth) observe(key string, results []courier.Result) {
+	silent, answered := false, false
+	for _, r := range results {
+		switch {
+		case r.Code != 0:
+			answered = true
+		case r.Status == courier.Deferred:
+			silent = true
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case answered:
+		delete(h.until, key)
+	case silent:
+		h.until[key] = time.Now().Add(hopDownFor)
+	}
+}
+
+// down reports whether key is being bypassed now.
+func (h *hopHealth) down(key string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t, ok := h.until[key]
+	if ok && time.Now().After(t) {
+		delete(h.until, key)
+		return false
+	}
+	return ok
 }
 
 // newHardStop makes the context of every delivery attempt, cancelled when

@@ -144,6 +144,7 @@ func TestRelayFirstDeferredIsQueued(t *testing.T) {
 // TestRelayFirstGivesUpOnSilentNextHop: a next hop that accepts the
 // connection and never greets holds the client only for
 // queue.relay_first_timeout; the message is then queued, and the 250 follows.
+// The next message for that hop is not relayed first at all for a while.
 func TestRelayFirstGivesUpOnSilentNextHop(t *testing.T) {
 	t.Parallel()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -171,6 +172,12 @@ func TestRelayFirstGivesUpOnSilentNextHop(t *testing.T) {
 	out, err := org.run("queue", "list")
 	if err != nil || !strings.Contains(out, "carol@plain.test") {
 		t.Fatalf("the message must be queued: %v\n%s", err, out)
+	}
+	// The next message for that hop is queued at once: the hop did not
+	// answer at its last attempt, and a client should not wait for it again.
+	mustSend(t, org.smtp, "alice@example.org", []string{"dave@plain.test"}, message("alice@example.org", "dave@plain.test", "silent hop again"))
+	if m := org.metric(`smimegate_relay_first_total{outcome="skipped"}`); !strings.HasSuffix(m, " 1") {
+		t.Errorf("metrics: %q, want the second message queued without a relay-first attempt", m)
 	}
 }
 
