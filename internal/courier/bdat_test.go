@@ -93,17 +93,7 @@ func TestBDATSendsTheTransactionInOneGo(t *testing.T) {
 func TestBDATRecipientOutcomesAndBytes(t *testing.T) {
 	t.Parallel()
 	m := startMTA(t, nil)
-	m.set(func(m *mta) {
-		m.rcptErr = func(to string) error {
-			switch {
-			case strings.HasPrefix(to, "gone"):
-				return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
-			case strings.HasPrefix(to, "full"):
-				return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "mailbox full"}
-			}
-			return nil
-		}
-	})
+	m.set(refuseGoneAndFull)
 	c, _ := newCourier(t, Config{TLS: TLSNone})
 	res := deliver(t, c, Route{NextHop: m.addr}, inMemory("B2", testBody, "gone@example.net", "ok@example.net", "full@example.net"))
 	wantStatus(t, res, Failed, Delivered, Deferred)

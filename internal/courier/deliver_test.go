@@ -67,17 +67,7 @@ func TestNoDSNParametersWithoutDSN(t *testing.T) {
 func TestPartialRecipientFailures(t *testing.T) {
 	t.Parallel()
 	m := startMTA(t, nil)
-	m.set(func(m *mta) {
-		m.rcptErr = func(to string) error {
-			switch {
-			case strings.HasPrefix(to, "gone"):
-				return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
-			case strings.HasPrefix(to, "full"):
-				return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "mailbox full"}
-			}
-			return nil
-		}
-	})
+	m.set(refuseGoneAndFull)
 	c, _ := newCourier(t, Config{TLS: TLSNone})
 	msg := newMessage("Q3", "a@example.org", testBody, "gone@example.net", "ok@example.net", "full@example.net")
 	res := deliver(t, c, Route{NextHop: m.addr}, msg)

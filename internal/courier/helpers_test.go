@@ -492,3 +492,18 @@ func wantStatus(t testing.TB, res []Result, want ...Status) {
 		}
 	}
 }
+
+// refuseGoneAndFull makes m refuse recipients whose address starts with
+// "gone" for good (550 5.1.1) and those starting with "full" for now
+// (452 4.2.2).
+func refuseGoneAndFull(m *mta) {
+	m.rcptErr = func(to string) error {
+		switch {
+		case strings.HasPrefix(to, "gone"):
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+		case strings.HasPrefix(to, "full"):
+			return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "mailbox full"}
+		}
+		return nil
+	}
+}

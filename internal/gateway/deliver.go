@@ -179,6 +179,7 @@ func (g *Gateway) deliver(ctx context.Context, env *spool.Envelope, force bool, 
 // attempt hands one batch to the courier.
 func (g *Gateway) attempt(ctx context.Context, env *spool.Envelope, h hop, idx []int, vs *versions) []courier.Result {
 	v := env.Versions[h.version]
+	data := vs.bytes(v.Data)
 	msg := &courier.Message{
 		ID:       env.ID,
 		From:     env.Sender,
@@ -186,8 +187,8 @@ func (g *Gateway) attempt(ctx context.Context, env *spool.Envelope, h hop, idx [
 		EightBit: env.Body == "8BITMIME" || env.Body == "BINARYMIME",
 		RET:      env.RET,
 		EnvID:    env.EnvID,
-		Data:     vs.bytes(v.Data),
-		Size:     int64(len(vs.bytes(v.Data))),
+		Data:     data,
+		Size:     int64(len(data)),
 		StartBy:  vs.startBy,
 		Open: func() (io.ReadCloser, error) {
 			return vs.open(v.Data)

@@ -134,11 +134,7 @@ func (g *Gateway) unreachableHop(env *spool.Envelope) string {
 	for _, r := range env.Recipients {
 		domain := policy.Domain(r.Addr)
 		next, _ := routeFor(cfg, domain)
-		key := next
-		if next == "mx" {
-			key = "mx:" + domain
-		}
-		if g.hops.down(key) {
+		if key := (hop{nextHop: next, domain: domain}).key(); g.hops.down(key) {
 			return key
 		}
 	}

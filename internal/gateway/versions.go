@@ -128,11 +128,8 @@ func putBuffer(b []byte) {
 
 // open returns a reader of a version's data for the courier.
 func (vs *versions) open(name string) (io.ReadCloser, error) {
-	if b, ok := vs.mem[name]; ok {
+	if b := vs.bytes(name); b != nil {
 		return io.NopCloser(bytes.NewReader(b)), nil
-	}
-	if name == "" && vs.original != nil {
-		return io.NopCloser(bytes.NewReader(vs.original)), nil
 	}
 	return vs.g.spool.OpenData(vs.id, name)
 }
