@@ -44,7 +44,9 @@ func TestOutboundSealedThenOpenedByPartner(t *testing.T) {
 	if bytes.Contains(crossed.Data, []byte(secretLine)) || bytes.Contains(crossed.Data, []byte("Gr\xc3\xbc\xc3\x9fe")) {
 		t.Error("the body crossed in the clear")
 	}
-	if strings.Contains(strings.ToLower(h), "bcc") || strings.Contains(h, "dave@") {
+	// A field name at the start of a line: the queue id in our Received
+	// field is random base32 and may itself contain "bcc".
+	if regexp.MustCompile(`(?im)^bcc:`).MatchString(h) || strings.Contains(h, "dave@") {
 		t.Errorf("Bcc leaked into the outer header:\n%s", h)
 	}
 	if !strings.HasPrefix(h, "Received: ") || !strings.Contains(h, "by gw.example.org") {
