@@ -35,12 +35,14 @@ type Config struct {
 	LocalDomains []string `toml:"local_domains"`
 	LogLevel     string   `toml:"log_level"`
 
-	SMTP   SMTP   `toml:"smtp"`
-	Relay  Relay  `toml:"relay"`
-	Certs  Certs  `toml:"certs"`
-	Policy Policy `toml:"policy"`
-	Queue  Queue  `toml:"queue"`
-	Admin  Admin  `toml:"admin"`
+	SMTP       SMTP       `toml:"smtp"`
+	Relay      Relay      `toml:"relay"`
+	Certs      Certs      `toml:"certs"`
+	Policy     Policy     `toml:"policy"`
+	Queue      Queue      `toml:"queue"`
+	Quarantine Quarantine `toml:"quarantine"`
+	Limits     Limits     `toml:"limits"`
+	Admin      Admin      `toml:"admin"`
 
 	// File is the configuration file this was read from ("" for defaults only).
 	File string `toml:"-"`
@@ -64,6 +66,20 @@ type SMTP struct {
 	MinDataRate             int      `toml:"min_data_rate"`              // smtpd_min_data_rate = 500 bytes/s
 	ErrorLimit              int      `toml:"error_limit"`                // smtpd_hard_error_limit = 20
 	JunkCommandLimit        int      `toml:"junk_command_limit"`         // smtpd_junk_command_limit = 100
+	// TrustedReserve is how many of MaxConnections only clients in the
+	// trusted networks may take, so that outsiders cannot starve the
+	// internal mail servers of connection slots.
+	TrustedReserve int `toml:"trusted_reserve"`
+	// MaxSessionTime bounds a whole SMTP session, however busy: past it the
+	// connection is closed with 421 after the reply in progress.
+	MaxSessionTime Duration `toml:"max_session_time"`
+	// VerifyRecipients asks relay.inbound at RCPT time whether it accepts a
+	// recipient in a local domain (Postfix's reject_unverified_recipient),
+	// so that unknown recipients are refused before any content; the
+	// answers are cached for VerifyPositiveTTL and VerifyNegativeTTL.
+	VerifyRecipients  bool     `toml:"verify_recipients"`
+	VerifyPositiveTTL Duration `toml:"verify_positive_ttl"` // address_verify_positive_refresh_time
+	VerifyNegativeTTL Duration `toml:"verify_negative_ttl"` // address_verify_negative_refresh_time
 
 	// Parsed forms, filled by validation.
 	TrustedPrefixes []netip.Prefix `toml:"-"`
@@ -84,6 +100,7 @@ type Relay struct {
 	MaxPerDestination     int      `toml:"max_per_destination"`            // default_destination_concurrency_limit = 20
 	ConnectTimeout        Duration `toml:"connect_timeout"`                // smtp_connect_timeout = 30s
 	CommandTimeout        Duration `toml:"command_timeout"`                // smtp_*_timeout, 300s
+	DataDoneTimeout       Duration `toml:"data_done_timeout"`              // smtp_data_done_timeout = 600s
 	MaxRecipientsPerTrans int      `toml:"max_recipients_per_transaction"` // smtp_destination_recipient_limit = 50
 }
 
@@ -100,6 +117,11 @@ type Certs struct {
 	// certificates must chain to. Empty: partner certificates are trusted as
 	// imported (the usual practice between gateways: out-of-band exchange).
 	TrustAnchors string `toml:"trust_anchors"`
+	// AllowPublicSuffix lists public suffixes (com, co.uk, github.io: the
+	// Public Suffix List) that a domain certificate may nevertheless name.
+	// A certificate naming any other public suffix is refused: it would
+	// capture the mail of every domain under it.
+	AllowPublicSuffix []string `toml:"allow_public_suffix"`
 	// KeyPassphraseFile / KeyPassphraseEnv unlock encrypted PKCS#8 and PKCS#12 keys.
 	KeyPassphraseFile string `toml:"key_passphrase_file"`
 	KeyPassphraseEnv  string `toml:"key_passphrase_env"`
@@ -155,6 +177,25 @@ type Queue struct {
 	RelayFirstTimeout Duration `toml:"relay_first_timeout"`
 }
 
+// Quarantine bounds what undecryptable mail may take: outsiders decide how
+// much of it arrives.
+type Quarantine struct {
+	MaxBytes    int64    `toml:"max_bytes"`    // all quarantined messages together
+	MaxMessages int      `toml:"max_messages"` // number of quarantined messages
+	Lifetime    Duration `toml:"lifetime"`     // quarantined messages older than this are deleted
+}
+
+// Limits bounds the resources of the whole gateway.
+type Limits struct {
+	// Memory is the budget for messages being processed, as bytes ("512MiB",
+	// "2GiB", "1073741824") or as a share of the machine's memory ("25%").
+	// Every message reserves what its processing needs before it starts,
+	// and waits while the budget is spent.
+	Memory string `toml:"memory"`
+	// MemoryBytes is Memory resolved, filled by validation.
+	MemoryBytes int64 `toml:"-"`
+}
+
 // Admin configures the HTTP listener for /metrics, /healthz and the queue
 // commands of a running gateway.
 type Admin struct {
@@ -198,6 +239,10 @@ func Default() *Config {
 			MinDataRate:             500,
 			ErrorLimit:              20,
 			JunkCommandLimit:        100,
+			TrustedReserve:          10,
+			MaxSessionTime:          Duration(time.Hour),
+			VerifyPositiveTTL:       Duration(24 * time.Hour),
+			VerifyNegativeTTL:       Duration(time.Hour),
 		},
 		Relay: Relay{
 			Outbound:              "mx",
@@ -206,6 +251,7 @@ func Default() *Config {
 			MaxPerDestination:     20,
 			ConnectTimeout:        Duration(30 * time.Second),
 			CommandTimeout:        Duration(300 * time.Second),
+			DataDoneTimeout:       Duration(600 * time.Second),
 			MaxRecipientsPerTrans: 50,
 		},
 		Certs: Certs{
@@ -213,6 +259,8 @@ func Default() *Config {
 			Partners:  "/etc/smimegate/partners",
 			Names:     slices.Clone(defaultCertName),
 			HostNames: true,
+			// Empty rather than nil, as a file's "[]" decodes.
+			AllowPublicSuffix: []string{},
 		},
 		Policy: Policy{
 			MixedRecipients: "split",
@@ -231,7 +279,13 @@ func Default() *Config {
 			RelayFirstMaxBytes: 256 << 10,
 			RelayFirstTimeout:  Duration(10 * time.Second),
 		},
-		Admin: Admin{Listen: "127.0.0.1:8025"},
+		Quarantine: Quarantine{
+			MaxBytes:    1 << 30,
+			MaxMessages: 10000,
+			Lifetime:    Duration(30 * 24 * time.Hour),
+		},
+		Limits: Limits{Memory: "25%"},
+		Admin:  Admin{Listen: "127.0.0.1:8025"},
 	}
 }
 

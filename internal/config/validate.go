@@ -260,6 +260,12 @@ func (v *validator) validate() {
 	}
 	v.positive("smtp.error_limit", int64(c.SMTP.ErrorLimit))
 	v.positive("smtp.junk_command_limit", int64(c.SMTP.JunkCommandLimit))
+	if c.SMTP.TrustedReserve < 0 || c.SMTP.MaxConnections > 0 && c.SMTP.TrustedReserve >= c.SMTP.MaxConnections {
+		v.fail("smtp.trusted_reserve", "must be at least 0 and less than smtp.max_connections (%d), not %d", c.SMTP.MaxConnections, c.SMTP.TrustedReserve)
+	}
+	v.positive("smtp.max_session_time", int64(c.SMTP.MaxSessionTime))
+	v.positive("smtp.verify_positive_ttl", int64(c.SMTP.VerifyPositiveTTL))
+	v.positive("smtp.verify_negative_ttl", int64(c.SMTP.VerifyNegativeTTL))
 
 	// [relay]
 	if c.Relay.Inbound == "" {
@@ -295,6 +301,7 @@ func (v *validator) validate() {
 	v.positive("relay.max_per_destination", int64(c.Relay.MaxPerDestination))
 	v.positive("relay.connect_timeout", int64(c.Relay.ConnectTimeout))
 	v.positive("relay.command_timeout", int64(c.Relay.CommandTimeout))
+	v.positive("relay.data_done_timeout", int64(c.Relay.DataDoneTimeout))
 	v.positive("relay.max_recipients_per_transaction", int64(c.Relay.MaxRecipientsPerTrans))
 
 	// [certs]
@@ -309,6 +316,10 @@ func (v *validator) validate() {
 		if n == "" || strings.ContainsAny(n, "@ \t") {
 			v.fail("certs.names", "%q is not a local part", n)
 		}
+	}
+
+	for i, d := range c.Certs.AllowPublicSuffix {
+		c.Certs.AllowPublicSuffix[i] = v.domain("certs.allow_public_suffix", d)
 	}
 
 	// [policy]
@@ -347,6 +358,18 @@ func (v *validator) validate() {
 	v.positive("queue.relay_first_timeout", int64(c.Queue.RelayFirstTimeout))
 	if c.Queue.RelayFirstMaxBytes < 0 || c.Queue.RelayFirstMaxBytes > maxRelayFirstBytes {
 		v.fail("queue.relay_first_max_bytes", "must be between 0 and %d (messages are held in memory up to this size)", maxRelayFirstBytes)
+	}
+
+	// [quarantine]
+	v.positive("quarantine.max_bytes", c.Quarantine.MaxBytes)
+	v.positive("quarantine.max_messages", int64(c.Quarantine.MaxMessages))
+	v.positive("quarantine.lifetime", int64(c.Quarantine.Lifetime))
+
+	// [limits]
+	if n, err := parseMemory(c.Limits.Memory, physicalMemory); err != nil {
+		v.fail("limits.memory", "%v", err)
+	} else {
+		c.Limits.MemoryBytes = n
 	}
 
 	// [admin]
