@@ -53,6 +53,10 @@ func (g *Gateway) AdminHandler() http.Handler {
 	mux.HandleFunc("POST /queue/{id}/delete", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]string{"deleted": r.PathValue("id")}, g.Delete(r.PathValue("id")))
 	})
+	mux.HandleFunc("POST /queue/{id}/release-plain", func(w http.ResponseWriter, r *http.Request) {
+		n, err := g.ReleasePlain(r.PathValue("id"))
+		writeJSON(w, map[string]any{"released": r.PathValue("id"), "recipients": n}, err)
+	})
 
 	mux.HandleFunc("GET /quarantine", func(w http.ResponseWriter, r *http.Request) {
 		envs, err := g.spool.ListQuarantine()

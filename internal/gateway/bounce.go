@@ -30,7 +30,8 @@ type failure struct {
 //
 // The report carries the original header only, never the body of a message
 // that was (or was to be) encrypted; the whole original only for RET=FULL of
-// a message that was passed in the clear anyway.
+// a message that was passed in the clear anyway and came from a trusted
+// client.
 func (g *Gateway) bounce(env *spool.Envelope, v *spool.Version, failed []failure, delayed bool) error {
 	if env.Sender == "" {
 		addrs := make([]string, len(failed))
@@ -72,7 +73,11 @@ func (g *Gateway) bounce(env *spool.Envelope, v *spool.Version, failed []failure
 	}
 
 	cfg := g.Config()
-	full := env.RET == "FULL" && v.Action == "pass"
+	// RET=FULL is honoured only for a client in the trusted networks. From
+	// anyone else the envelope sender is a claim: returning the whole
+	// message to it would carry an attacker's content to any third party
+	// (backscatter), so such a report carries the header only.
+	full := env.RET == "FULL" && v.Action == "pass" && env.Trusted
 	var original, hdr []byte
 	var err error
 	if full {

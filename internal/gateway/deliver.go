@@ -73,6 +73,7 @@ func (g *Gateway) deliver(ctx context.Context, env *spool.Envelope, force bool, 
 	now := time.Now()
 	batches := map[hop][]int{}
 	var order []hop
+	bounced := map[int][]failure{} // version -> newly failed recipients
 	for vi, v := range env.Versions {
 		if v.Action == "hold" {
 			continue
@@ -81,7 +82,17 @@ func (g *Gateway) deliver(ctx context.Context, env *spool.Envelope, force bool, 
 			if d.State != spool.Pending || (!force && d.NextAttempt.After(now)) {
 				continue
 			}
-			domain := policy.Domain(d.Addr)
+			domain, ok := policy.Domain(d.Addr)
+			if !ok {
+				// Only a spool written before the policy refused such
+				// domains holds one: it is bounced, never routed by a
+				// name that does not canonicalise.
+				reason := "the domain " + domain + " is not a valid IDNA domain name (RFC 5891)"
+				dd := &env.Versions[vi].Recipients[ri]
+				dd.State, dd.LastError = spool.Bounced, reason
+				bounced[vi] = append(bounced[vi], failure{d: *dd, status: "5.1.3", diag: reason})
+				continue
+			}
 			next, tls := routeFor(cfg, domain)
 			h := hop{version: vi, nextHop: next, tls: tls}
 			if next == "mx" {
@@ -93,7 +104,7 @@ func (g *Gateway) deliver(ctx context.Context, env *spool.Envelope, force bool, 
 			batches[h] = append(batches[h], ri)
 		}
 	}
-	if len(order) == 0 {
+	if len(order) == 0 && len(bounced) == 0 {
 		return g.finish(env, vs)
 	}
 
@@ -114,12 +125,12 @@ func (g *Gateway) deliver(ctx context.Context, env *spool.Envelope, force bool, 
 			}()
 		}
 	}
-	bounced := map[int][]failure{} // version -> newly failed recipients
 	var delayed []failure
 	for range order {
 		o := <-outcomes
 		g.hops.observe(o.h.key(), o.results)
 		v := &env.Versions[o.h.version]
+		withhold := withholdReports(env, v)
 		for k, res := range o.results {
 			d := &v.Recipients[o.idx[k]]
 			d.Attempts++
@@ -132,6 +143,10 @@ func (g *Gateway) deliver(ctx context.Context, env *spool.Envelope, force bool, 
 			case courier.Failed:
 				d.State = spool.Bounced
 				g.metrics.deliveries.WithLabelValues("bounced").Inc()
+				if withhold {
+					d.Withheld = true
+					continue
+				}
 				bounced[o.h.version] = append(bounced[o.h.version], failure{d: *d, status: statusOf(res, "5.0.0"), diag: res.Reply, remote: res.HostName})
 			default:
 				g.metrics.deliveries.WithLabelValues("deferred").Inc()
@@ -140,18 +155,22 @@ func (g *Gateway) deliver(ctx context.Context, env *spool.Envelope, force bool, 
 					// reply stays the diagnostic.
 					d.State = spool.Bounced
 					d.LastError = "queue lifetime expired; last error: " + res.Reply
+					if withhold {
+						d.Withheld = true
+						continue
+					}
 					bounced[o.h.version] = append(bounced[o.h.version], failure{d: *d, status: "5.4.7", diag: res.Reply, remote: res.HostName})
 					continue
 				}
 				d.NextAttempt = now.Add(backoff(cfg, d.Attempts))
-				if dw := cfg.Queue.DelayWarning.D(); dw > 0 && !d.Warned && now.Sub(env.Arrival) >= dw {
+				if dw := cfg.Queue.DelayWarning.D(); dw > 0 && !withhold && !d.Warned && now.Sub(env.Arrival) >= dw {
 					d.Warned = true
 					delayed = append(delayed, failure{d: *d, status: statusOf(res, "4.0.0"), diag: res.Reply, remote: res.HostName, delayed: true, version: o.h.version})
 				}
 			}
 		}
 	}
-	if !vs.stored && len(bounced) > 0 && allRefused(env) {
+	if !vs.stored && len(bounced) > 0 && allRefused(env) && !hasWithheld(env) {
 		return time.Time{}, refusal(bounced)
 	}
 	if len(bounced) > 0 || len(delayed) > 0 {
@@ -221,6 +240,12 @@ func statusOf(r courier.Result, def string) string {
 // done; the error is that commit's.
 func (g *Gateway) finish(env *spool.Envelope, vs *versions) (time.Time, error) {
 	next := nextDue(env)
+	if next.IsZero() && hasWithheld(env) {
+		if err := vs.ensureStored(); err != nil {
+			return time.Time{}, err
+		}
+		return g.quarantineWithheld(env)
+	}
 	if next.IsZero() {
 		if !vs.stored {
 			g.log.Debug("done, relayed first", "queue_id", env.ID)
@@ -249,6 +274,56 @@ func (g *Gateway) finish(env *spool.Envelope, vs *versions) (time.Time, error) {
 		g.log.Error("cannot record delivery results; the attempt will be repeated", "queue_id", env.ID, "err", err)
 	}
 	return next, nil
+}
+
+// withholdReports reports whether failures of version v go unreported to
+// the sender: v is decrypted content and the client was not trusted. A
+// report (or its absence, when the content could not be decrypted and went
+// to the quarantine) would tell whoever wrote the ciphertext whether it
+// decrypted: the padding oracle through the mail flow (STANDARDS.md section
+// 6). Such recipients go to the quarantine instead, where the operator sees
+// the next hop's reason.
+func withholdReports(env *spool.Envelope, v *spool.Version) bool {
+	return v.Action == "decrypt" && !env.Trusted
+}
+
+func hasWithheld(env *spool.Envelope) bool {
+	for _, v := range env.Versions {
+		for _, d := range v.Recipients {
+			if d.Withheld {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// quarantineWithheld moves a finished message whose withheld recipients
+// (see withholdReports) were refused to the quarantine, for those
+// recipients only: a release then runs the inbound step again for them and
+// nobody else.
+func (g *Gateway) quarantineWithheld(env *spool.Envelope) (time.Time, error) {
+	q := *env
+	q.Recipients = nil
+	var why []string
+	for _, v := range env.Versions {
+		for _, d := range v.Recipients {
+			if d.Withheld {
+				q.Recipients = append(q.Recipients, d.Recipient)
+				why = append(why, d.Addr+": "+d.LastError)
+			}
+		}
+	}
+	q.Stage = spool.StageReceived
+	q.Versions = nil
+	reason := "the next hop refused the decrypted message for good; no report to the untrusted sender (it would tell whether decryption worked): " + strings.Join(why, "; ")
+	// Quarantine writes q (the original alone, these recipients alone) and
+	// moves it; the versions left in the queue are removed with the move.
+	if err := g.quarantine(&q, newVersions(g, env.ID), policy.Inbound, reason); err != nil {
+		g.log.Error("cannot quarantine the refused recipients; retrying", "queue_id", env.ID, "err", err)
+		return time.Now().Add(g.Config().Queue.MinBackoff.D()), nil
+	}
+	return time.Time{}, nil
 }
 
 // allRefused reports whether every recipient of every version was refused
@@ -370,30 +445,27 @@ func (g *Gateway) retryHolds(env *spool.Envelope, force bool) {
 			g.postponeHold(v, st.cfg)
 		case policy.Hold:
 			if now.Sub(env.Arrival) >= st.cfg.Queue.HoldLifetime.D() {
-				reason := "no usable certificate for " + v.Domain + ", which requires encryption; held until the hold lifetime expired"
-				var failed []failure
-				for i := range v.Recipients {
-					v.Recipients[i].State = spool.Bounced
-					v.Recipients[i].LastError = reason
-					failed = append(failed, failure{d: v.Recipients[i], status: "5.7.1", diag: reason})
-				}
-				if err := g.bounce(env, v, failed, false); err != nil {
-					g.log.Error("cannot queue the bounce; the recipients stay held and it will be tried again", "queue_id", env.ID, "err", err)
-					keepForBounce(v, failed, now.Add(backoff(st.cfg, 1)))
-					continue
-				}
-				g.logDecision(env, policy.DirectionOf(st.cfg, env.Sender, env.Trusted), "bounce", v.Domain, nil, "", reason)
+				g.expireHold(env, v, st.cfg, now)
 				continue
 			}
 			g.postponeHold(v, st.cfg)
 		default:
-			// The policy no longer requires encryption for this domain.
-			v.Action = "pass"
-			for i := range v.Recipients {
-				v.Recipients[i].NextAttempt = time.Time{}
-				v.Recipients[i].LastError = ""
+			// The domain would now go in the clear (its expired
+			// certificate was removed, require was switched off), but this
+			// message was held because policy decided it must be
+			// encrypted. That decision is never undone silently: it stays
+			// held until a usable certificate appears, the hold lifetime
+			// ends (a bounce), or the operator says in so many words that
+			// it may go in the clear (`smimegate queue release-plain ID`).
+			if now.Sub(env.Arrival) >= st.cfg.Queue.HoldLifetime.D() {
+				g.expireHold(env, v, st.cfg, now)
+				continue
 			}
-			g.logDecision(env, policy.DirectionOf(st.cfg, env.Sender, env.Trusted), "pass", v.Domain, nil, "", "held message released: the domain no longer requires encryption")
+			for i := range v.Recipients {
+				v.Recipients[i].LastError = "held for encryption; " + v.Domain + " now has no certificate: only `smimegate queue release-plain " + env.ID + "` sends it in the clear"
+			}
+			g.log.Warn("held message stays held: its domain would now get it in the clear, which needs the operator's release-plain", "queue_id", env.ID, "domain", v.Domain)
+			g.postponeHold(v, st.cfg)
 		}
 	}
 	if changed {
@@ -401,6 +473,76 @@ func (g *Gateway) retryHolds(env *spool.Envelope, force bool) {
 			g.log.Error("cannot record the held message's state", "queue_id", env.ID, "err", err)
 		}
 	}
+}
+
+// expireHold bounces the recipients of a held version whose hold lifetime
+// is over: a message that had to be encrypted and could not be is returned,
+// never sent in the clear.
+func (g *Gateway) expireHold(env *spool.Envelope, v *spool.Version, cfg *config.Config, now time.Time) {
+	reason := "no usable certificate for " + v.Domain + ", which requires encryption; held until the hold lifetime expired"
+	var failed []failure
+	for i := range v.Recipients {
+		if v.Recipients[i].State != spool.Pending {
+			continue
+		}
+		v.Recipients[i].State = spool.Bounced
+		v.Recipients[i].LastError = reason
+		failed = append(failed, failure{d: v.Recipients[i], status: "5.7.1", diag: reason})
+	}
+	if err := g.bounce(env, v, failed, false); err != nil {
+		g.log.Error("cannot queue the bounce; the recipients stay held and it will be tried again", "queue_id", env.ID, "err", err)
+		keepForBounce(v, failed, now.Add(backoff(cfg, 1)))
+		return
+	}
+	g.logDecision(env, policy.DirectionOf(cfg, env.Sender, env.Trusted), "bounce", v.Domain, nil, "", reason)
+}
+
+// ReleasePlain is the operator's explicit decision that the held versions
+// of a queued message may go in the clear (`smimegate queue release-plain
+// ID`): held recipients become ordinary pass recipients, due now. Nothing
+// else ever turns a decision to encrypt into a plain delivery. It returns
+// how many recipients were released.
+func (g *Gateway) ReleasePlain(id string) (n int, err error) {
+	g.sched.exclusive(id, func() {
+		var env *spool.Envelope
+		if env, err = g.spool.Load(id); err != nil {
+			return
+		}
+		if n = ReleaseHeld(env); n == 0 {
+			err = fmt.Errorf("message %s has no held recipients", id)
+			return
+		}
+		err = g.spool.Update(env)
+	})
+	if err != nil {
+		return 0, err
+	}
+	g.log.Warn("held recipients released in the clear by the operator", "queue_id", id, "recipients", n)
+	g.metrics.decisions.WithLabelValues("release-plain").Inc()
+	return n, nil
+}
+
+// ReleaseHeld turns the held versions of env into pass versions with their
+// pending recipients due now, and returns how many recipients it released.
+// It is ReleasePlain's change, shared with the command that edits a stopped
+// gateway's spool.
+func ReleaseHeld(env *spool.Envelope) int {
+	n := 0
+	for vi := range env.Versions {
+		v := &env.Versions[vi]
+		if v.Action != "hold" {
+			continue
+		}
+		v.Action = "pass"
+		for i := range v.Recipients {
+			if v.Recipients[i].State == spool.Pending {
+				v.Recipients[i].NextAttempt = time.Time{}
+				v.Recipients[i].LastError = ""
+				n++
+			}
+		}
+	}
+	return n
 }
 
 func holdDue(v *spool.Version, now time.Time) bool {

@@ -49,6 +49,7 @@ type Gateway struct {
 	cancelHard context.CancelFunc
 	inFlight   atomic.Int64 // passes over a message in progress (workers' and relay-first)
 	hops       *hopHealth   // next hops that did not answer lately (relay first bypasses them)
+	memory     *memoryBudget
 }
 
 // state is what a reload replaces as a whole: configuration and certificates.
@@ -77,6 +78,7 @@ func New(cfg *config.Config, certs *certstore.Store, sp *spool.Spool, opts Optio
 	}
 	g.hardStop, g.cancelHard = newHardStop()
 	g.hops = newHopHealth()
+	g.memory = newMemoryBudget(cfg.Limits.MemoryBytes)
 	if g.log == nil {
 		g.log = slog.Default()
 	}
@@ -87,6 +89,12 @@ func New(cfg *config.Config, certs *certstore.Store, sp *spool.Spool, opts Optio
 	g.metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "smimegate_queue_messages", Help: "Messages in the queue (received or routed, not yet done)."},
 		func() float64 { return float64(g.Pending()) }))
+	g.metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "smimegate_memory_reserved_bytes", Help: "Bytes of the memory budget (limits.memory) reserved by messages being processed."},
+		func() float64 { return float64(g.memory.inUse()) }))
+	g.metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "smimegate_memory_budget_bytes", Help: "The memory budget for messages being processed (limits.memory)."},
+		func() float64 { return float64(g.memory.size()) }))
 	return g
 }
 
@@ -102,6 +110,7 @@ func (g *Gateway) setState(cfg *config.Config, certs *certstore.Store) {
 // from now on (SIGHUP). Work in flight finishes with what it started with.
 func (g *Gateway) Reload(cfg *config.Config, certs *certstore.Store) {
 	g.setState(cfg, certs)
+	g.memory.resize(cfg.Limits.MemoryBytes)
 	g.log.Info("reloaded", "own_certs", len(certs.Own()), "certs", len(certs.All()), "problems", len(certs.Problems()))
 }
 

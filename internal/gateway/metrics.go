@@ -13,6 +13,12 @@ type Metrics struct {
 	quarantined prometheus.Counter
 	bounces     prometheus.Counter
 	relayFirst  *prometheus.CounterVec
+	// ownKeyUnavailable counts messages encrypted to one of our
+	// certificates whose private key could not be loaded: they wait in the
+	// queue, and this is what an alert should watch.
+	ownKeyUnavailable prometheus.Counter
+	// memoryWaits counts passes that had to wait for limits.memory.
+	memoryWaits prometheus.Counter
 }
 
 // NewMetrics registers the gateway's metrics with reg (a new registry with
@@ -36,6 +42,10 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 		relayFirst: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "smimegate_relay_first_total", Help: "Messages relayed first (queue.relay_first) by outcome: relayed (every recipient done, nothing stored), spooled (committed for what was left), refused (every next hop refused it for good; the client got the refusal), skipped (queued at once: a next hop of it did not answer at its last attempt)."}, []string{"outcome"}),
 	}
-	reg.MustRegister(m.received, m.decisions, m.deliveries, m.quarantined, m.bounces, m.relayFirst)
+	m.ownKeyUnavailable = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "smimegate_own_key_unavailable_total", Help: "Inbound messages encrypted to one of our certificates whose private key is not loaded (unreadable file, wrong passphrase): deferred, never passed."})
+	m.memoryWaits = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "smimegate_memory_waits_total", Help: "Message passes that waited for the memory budget (limits.memory), or were queued instead of relayed first because of it."})
+	reg.MustRegister(m.received, m.decisions, m.deliveries, m.quarantined, m.bounces, m.relayFirst, m.ownKeyUnavailable, m.memoryWaits)
 	return m
 }

@@ -72,6 +72,19 @@ func (g *Gateway) Handoff(env *spool.Envelope, in *spool.Incoming) error {
 		g.Enqueue(env.ID)
 		return nil
 	}
+	reserved, ok := g.memory.tryAcquire(passMemory(int64(len(data))))
+	if !ok {
+		// The memory budget is spent: the message waits its turn in the
+		// spool rather than holding this client and more memory.
+		if err := in.Commit(env); err != nil {
+			return err
+		}
+		g.metrics.memoryWaits.Inc()
+		g.metrics.relayFirst.WithLabelValues("skipped").Inc()
+		g.Enqueue(env.ID)
+		return nil
+	}
+	defer g.memory.release(reserved)
 	received := *env // what the spool gets, should the message have to stay
 	vs := newVersions(g, env.ID)
 	vs.original = data
@@ -132,7 +145,10 @@ func (g *Gateway) relayFirst(env *spool.Envelope, vs *versions) (outcome string,
 func (g *Gateway) unreachableHop(env *spool.Envelope) string {
 	cfg := g.Config()
 	for _, r := range env.Recipients {
-		domain := policy.Domain(r.Addr)
+		domain, ok := policy.Domain(r.Addr)
+		if !ok {
+			continue // refused by the policy step, never delivered
+		}
 		next, _ := routeFor(cfg, domain)
 		if key := (hop{nextHop: next, domain: domain}).key(); g.hops.down(key) {
 			return key

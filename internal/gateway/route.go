@@ -33,6 +33,16 @@ func (g *Gateway) work(ctx context.Context, id string, force bool) time.Time {
 		return time.Now().Add(g.Config().Queue.MinBackoff.D())
 	}
 	vs := newVersions(g, id)
+	if needsMemory(env, force) {
+		// The policy step and a held copy's sealing hold the message
+		// whole (and a small message's versions stay in memory until
+		// delivered): reserve it all first.
+		n, err := g.reserveMemory(ctx, env.Size)
+		if err != nil {
+			return nextDue(env) // shutting down
+		}
+		defer g.memory.release(n)
+	}
 	if env.Stage == spool.StageReceived {
 		if !force && env.NextAttempt.After(time.Now()) {
 			return env.NextAttempt
@@ -60,6 +70,32 @@ func (g *Gateway) work(ctx context.Context, id string, force bool) time.Time {
 		return time.Now().Add(g.Config().Queue.MinBackoff.D())
 	}
 	return next
+}
+
+// needsMemory reports whether a pass over env reads the message whole: the
+// policy step, or the sealing of a held version that is due.
+func needsMemory(env *spool.Envelope, force bool) bool {
+	if env.Stage == spool.StageReceived {
+		return force || !env.NextAttempt.After(time.Now())
+	}
+	now := time.Now()
+	for i := range env.Versions {
+		if env.Versions[i].Action == "hold" && (force || holdDue(&env.Versions[i], now)) {
+			return true
+		}
+	}
+	return false
+}
+
+// reserveMemory reserves a pass's memory for a message of size bytes,
+// waiting while the budget is spent, and returns the bytes to release.
+func (g *Gateway) reserveMemory(ctx context.Context, size int64) (int64, error) {
+	want := passMemory(size)
+	if n, ok := g.memory.tryAcquire(want); ok {
+		return n, nil
+	}
+	g.metrics.memoryWaits.Inc()
+	return g.memory.acquire(ctx, want)
 }
 
 // classify runs the policy for an envelope.
@@ -148,6 +184,26 @@ func (g *Gateway) route(env *spool.Envelope, vs *versions) (done bool, err error
 		case policy.Pass:
 			versions = append(versions, spool.Version{Action: "pass", Domain: grp.Domain, Recipients: rcpts})
 			g.logDecision(env, plan.Direction, "pass", grp.Domain, nil, "", "")
+		case policy.Refuse:
+			// The receiver refuses these at RCPT; whatever reaches the
+			// policy another way (a spool written by an older version) is
+			// bounced, never looked up or passed.
+			reason := "the domain " + grp.Domain + " is not a valid IDNA domain name (RFC 5891); no policy can be applied to it"
+			v := spool.Version{Action: "refuse", Domain: grp.Domain, Recipients: rcpts}
+			var failed []failure
+			for i := range v.Recipients {
+				v.Recipients[i].State = spool.Bounced
+				v.Recipients[i].LastError = reason
+				failed = append(failed, failure{d: v.Recipients[i], status: "5.1.3", diag: reason})
+			}
+			if err := vs.ensureStored(); err != nil {
+				return false, err
+			}
+			if err := g.bounce(env, &v, failed, false); err != nil {
+				return false, fmt.Errorf("bouncing recipients in %s: %w", grp.Domain, err)
+			}
+			versions = append(versions, v)
+			g.logDecision(env, plan.Direction, "refuse", grp.Domain, nil, "", reason)
 		}
 	}
 	env.Stage = spool.StageRouted
@@ -196,10 +252,10 @@ func deliveries(env *spool.Envelope, idx []int) []spool.Delivery {
 func (g *Gateway) openInbound(env *spool.Envelope, dir policy.Direction, data []byte, rcpts []spool.Delivery, domain string, vs *versions, fast bool) (v spool.Version, quarantined bool, err error) {
 	st := g.state.Load()
 	pass := spool.Version{Action: "pass", Domain: domain, Recipients: rcpts}
-	if dir != policy.Inbound {
-		g.logDecision(env, dir, "pass", domain, nil, "", "local recipients")
-		return pass, false, nil
-	}
+	// Whatever the direction: mail to a local domain that is encrypted to
+	// one of our certificates is opened or quarantined (draft section 5.2),
+	// never relayed inward still encrypted because its sender claimed to be
+	// one of ours.
 	res := smime.Open(data, st.ownKeys, smime.OpenOptions{
 		MaxSize:   st.cfg.SMTP.MaxMessageBytes * 2,
 		Allow3DES: st.cfg.Policy.Allow3DES,
@@ -215,7 +271,7 @@ func (g *Gateway) openInbound(env *spool.Envelope, dir policy.Direction, data []
 		return v, true, g.quarantine(env, vs, dir, fmt.Sprintf("cannot decrypt: %v", res.Err))
 	}
 	fp := fingerprint(res.Info.Cert)
-	sender := policy.Domain(env.Sender)
+	sender, _ := policy.Domain(env.Sender) // an invalid domain is no partner: the global policy applies
 	if !res.Info.AEAD && st.cfg.PartnerPolicy(sender).RequireAEAD {
 		return v, true, g.quarantine(env, vs, dir, fmt.Sprintf("unauthenticated %s content refused by policy (require_aead) for %s", res.Info.Cipher, sender))
 	}

@@ -19,6 +19,8 @@ type scheduler struct {
 	ready []string             // due now, in arrival order
 	cond  *sync.Cond
 	stop  bool
+	// waiting counts callers of exclusive waiting for a busy message.
+	waiting int
 }
 
 func newScheduler() *scheduler {
@@ -85,6 +87,9 @@ func (s *scheduler) done(id string, next time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.busy, id)
+	if s.waiting > 0 {
+		s.cond.Broadcast() // an operator's exclusive call may be waiting for id
+	}
 	if s.again[id] {
 		delete(s.again, id)
 		if !next.IsZero() {
@@ -101,6 +106,22 @@ func (s *scheduler) done(id string, next time.Time) {
 		return
 	}
 	s.due[id] = next
+}
+
+// exclusive runs fn while no worker holds id (an operator's change to a
+// queued message must not race a worker's pass over it), then makes id due
+// now so that a worker sees the change.
+func (s *scheduler) exclusive(id string, fn func()) {
+	s.mu.Lock()
+	s.waiting++
+	for s.busy[id] {
+		s.cond.Wait()
+	}
+	s.waiting--
+	s.busy[id] = true
+	s.mu.Unlock()
+	defer s.done(id, time.Now())
+	fn()
 }
 
 // forget drops id from the index (deleted by the operator).

@@ -35,8 +35,10 @@ type Sink struct {
 	msgs     []Message
 	arrived  chan struct{}
 	reject   *smtp.SMTPError // reply to DATA when set
-	discard  bool            // count only, keep no bytes (benchmarks)
-	delay    time.Duration   // before the reply to DATA, after the message is kept
+	rcpt     func(addr string) *smtp.SMTPError
+	rcpts    int           // RCPT commands seen, accepted or not
+	discard  bool          // count only, keep no bytes (benchmarks)
+	delay    time.Duration // before the reply to DATA, after the message is kept
 	received int
 }
 
@@ -79,6 +81,21 @@ func (s *Sink) Reject(err *smtp.SMTPError) {
 	s.mu.Lock()
 	s.reject = err
 	s.mu.Unlock()
+}
+
+// RejectRcpt makes the sink answer RCPT TO:<addr> with fn(addr) when that is
+// not nil: a next hop that knows its users (nil fn: accept everyone).
+func (s *Sink) RejectRcpt(fn func(addr string) *smtp.SMTPError) {
+	s.mu.Lock()
+	s.rcpt = fn
+	s.mu.Unlock()
+}
+
+// RcptCount returns how many RCPT commands the sink has seen.
+func (s *Sink) RcptCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rcpts
 }
 
 // Delay makes the sink wait d before it answers a DATA whose message it
@@ -142,6 +159,15 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 }
 
 func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	s.sink.mu.Lock()
+	fn := s.sink.rcpt
+	s.sink.rcpts++
+	s.sink.mu.Unlock()
+	if fn != nil {
+		if err := fn(to); err != nil {
+			return err
+		}
+	}
 	s.to = append(s.to, to)
 	var o smtp.RcptOptions
 	if opts != nil {

@@ -19,8 +19,11 @@ import (
 type Direction string
 
 const (
-	// Outbound: the originator is a member of a local domain (draft 5),
-	// or the null sender from a trusted client (our own network's bounces).
+	// Outbound: the originator is a member of a local domain (draft 5) and
+	// the client is in the trusted networks, or the null sender from a
+	// trusted client (our own network's bounces). An untrusted client can
+	// never make a message outbound: anyone can write a local address in
+	// MAIL FROM.
 	Outbound Direction = "outbound"
 	// Inbound: everything else.
 	Inbound Direction = "inbound"
@@ -40,11 +43,19 @@ const (
 	Hold Action = "hold"
 	// Pass: a foreign domain without a certificate: relayed unaltered.
 	Pass Action = "pass"
+	// Refuse: a domain that does not canonicalise (not a valid IDNA name,
+	// an address literal). No certificate lookup can be trusted for it, so
+	// it is neither sealed nor passed: its recipients are bounced (5.1.3).
+	// The receiver refuses such recipients at RCPT; this is the policy's
+	// own guard, for anything that reaches it another way.
+	Refuse Action = "refuse"
 )
 
 // Group is the recipients of one destination domain and their treatment.
 type Group struct {
-	Domain     string // destination domain, A-label, lower case
+	// Domain is the destination domain, A-label, lower case; for Refuse, the
+	// domain as written (lower case), which names nothing.
+	Domain     string
 	Action     Action
 	Recipients []int // indexes into the recipient list given to Classify
 
@@ -61,7 +72,7 @@ type Plan struct {
 
 // Secured reports whether some recipients are protected by encryption
 // (sealed or held for it), and Unsecured whether some foreign recipients
-// would receive the message in the clear.
+// would receive the message in the clear. Refused recipients are neither.
 func (p *Plan) Secured() bool   { return p.has(Encrypt) || p.has(Hold) }
 func (p *Plan) Unsecured() bool { return p.has(Pass) }
 
@@ -89,12 +100,20 @@ func Classify(cfg *config.Config, certs Lookup, sender string, trusted bool, rcp
 	plan := &Plan{Direction: DirectionOf(cfg, sender, trusted)}
 	index := map[string]int{} // domain -> position in plan.Groups
 	for i, rcpt := range rcpts {
-		domain := Domain(rcpt)
-		gi, seen := index[domain]
+		domain, ok := Domain(rcpt)
+		key := domain
+		if !ok {
+			key = "\x00" + domain // never the same group as a valid domain
+		}
+		gi, seen := index[key]
 		if !seen {
-			plan.Groups = append(plan.Groups, classifyDomain(cfg, certs, domain))
+			g := Group{Domain: domain, Action: Refuse}
+			if ok {
+				g = classifyDomain(cfg, certs, domain)
+			}
+			plan.Groups = append(plan.Groups, g)
 			gi = len(plan.Groups) - 1
-			index[domain] = gi
+			index[key] = gi
 		}
 		plan.Groups[gi].Recipients = append(plan.Groups[gi].Recipients, i)
 	}
@@ -126,33 +145,40 @@ func classifyDomain(cfg *config.Config, certs Lookup, domain string) Group {
 	return g
 }
 
-// DirectionOf tells a message's direction from its envelope sender.
+// DirectionOf tells a message's direction from its envelope sender and the
+// client that handed it to us. Only a trusted client makes mail outbound:
+// from anyone else a local sender address is a claim, and believing it
+// would skip the inbound step (decryption, the quarantine) for ciphertext
+// that an outsider sent.
 func DirectionOf(cfg *config.Config, sender string, trusted bool) Direction {
-	if sender == "" {
-		if trusted {
-			return Outbound
-		}
+	if !trusted {
 		return Inbound
 	}
-	if cfg.IsLocal(Domain(sender)) {
+	if sender == "" {
+		return Outbound
+	}
+	if d, ok := Domain(sender); ok && cfg.IsLocal(d) {
 		return Outbound
 	}
 	return Inbound
 }
 
 // Domain returns the canonical domain of an address (the part after the
-// last "@", in A-label form, lower case). An address whose domain does not
-// convert is returned lower-cased as it is, so that it matches nothing.
-func Domain(addr string) string {
+// last "@", in A-label form, lower case) and whether it is one. For an
+// address whose domain does not canonicalise (not a valid IDNA name, an
+// address literal, no "@") ok is false and domain is what was written,
+// lower-cased, for messages: callers must treat it as matching nothing and
+// must not fall back to treating it as a domain without a certificate.
+func Domain(addr string) (domain string, ok bool) {
 	at := strings.LastIndexByte(addr, '@')
 	if at < 0 {
-		return ""
+		return "", false
 	}
 	d := strings.TrimSuffix(addr[at+1:], ".")
 	if c, err := config.CanonicalDomain(d); err == nil {
-		return c
+		return c, true
 	}
-	return strings.ToLower(d)
+	return strings.ToLower(d), false
 }
 
 // MixedRejection is the reply text for a message refused under

@@ -85,6 +85,16 @@ require = true
 		{"null sender from a trusted client is ours", "", true, "x@example.net", Outbound, Encrypt, "example.net"},
 		{"null sender from outside is inbound", "", false, "alice@example.org", Inbound, Local, ""},
 		{"relayed inbound to a partner is still sealed", "someone@elsewhere.test", true, "bob@example.net", Inbound, Encrypt, "example.net"},
+		// An outsider cannot make mail outbound by writing a local sender.
+		{"local sender from outside is inbound", "anything@example.org", false, "alice@example.org", Inbound, Local, ""},
+		{"local sub-domain sender from outside is inbound", "x@dept.example.org", false, "alice@example.org", Inbound, Local, ""},
+		// Domains that do not canonicalise are never "no certificate" (a
+		// pass in the clear), whatever parent domain has a certificate.
+		{"R-LDH label under a partner", "alice@example.org", true, "bob@ab--cd.example.net", Outbound, Refuse, ""},
+		{"fake A-label under a partner", "alice@example.org", true, "bob@xn--zz.example.net", Outbound, Refuse, ""},
+		{"underscore under a partner", "alice@example.org", true, "bob@a_b.example.net", Outbound, Refuse, ""},
+		{"address literal", "alice@example.org", true, "bob@[192.0.2.1]", Outbound, Refuse, ""},
+		{"invalid sender domain is not local", "alice@xn--zz.example.org", true, "bob@example.org", Inbound, Local, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -130,16 +140,40 @@ func TestMixedAndGrouping(t *testing.T) {
 }
 
 func TestDomain(t *testing.T) {
-	for in, want := range map[string]string{
-		"a@Example.ORG":          "example.org",
-		"a@example.org.":         "example.org",
-		"\"x@y\"@example.org":    "example.org",
-		"a@bücher.example":       "xn--bcher-kva.example",
-		"no-at-sign":             "",
-		"a@\xff\xfe.example.org": strings.ToLower("\xff\xfe.example.org"), // matches no real domain
+	for in, want := range map[string]struct {
+		domain string
+		ok     bool
+	}{
+		"a@Example.ORG":          {"example.org", true},
+		"a@example.org.":         {"example.org", true},
+		"\"x@y\"@example.org":    {"example.org", true},
+		"a@bücher.example":       {"xn--bcher-kva.example", true},
+		"no-at-sign":             {"", false},
+		"a@\xff\xfe.example.org": {strings.ToLower("\xff\xfe.example.org"), false},
+		"a@AB--cd.example.net":   {"ab--cd.example.net", false},
+		"a@xn--zz.example.net":   {"xn--zz.example.net", false},
+		"a@[192.0.2.1]":          {"[192.0.2.1]", false},
 	} {
-		if got := Domain(in); got != want {
-			t.Errorf("Domain(%q) = %q, want %q", in, got, want)
+		if d, ok := Domain(in); d != want.domain || ok != want.ok {
+			t.Errorf("Domain(%q) = %q, %v, want %q, %v", in, d, ok, want.domain, want.ok)
 		}
+	}
+}
+
+// TestRefusedDomainsNeverJoinAValidGroup: an invalid domain is its own
+// group even when it lower-cases to the same text as nothing valid, and it
+// makes a message neither secured nor unsecured.
+func TestRefusedDomainsNeverJoinAValidGroup(t *testing.T) {
+	certs := store(t, []string{"example.net"}, nil)
+	cfg := testConfig(t, "")
+	p := Classify(cfg, certs, "alice@example.org", true, []string{"a@example.net", "b@xn--zz.example.net", "c@XN--ZZ.example.net"})
+	if len(p.Groups) != 2 {
+		t.Fatalf("%d groups, want 2", len(p.Groups))
+	}
+	if g := p.Groups[1]; g.Action != Refuse || len(g.Recipients) != 2 {
+		t.Errorf("group %+v, want both invalid recipients refused together", g)
+	}
+	if p.Unsecured() || p.Mixed() {
+		t.Error("refused recipients count as unsecured")
 	}
 }

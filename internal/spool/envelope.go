@@ -40,6 +40,12 @@ type Delivery struct {
 	LastError   string        `json:"last_error,omitempty"` // last reply or connection error, for queue list and the DSN
 	LastHop     string        `json:"last_hop,omitempty"`
 	Warned      bool          `json:"warned,omitempty"` // a delay warning was sent
+	// Withheld marks a recipient whose failure is not reported to the
+	// sender: decrypted content from an untrusted client that the next hop
+	// refused for good. A report would tell the sender that decryption
+	// worked (an oracle); the message goes to the quarantine for these
+	// recipients instead, once the rest of it is done.
+	Withheld bool `json:"withheld,omitempty"`
 }
 
 // Version is one copy of a message that the policy step produced: the
@@ -49,9 +55,10 @@ type Version struct {
 	// Data names the data file of this version, as returned by
 	// VersionWriter.Commit; "" means the original as received.
 	Data string `json:"data,omitempty"`
-	// Action is what the policy step did: "pass", "encrypt", "decrypt" or
+	// Action is what the policy step did: "pass", "encrypt", "decrypt",
 	// "hold" (a require=true partner without a usable certificate: the
-	// policy step is retried for these recipients, the courier skips them).
+	// policy step is retried for these recipients, the courier skips them)
+	// or "refuse" (a domain that does not canonicalise: bounced at once).
 	Action       string     `json:"action"`
 	Domain       string     `json:"domain,omitempty"`       // destination domain for encrypt/hold
 	Fingerprints []string   `json:"fingerprints,omitempty"` // certificates sealed to / opened with
