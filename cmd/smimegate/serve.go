@@ -264,6 +264,7 @@ func courierConfig(cfg *config.Config, logger *slog.Logger) courier.Config {
 		TLS:                         mode,
 		ConnectTimeout:              cfg.Relay.ConnectTimeout.D(),
 		CommandTimeout:              cfg.Relay.CommandTimeout.D(),
+		DataDoneTimeout:             cfg.Relay.DataDoneTimeout.D(),
 		MaxConnections:              cfg.Relay.MaxConnections,
 		MaxPerDestination:           cfg.Relay.MaxPerDestination,
 		MaxRecipientsPerTransaction: cfg.Relay.MaxRecipientsPerTrans,
