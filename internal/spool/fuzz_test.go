@@ -3,6 +3,9 @@ package spool
 import (
 	"bytes"
 	"encoding/json"
+	"net/url"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -81,6 +84,22 @@ func FuzzTrailer(f *testing.F) {
 		dataLen, b, err = parseTrailer(bytes.NewReader(built), int64(len(built)))
 		if err != nil || dataLen != int64(len(data)) || !bytes.Equal(b, envJSON) {
 			t.Fatalf("round trip of %d data and %d trailer bytes: %d, %d, %v", len(data), len(envJSON), dataLen, len(b), err)
+		}
+	})
+}
+
+// FuzzValidID: an id the queue commands and the admin API accept must be
+// one path element that names nothing special, and stay the same in a URL.
+func FuzzValidID(f *testing.F) {
+	for _, s := range []string{NewID(), "../queue/01k1af74tdq9vt0xrge2", "01k1af74tdq9vt0xrg%2", "..", "01k1af74tdq9vt0xrge2\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !ValidID(s) {
+			return
+		}
+		if len(s) != idLen || filepath.Base(s) != s || s == "." || s == ".." || url.PathEscape(s) != s || strings.ContainsAny(s, "/.%\\\x00 ") {
+			t.Fatalf("accepted id %q", s)
 		}
 	})
 }
