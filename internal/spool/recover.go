@@ -256,12 +256,15 @@ func (s *Spool) finishMoves() error {
 			switch {
 			case dir == s.queueDir && quarantined:
 				s.log.Info("spool: recovery finishes an interrupted quarantine", "id", id)
-				if err := s.move(env, s.queueDir, s.quarDir); err != nil {
+				if _, err := s.move(env, s.queueDir, s.quarDir, nil); err != nil {
 					s.log.Error("spool: recovery could not finish a quarantine", "id", id, "err", err)
 				}
 			case dir == s.quarDir && !quarantined:
 				s.log.Info("spool: recovery finishes an interrupted release", "id", id)
-				if err := s.move(env, s.quarDir, s.queueDir); err != nil {
+				// The versions the message had in quarantine are no longer
+				// named by its envelope; recoverDir removes them from
+				// quarantine/ as data without an envelope.
+				if _, err := s.move(env, s.quarDir, s.queueDir, nil); err != nil {
 					s.log.Error("spool: recovery could not finish a release", "id", id, "err", err)
 				}
 			}

@@ -135,6 +135,17 @@ type Spool struct {
 
 	// free holds emptied inodes of delivered originals for reuse.
 	free *freeList
+
+	// quarMu serialises the moves into and out of the quarantine and its
+	// deletions (Quarantine, Release, DeleteQuarantined, ExpireQuarantine),
+	// so that an expiry and an operator's release of the same message never
+	// interleave, and the usage below changes exactly when a move commits.
+	quarMu sync.Mutex
+	// usage is what QuarantineUsage reports: counted from quarantine/ at
+	// Open, then adjusted by every move and deletion under quarMu.
+	usageMu   sync.Mutex
+	quarMsgs  int
+	quarBytes int64
 }
 
 // Open opens (creating if needed) the spool under the state directory dir
@@ -187,10 +198,19 @@ func OpenWith(dir string, opts Options) (*Spool, error) {
 		// Recovery removes files that a live gateway may be in the middle of
 		// committing; a second opener (a queue command) must not run it.
 		logger.Info("spool: another process has the spool open; recovery skipped", "dir", dir)
+		if err := s.countQuarantine(); err != nil {
+			return nil, err
+		}
 		return s, nil
 	}
 	s.lock = lock
 	if err := s.recover(); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	// Counted after recovery, which finishes interrupted moves and removes
+	// their links: what is counted is what the quarantine holds.
+	if err := s.countQuarantine(); err != nil {
 		lock.Close()
 		return nil, err
 	}
