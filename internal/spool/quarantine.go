@@ -24,7 +24,8 @@ import (
 //
 // Quarantine never refuses for want of room: a message the gateway must not
 // deliver is better kept beyond the quota than delivered. Whoever enforces
-// the quota (see QuarantineUsage) does it before accepting mail.
+// the quota (see QuarantineUsage) does it before accepting mail. The
+// message's work marker is cleared once the move has committed.
 func (s *Spool) Quarantine(env *Envelope, reason string) error {
 	if err := checkID(env.ID); err != nil {
 		return err
@@ -51,6 +52,7 @@ func (s *Spool) Quarantine(env *Envelope, reason string) error {
 	committed, err := s.move(&q, s.queueDir, s.quarDir, nil)
 	if committed {
 		s.addUsage(1, s.quarantinedSize(&q))
+		s.clearWork(env.ID)
 	}
 	return err
 }

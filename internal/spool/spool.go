@@ -43,6 +43,8 @@
 //	                     envelope is always ID.json
 //	corrupt/             damaged files found at start-up, kept for the operator
 //	tmp/                 files being written; emptied at start-up
+//	work                 work markers: the starts of processing that did not
+//	                     end, per message (BeginWork, EndWork); never fsynced
 //	spool.lock           held (flock) by the process that recovered the spool
 package spool
 
@@ -135,6 +137,9 @@ type Spool struct {
 
 	// free holds emptied inodes of delivered originals for reuse.
 	free *freeList
+	// work is the work markers (work.go), under mu; nil unless this Spool
+	// recovered the spool.
+	work *workTable
 
 	// quarMu serialises the moves into and out of the quarantine and its
 	// deletions (Quarantine, Release, DeleteQuarantined, ExpireQuarantine),
@@ -214,6 +219,12 @@ func OpenWith(dir string, opts Options) (*Spool, error) {
 		lock.Close()
 		return nil, err
 	}
+	// Markers of messages that recovery left queued are kept, so that the
+	// next BeginWork sees how often their processing never ended.
+	if err := s.openWork(s.queued); err != nil {
+		lock.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -240,6 +251,12 @@ func (s *Spool) Close() error {
 	if s.lock == nil {
 		return nil
 	}
+	s.mu.Lock()
+	if s.work != nil {
+		s.work.f.Close()
+		s.work = nil
+	}
+	s.mu.Unlock()
 	err := s.lock.Close()
 	s.lock = nil
 	return err
@@ -555,6 +572,9 @@ func (s *Spool) remove(env *Envelope) error {
 			errs = append(errs, err)
 		}
 	}
+	// The message is gone with its envelope file: its work marker, if the
+	// worker did not end it, would only count starts of nothing.
+	s.clearWork(id)
 	if len(errs) > 0 {
 		return fmt.Errorf("spool: removing data of message %s: %w", id, errors.Join(errs...))
 	}
