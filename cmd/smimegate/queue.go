@@ -78,6 +78,9 @@ func areaCommand(area, verbs string, args []string, run func(q *queueAccess, pos
 	if err != nil {
 		return err
 	}
+	if err := actAsStateDirOwner(cfg.StateDir, os.Stderr); err != nil {
+		return err
+	}
 	q := newQueueAccess(cfg)
 	if pos[0] == "show" && len(pos) == 2 {
 		ewh, err := q.show(area, pos[1])

@@ -2,16 +2,56 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"smimegate/internal/spool"
+)
+
+// queueTestAsUID makes this test binary take on the uid it names (and the
+// same gid, no supplementary groups) before it runs the command line, so
+// that a test started as root can run a command as a user that is neither
+// root nor the owner of state_dir.
+const queueTestAsUID = "SMIMEGATE_QUEUE_TEST_AS_UID"
+
+func init() {
+	v := os.Getenv(queueTestAsUID)
+	if v == "" {
+		return
+	}
+	uid, err := strconv.Atoi(v)
+	if err == nil {
+		err = syscall.Setgroups(nil)
+	}
+	if err == nil {
+		err = syscall.Setgid(uid)
+	}
+	if err == nil {
+		err = syscall.Setuid(uid)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "taking on uid", v+":", err)
+		os.Exit(3)
+	}
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+// queueTestNobody is the owner the tests give state_dir: "nobody" on Debian
+// and most others; queueTestStranger is a uid that owns nothing.
+const (
+	queueTestNobody   = 65534
+	queueTestStranger = 65533
 )
 
 // queueTestSetup makes a directory any user can reach, with a state_dir in
@@ -67,6 +107,131 @@ func queueTestQuarantined(t *testing.T, state string) (quarantined, queued strin
 		t.Fatal(err)
 	}
 	return ids[0], ids[1]
+}
+
+// queueTestRun runs the command line in a child process (this test binary
+// as smimegate), as uid asUID unless it is negative, and returns its exit
+// status and standard error.
+func queueTestRun(t *testing.T, asUID int, args ...string) (code int, stderr string) {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self, args...)
+	if asUID >= 0 {
+		cmd.Env = append(os.Environ(), queueTestAsUID+"="+strconv.Itoa(asUID))
+	} else {
+		cmd.Env = append(os.Environ(), cryptTestRunMain+"=1")
+	}
+	var e bytes.Buffer
+	cmd.Stderr = &e
+	if err := cmd.Run(); err != nil {
+		if _, ok := err.(*exec.ExitError); !ok {
+			t.Fatal(err)
+		}
+	}
+	return cmd.ProcessState.ExitCode(), e.String()
+}
+
+// queueTestOwners returns the files under dir that uid does not own.
+func queueTestOwners(t *testing.T, dir string, uid int) []string {
+	t.Helper()
+	var wrong []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if st := info.Sys().(*syscall.Stat_t); int(st.Uid) != uid || int(st.Gid) != uid {
+			wrong = append(wrong, fmt.Sprintf("%s (%d:%d)", p, st.Uid, st.Gid))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wrong
+}
+
+func queueTestChown(t *testing.T, dir string, uid int) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, uid)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRootCommandsActAsOwner: `quarantine release` and `queue flush` run as
+// root, with the gateway stopped, on a state_dir that belongs to the
+// gateway's user, write only files that user owns, and say whom they acted
+// as. Before, the released envelope was root's, 0600, and the gateway's
+// next start lost the message to corrupt/.
+func TestRootCommandsActAsOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("dropping privileges needs root; the refusal of other users is TestCommandsRefuseNonOwner")
+	}
+	cfgPath, state := queueTestSetup(t, "127.0.0.1:1")
+	quarantined, _ := queueTestQuarantined(t, state)
+	queueTestChown(t, state, queueTestNobody)
+
+	for _, args := range [][]string{
+		{"quarantine", "release", quarantined, "-config", cfgPath},
+		{"queue", "flush", "-config", cfgPath},
+	} {
+		code, stderr := queueTestRun(t, -1, args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d\n%s", args, code, stderr)
+		}
+		if !strings.Contains(stderr, "acting as") || !strings.Contains(stderr, "uid 65534") || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("%v: stderr %q, want one line saying it acts as uid 65534", args, stderr)
+		}
+		if wrong := queueTestOwners(t, state, queueTestNobody); len(wrong) > 0 {
+			t.Errorf("%v left files the gateway's user does not own: %v", args, wrong)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(state, "queue", quarantined+".json")); err != nil {
+		t.Errorf("the released message's envelope: %v", err)
+	}
+}
+
+// TestCommandsRefuseNonOwner: a user who is neither root nor the owner of
+// state_dir is refused with the owner's name, before anything is touched.
+func TestCommandsRefuseNonOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("making a state_dir of another user needs root")
+	}
+	cfgPath, state := queueTestSetup(t, "127.0.0.1:1")
+	quarantined, _ := queueTestQuarantined(t, state)
+	queueTestChown(t, state, queueTestNobody)
+	code, stderr := queueTestRun(t, queueTestStranger, "quarantine", "release", quarantined, "-config", cfgPath)
+	if code != 1 || !strings.Contains(stderr, "belongs to") || !strings.Contains(stderr, "uid 65534") {
+		t.Errorf("as uid %d: exit %d, stderr %q; want exit 1 naming the owner, uid 65534", queueTestStranger, code, stderr)
+	}
+	if wrong := queueTestOwners(t, state, queueTestNobody); len(wrong) > 0 {
+		t.Errorf("the refused command changed files: %v", wrong)
+	}
+}
+
+// TestCommandsRefuseMissingStateDir: a command on a state_dir that does not
+// exist says so and creates nothing (it would create it as whoever runs it).
+func TestCommandsRefuseMissingStateDir(t *testing.T) {
+	cfgPath, state := queueTestSetup(t, "127.0.0.1:1")
+	var e bytes.Buffer
+	if code := run([]string{"queue", "list", "-config", cfgPath}, &e); code != 1 || !strings.Contains(e.String(), "does not exist") {
+		t.Errorf("queue list without state_dir: exit %d, %q", code, e.String())
+	}
+	if _, err := os.Lstat(state); err == nil {
+		t.Errorf("queue list created state_dir %s", state)
+	}
 }
 
 // queueTestAdmin is a loopback server in the place of a running gateway's
