@@ -10,9 +10,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
+	"os/user"
+	"strconv"
 	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"smimegate/internal/config"
 )
@@ -137,4 +143,75 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 		lv = slog.LevelInfo
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lv}))
+}
+
+// actAsStateDirOwner makes this process act as the owner of state_dir
+// before a command touches the spool's files. The gateway runs as that user
+// (dist/smimegate.service); a file a command writes as anyone else, such as
+// a root-owned 0600 envelope from `quarantine release` run as root, is one
+// the gateway cannot read.
+//
+// Run as the owner it does nothing. Run as root on a state_dir that belongs
+// to another user, it becomes that user for good, with the user's group and
+// supplementary groups (or, for a uid without a passwd entry, the group of
+// state_dir and none), and says so in one line on stderr. Run as anyone
+// else it refuses, naming the owner. A state_dir that does not exist is
+// refused too: a command would create it as whoever runs it, and no gateway
+// has run with this configuration.
+func actAsStateDirOwner(dir string, stderr io.Writer) error {
+	st, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("state_dir %s does not exist: no gateway has run with this configuration (check state_dir and -config)", dir)
+	}
+	if err != nil {
+		return fmt.Errorf("state_dir: %w", err)
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fmt.Errorf("state_dir %s: cannot tell its owner", dir)
+	}
+	owner, me := int(sys.Uid), os.Geteuid()
+	if owner == me {
+		return nil
+	}
+	name := "uid " + strconv.Itoa(owner)
+	gid, groups := int(sys.Gid), []int{int(sys.Gid)}
+	if u, err := user.LookupId(strconv.Itoa(owner)); err == nil {
+		name = fmt.Sprintf("%s (uid %d)", u.Username, owner)
+		if g, err := strconv.Atoi(u.Gid); err == nil {
+			gid, groups = g, []int{g}
+		}
+		if ids, err := u.GroupIds(); err == nil {
+			groups = groups[:0]
+			for _, s := range ids {
+				if g, err := strconv.Atoi(s); err == nil {
+					groups = append(groups, g)
+				}
+			}
+		}
+	}
+	if me != 0 {
+		return fmt.Errorf("state_dir %s belongs to %s: run this command as that user (sudo -u) or as root, which acts as that user; as uid %d it would write files the gateway cannot read", dir, name, me)
+	}
+	// Supplementary groups, then the group, then the user: once the uid is
+	// no longer 0 the others cannot be changed. On Linux Go applies each of
+	// these to every thread of the process.
+	if err := syscall.Setgroups(groups); err != nil {
+		return fmt.Errorf("acting as %s, the owner of state_dir %s: setgroups: %w", name, dir, err)
+	}
+	if err := syscall.Setgid(gid); err != nil {
+		return fmt.Errorf("acting as %s, the owner of state_dir %s: setgid %d: %w", name, dir, gid, err)
+	}
+	if err := syscall.Setuid(owner); err != nil {
+		return fmt.Errorf("acting as %s, the owner of state_dir %s: setuid: %w", name, dir, err)
+	}
+	// Check all three ids of each kind: a saved uid of 0 would let the
+	// process take root back.
+	ru, eu, su := unix.Getresuid()
+	rg, eg, sg := unix.Getresgid()
+	if ru != owner || eu != owner || su != owner || rg != gid || eg != gid || sg != gid {
+		return fmt.Errorf("acting as %s, the owner of state_dir %s: still uids %d/%d/%d, gids %d/%d/%d after dropping privileges", name, dir, ru, eu, su, rg, eg, sg)
+	}
+	fmt.Fprintf(stderr, "smimegate: running as root: acting as %s, group %d, the owner of state_dir %s, so that the gateway can read what this command writes\n", name, gid, dir)
+	return nil
 }

@@ -66,8 +66,19 @@ func areaCommand(area, verbs string, args []string, run func(q *queueAccess, pos
 	if len(pos) == 0 {
 		return fmt.Errorf("%w: say %s", errUsage, verbs)
 	}
+	// Every verb with an argument takes a queue id. It is checked before
+	// anything is done with it: it goes into a file name or an admin API
+	// URL, where "../queue/ID" would name another message.
+	if len(pos) == 2 {
+		if err := checkQueueID(pos[1]); err != nil {
+			return err
+		}
+	}
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
+		return err
+	}
+	if err := actAsStateDirOwner(cfg.StateDir, os.Stderr); err != nil {
 		return err
 	}
 	q := newQueueAccess(cfg)
@@ -82,6 +93,14 @@ func areaCommand(area, verbs string, args []string, run func(q *queueAccess, pos
 		return err
 	}
 	return fmt.Errorf("%w: %s %s: expected %s", errUsage, area, strings.Join(pos, " "), verbs)
+}
+
+// checkQueueID refuses anything that is not a queue id, as a usage error.
+func checkQueueID(id string) error {
+	if !spool.ValidID(id) {
+		return fmt.Errorf("%w: %q is not a queue id (20 characters, digits and lower-case letters, as queue list shows them)", errUsage, id)
+	}
+	return nil
 }
 
 // parseInterspersed parses flags that may stand before, between or after
@@ -121,12 +140,22 @@ func (q *queueAccess) api(method, path string, out any) error {
 	if err != nil {
 		return err
 	}
-	client := &http.Client{Timeout: 30 * time.Second}
+	client := &http.Client{
+		Timeout: 30 * time.Second,
+		// The API never redirects. A redirect is what Go's ServeMux answers
+		// to a path it cleans ("/quarantine/../queue/ID/delete" becomes
+		// "/queue/ID/delete"): following it would act on another URL than
+		// the one the command built, so it is an error.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("the gateway's admin API (admin.listen %s): %w", q.cfg.Admin.Listen, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		return fmt.Errorf("the gateway's admin API (admin.listen %s) answered %s to %s %s, redirecting to %q: refused, nothing was done", q.cfg.Admin.Listen, resp.Status, method, path, resp.Header.Get("Location"))
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return err
@@ -165,6 +194,9 @@ func (q *queueAccess) list(area string) ([]*spool.Envelope, error) {
 }
 
 func (q *queueAccess) show(area, id string) (*gateway.EnvelopeWithHeader, error) {
+	if err := checkQueueID(id); err != nil {
+		return nil, err
+	}
 	var ewh gateway.EnvelopeWithHeader
 	if q.running {
 		return &ewh, q.api("GET", "/"+area+"/"+id, &ewh)
@@ -225,6 +257,9 @@ func (q *queueAccess) flush() error {
 }
 
 func (q *queueAccess) act(area, id, verb string) error {
+	if err := checkQueueID(id); err != nil {
+		return err
+	}
 	if q.running {
 		if err := q.api("POST", "/"+area+"/"+id+"/"+verb, nil); err != nil {
 			return fmt.Errorf("%s %s %s: %w", area, verb, id, err)

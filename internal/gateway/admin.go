@@ -36,7 +36,10 @@ func (g *Gateway) AdminHandler() http.Handler {
 		writeJSON(w, sortEnvelopes(envs), err)
 	})
 	mux.HandleFunc("GET /queue/{id}", func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("id")
+		id, ok := pathID(w, r)
+		if !ok {
+			return
+		}
 		env, err := g.spool.Load(id)
 		if err != nil {
 			writeJSON(w, nil, err)
@@ -51,7 +54,11 @@ func (g *Gateway) AdminHandler() http.Handler {
 		writeJSON(w, map[string]int{"scheduled": n}, nil)
 	})
 	mux.HandleFunc("POST /queue/{id}/delete", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, map[string]string{"deleted": r.PathValue("id")}, g.Delete(r.PathValue("id")))
+		id, ok := pathID(w, r)
+		if !ok {
+			return
+		}
+		writeJSON(w, map[string]string{"deleted": id}, g.Delete(id))
 	})
 	mux.HandleFunc("POST /queue/{id}/release-plain", func(w http.ResponseWriter, r *http.Request) {
 		n, err := g.ReleasePlain(r.PathValue("id"))
@@ -63,7 +70,10 @@ func (g *Gateway) AdminHandler() http.Handler {
 		writeJSON(w, sortEnvelopes(envs), err)
 	})
 	mux.HandleFunc("GET /quarantine/{id}", func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("id")
+		id, ok := pathID(w, r)
+		if !ok {
+			return
+		}
 		env, err := g.spool.LoadQuarantined(id)
 		if err != nil {
 			writeJSON(w, nil, err)
@@ -73,10 +83,17 @@ func (g *Gateway) AdminHandler() http.Handler {
 		writeJSON(w, EnvelopeWithHeader{env, string(headerOf(data))}, err)
 	})
 	mux.HandleFunc("POST /quarantine/{id}/release", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, map[string]string{"released": r.PathValue("id")}, g.Release(r.PathValue("id")))
+		id, ok := pathID(w, r)
+		if !ok {
+			return
+		}
+		writeJSON(w, map[string]string{"released": id}, g.Release(id))
 	})
 	mux.HandleFunc("POST /quarantine/{id}/delete", func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("id")
+		id, ok := pathID(w, r)
+		if !ok {
+			return
+		}
 		err := g.spool.DeleteQuarantined(id)
 		if err == nil {
 			g.log.Info("deleted from quarantine by operator", "queue_id", id)
@@ -84,6 +101,20 @@ func (g *Gateway) AdminHandler() http.Handler {
 		writeJSON(w, map[string]string{"deleted": id}, err)
 	})
 	return mux
+}
+
+// pathID returns the {id} of the request's path, or answers 400 and returns
+// false when it is not a queue id. Nothing is done with an id that is not
+// one: it would reach the spool's file names and the log as given.
+func pathID(w http.ResponseWriter, r *http.Request) (string, bool) {
+	id := r.PathValue("id")
+	if !spool.ValidID(id) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": fmt.Sprintf("%q is not a queue id", id)})
+		return "", false
+	}
+	return id, true
 }
 
 // EnvelopeWithHeader is the answer to `show`: the envelope and the message's

@@ -62,6 +62,14 @@ func NewID() string {
 	return string(b[:])
 }
 
+// ValidID tells whether s has the shape of a queue id: NewID's 20 characters,
+// lower-case letters and digits only. Whoever takes an id from outside (the
+// queue commands' arguments, the admin API's paths) checks it with ValidID
+// before acting on it, so that an id can name neither a path outside the
+// spool nor another URL of the admin API: it has no '/', '.', '%' or
+// anything else a path or a URL would interpret.
+func ValidID(s string) bool { return validID(s) }
+
 // validID tells whether s has the shape of a queue id, so that an id from the
 // command line or a file name can never name a path outside the spool.
 func validID(s string) bool {

@@ -101,6 +101,10 @@ func (s *Spool) recoverDir(dir string) error {
 			if err == nil {
 				err = s.checkData(dir, env, files)
 			}
+			if errors.Is(err, fs.ErrPermission) {
+				s.unreadable(dir, id, err)
+				continue
+			}
 			if err != nil {
 				s.toCorrupt(dir, envName(id), id, err.Error())
 				for _, d := range files.data {
@@ -117,6 +121,10 @@ func (s *Spool) recoverDir(dir string) error {
 			env, err = readTrailerEnvelope(dir, id)
 			if err == nil {
 				err = s.checkData(dir, env, files)
+			}
+			if errors.Is(err, fs.ErrPermission) {
+				s.unreadable(dir, id, err)
+				continue
 			}
 			if err != nil {
 				s.toCorrupt(dir, dataName(id, ""), id, "torn original (never acknowledged): "+err.Error())
@@ -146,6 +154,18 @@ func (s *Spool) recoverDir(dir string) error {
 		}
 	}
 	return nil
+}
+
+// unreadable logs a message whose envelope or original this process may
+// not read (EACCES or EPERM). That is not damage: the files are typically
+// whole but belong to another user, written by a command run as root while
+// the gateway was stopped. Moving them to corrupt/ would lose the mail for
+// a mistake the operator can undo with chown, so every file of the message
+// stays where it is, nothing of it is removed, and the next start tries
+// again.
+func (s *Spool) unreadable(dir, id string, err error) {
+	s.log.Error("spool: recovery cannot read a message (permission denied); its files are left in place, not moved to corrupt/: give them to the gateway's user (chown -R) and restart",
+		"id", id, "dir", dir, "err", err)
 }
 
 // inQuarantine reports whether quarantine/ holds an envelope for id.
@@ -236,12 +256,15 @@ func (s *Spool) finishMoves() error {
 			switch {
 			case dir == s.queueDir && quarantined:
 				s.log.Info("spool: recovery finishes an interrupted quarantine", "id", id)
-				if err := s.move(env, s.queueDir, s.quarDir); err != nil {
+				if _, err := s.move(env, s.queueDir, s.quarDir, nil); err != nil {
 					s.log.Error("spool: recovery could not finish a quarantine", "id", id, "err", err)
 				}
 			case dir == s.quarDir && !quarantined:
 				s.log.Info("spool: recovery finishes an interrupted release", "id", id)
-				if err := s.move(env, s.quarDir, s.queueDir); err != nil {
+				// The versions the message had in quarantine are no longer
+				// named by its envelope; recoverDir removes them from
+				// quarantine/ as data without an envelope.
+				if _, err := s.move(env, s.quarDir, s.queueDir, nil); err != nil {
 					s.log.Error("spool: recovery could not finish a release", "id", id, "err", err)
 				}
 			}

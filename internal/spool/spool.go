@@ -43,6 +43,8 @@
 //	                     envelope is always ID.json
 //	corrupt/             damaged files found at start-up, kept for the operator
 //	tmp/                 files being written; emptied at start-up
+//	work                 work markers: the starts of processing that did not
+//	                     end, per message (BeginWork, EndWork); never fsynced
 //	spool.lock           held (flock) by the process that recovered the spool
 package spool
 
@@ -135,6 +137,20 @@ type Spool struct {
 
 	// free holds emptied inodes of delivered originals for reuse.
 	free *freeList
+	// work is the work markers (work.go), under mu; nil unless this Spool
+	// recovered the spool.
+	work *workTable
+
+	// quarMu serialises the moves into and out of the quarantine and its
+	// deletions (Quarantine, Release, DeleteQuarantined, ExpireQuarantine),
+	// so that an expiry and an operator's release of the same message never
+	// interleave, and the usage below changes exactly when a move commits.
+	quarMu sync.Mutex
+	// usage is what QuarantineUsage reports: counted from quarantine/ at
+	// Open, then adjusted by every move and deletion under quarMu.
+	usageMu   sync.Mutex
+	quarMsgs  int
+	quarBytes int64
 }
 
 // Open opens (creating if needed) the spool under the state directory dir
@@ -187,10 +203,25 @@ func OpenWith(dir string, opts Options) (*Spool, error) {
 		// Recovery removes files that a live gateway may be in the middle of
 		// committing; a second opener (a queue command) must not run it.
 		logger.Info("spool: another process has the spool open; recovery skipped", "dir", dir)
+		if err := s.countQuarantine(); err != nil {
+			return nil, err
+		}
 		return s, nil
 	}
 	s.lock = lock
 	if err := s.recover(); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	// Counted after recovery, which finishes interrupted moves and removes
+	// their links: what is counted is what the quarantine holds.
+	if err := s.countQuarantine(); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	// Markers of messages that recovery left queued are kept, so that the
+	// next BeginWork sees how often their processing never ended.
+	if err := s.openWork(s.queued); err != nil {
 		lock.Close()
 		return nil, err
 	}
@@ -220,6 +251,12 @@ func (s *Spool) Close() error {
 	if s.lock == nil {
 		return nil
 	}
+	s.mu.Lock()
+	if s.work != nil {
+		s.work.f.Close()
+		s.work = nil
+	}
+	s.mu.Unlock()
 	err := s.lock.Close()
 	s.lock = nil
 	return err
@@ -535,6 +572,9 @@ func (s *Spool) remove(env *Envelope) error {
 			errs = append(errs, err)
 		}
 	}
+	// The message is gone with its envelope file: its work marker, if the
+	// worker did not end it, would only count starts of nothing.
+	s.clearWork(id)
 	if len(errs) > 0 {
 		return fmt.Errorf("spool: removing data of message %s: %w", id, errors.Join(errs...))
 	}
