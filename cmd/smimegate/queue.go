@@ -20,7 +20,7 @@ import (
 )
 
 func runQueue(args []string) error {
-	return areaCommand("queue", "list, show ID, flush or delete ID", args, func(q *queueAccess, pos []string) (bool, error) {
+	return areaCommand("queue", "list, show ID, flush, delete ID or release-plain ID", args, func(q *queueAccess, pos []string) (bool, error) {
 		switch {
 		case pos[0] == "list" && len(pos) == 1:
 			envs, err := q.list("queue")
@@ -32,6 +32,10 @@ func runQueue(args []string) error {
 			return true, q.flush()
 		case pos[0] == "delete" && len(pos) == 2:
 			return true, q.act("queue", pos[1], "delete")
+		case pos[0] == "release-plain" && len(pos) == 2:
+			// The one way a message that policy held for encryption
+			// leaves in the clear: the operator says so, for one message.
+			return true, q.act("queue", pos[1], "release-plain")
 		}
 		return false, nil
 	})
@@ -276,13 +280,33 @@ func (q *queueAccess) act(area, id, verb string) error {
 			err = sp.DeleteQuarantined(id)
 		case "quarantine release":
 			err = sp.Release(id)
+		case "queue release-plain":
+			err = releasePlainOffline(sp, id)
 		}
 		if err != nil {
 			return fmt.Errorf("%s %s %s: %w", area, verb, id, err)
 		}
 	}
+	if verb == "release-plain" {
+		fmt.Printf("%s: held recipients released, to be sent in the clear\n", id)
+		return nil
+	}
 	fmt.Printf("%s: %s %sd\n", id, area, verb)
 	return nil
+}
+
+// releasePlainOffline is `queue release-plain` with the gateway stopped: the
+// same change to the envelope that a running gateway makes, picked up at
+// its next start.
+func releasePlainOffline(sp *spool.Spool, id string) error {
+	env, err := sp.Load(id)
+	if err != nil {
+		return err
+	}
+	if gateway.ReleaseHeld(env) == 0 {
+		return fmt.Errorf("message %s has no held recipients", id)
+	}
+	return sp.Update(env)
 }
 
 func headerSection(msg []byte) []byte {

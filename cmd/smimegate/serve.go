@@ -85,6 +85,9 @@ func serve(ctx context.Context, cfgPath string, cfg *config.Config, logger *slog
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("state_dir: %w", err)
 	}
+	if err := serveAsStateDirOwner(cfg.StateDir); err != nil {
+		return err
+	}
 	unlock, err := lockStateDir(cfg.StateDir)
 	if err != nil {
 		return err
@@ -271,6 +274,24 @@ func courierConfig(cfg *config.Config, logger *slog.Logger) courier.Config {
 		DNSServer:                   cfg.Relay.DNSServer,
 		Logger:                      logger,
 	}
+}
+
+// serveAsStateDirOwner refuses to serve as root a state_dir that belongs to
+// another user (the service user of dist/smimegate.service): every file the
+// gateway then wrote would be root's, unreadable to the service at its next
+// start, and recovery would have to leave those messages where they are.
+func serveAsStateDirOwner(dir string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("state_dir: %w", err)
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && sys.Uid != 0 {
+		return fmt.Errorf("state_dir %s belongs to uid %d, and serve runs as root: run it as that user (as the systemd unit does, with the capability to bind port 25), or give state_dir to root", dir, sys.Uid)
+	}
+	return nil
 }
 
 // lockStateDir takes an exclusive lock on state_dir/smimegate.lock, so that

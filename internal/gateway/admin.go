@@ -61,8 +61,12 @@ func (g *Gateway) AdminHandler() http.Handler {
 		writeJSON(w, map[string]string{"deleted": id}, g.Delete(id))
 	})
 	mux.HandleFunc("POST /queue/{id}/release-plain", func(w http.ResponseWriter, r *http.Request) {
-		n, err := g.ReleasePlain(r.PathValue("id"))
-		writeJSON(w, map[string]any{"released": r.PathValue("id"), "recipients": n}, err)
+		id, ok := pathID(w, r)
+		if !ok {
+			return
+		}
+		n, err := g.ReleasePlain(id)
+		writeJSON(w, map[string]any{"released": id, "recipients": n}, err)
 	})
 
 	mux.HandleFunc("GET /quarantine", func(w http.ResponseWriter, r *http.Request) {
@@ -133,7 +137,7 @@ func writeJSON(w http.ResponseWriter, v any, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	if err != nil {
 		code := http.StatusInternalServerError
-		if errors.Is(err, fs.ErrNotExist) {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, spool.ErrNotFound) {
 			code = http.StatusNotFound
 		}
 		w.WriteHeader(code)

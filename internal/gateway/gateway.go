@@ -95,6 +95,12 @@ func New(cfg *config.Config, certs *certstore.Store, sp *spool.Spool, opts Optio
 	g.metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "smimegate_memory_budget_bytes", Help: "The memory budget for messages being processed (limits.memory)."},
 		func() float64 { return float64(g.memory.size()) }))
+	g.metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "smimegate_quarantine_messages", Help: "Messages in the quarantine (bounded by quarantine.max_messages)."},
+		func() float64 { n, _ := g.spool.QuarantineUsage(); return float64(n) }))
+	g.metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "smimegate_quarantine_bytes", Help: "Bytes the quarantine takes on disk (bounded by quarantine.max_bytes)."},
+		func() float64 { _, b := g.spool.QuarantineUsage(); return float64(b) }))
 	return g
 }
 
@@ -139,6 +145,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	tickCtx, cancelTick := context.WithCancel(ctx)
 	defer cancelTick()
 	go g.sched.tick(tickCtx)
+	go g.expireQuarantine(tickCtx)
 	for range g.workers {
 		g.wg.Add(1)
 		go g.worker(g.hardStop)
@@ -175,6 +182,31 @@ func (g *Gateway) worker(ctx context.Context) {
 		next := g.work(ctx, id, force)
 		g.inFlight.Add(-1)
 		g.sched.done(id, next)
+	}
+}
+
+// quarantineExpiryEvery is how often quarantined messages older than
+// quarantine.lifetime are deleted.
+const quarantineExpiryEvery = 10 * time.Minute
+
+// expireQuarantine deletes quarantined messages past quarantine.lifetime,
+// at the start and then every quarantineExpiryEvery, until ctx ends.
+func (g *Gateway) expireQuarantine(ctx context.Context) {
+	t := time.NewTicker(quarantineExpiryEvery)
+	defer t.Stop()
+	for {
+		n, err := g.spool.ExpireQuarantine(time.Now().Add(-g.Config().Quarantine.Lifetime.D()))
+		if n > 0 {
+			g.log.Info("quarantined messages past quarantine.lifetime deleted", "messages", n, "lifetime", g.Config().Quarantine.Lifetime.D())
+		}
+		if err != nil {
+			g.log.Error("expiring the quarantine", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }
 

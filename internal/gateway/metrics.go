@@ -19,6 +19,11 @@ type Metrics struct {
 	ownKeyUnavailable prometheus.Counter
 	// memoryWaits counts passes that had to wait for limits.memory.
 	memoryWaits prometheus.Counter
+	// quarantineFull counts messages that needed the quarantine while it
+	// was full (kept in the queue) or were refused at DATA because of it.
+	quarantineFull prometheus.Counter
+	// verifications counts recipient verifications (smtp.verify_recipients) by result.
+	verifications *prometheus.CounterVec
 }
 
 // NewMetrics registers the gateway's metrics with reg (a new registry with
@@ -46,6 +51,10 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 		Name: "smimegate_own_key_unavailable_total", Help: "Inbound messages encrypted to one of our certificates whose private key is not loaded (unreadable file, wrong passphrase): deferred, never passed."})
 	m.memoryWaits = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "smimegate_memory_waits_total", Help: "Message passes that waited for the memory budget (limits.memory), or were queued instead of relayed first because of it."})
-	reg.MustRegister(m.received, m.decisions, m.deliveries, m.quarantined, m.bounces, m.relayFirst, m.ownKeyUnavailable, m.memoryWaits)
+	m.quarantineFull = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "smimegate_quarantine_full_total", Help: "Messages that needed the quarantine while it was at quarantine.max_messages or max_bytes: refused at DATA with 452 4.3.1, or kept in the queue."})
+	m.verifications = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "smimegate_recipient_verifications_total", Help: "Recipient verifications at RCPT time (smtp.verify_recipients) by result: accepted, refused, tempfail (the next hop could not answer), cached."}, []string{"result"})
+	reg.MustRegister(m.received, m.decisions, m.deliveries, m.quarantined, m.bounces, m.relayFirst, m.ownKeyUnavailable, m.memoryWaits, m.quarantineFull, m.verifications)
 	return m
 }

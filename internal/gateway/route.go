@@ -32,6 +32,23 @@ func (g *Gateway) work(ctx context.Context, id string, force bool) time.Time {
 		g.log.Error("cannot read queued message; retrying later", "queue_id", id, "err", err)
 		return time.Now().Add(g.Config().Queue.MinBackoff.D())
 	}
+	// A work marker outlives the process if the pass kills it (out of
+	// memory, a crash in a parser): a message that did so twice is moved
+	// to the quarantine instead of being replayed at every start.
+	starts, err := g.spool.BeginWork(id)
+	if err != nil {
+		g.log.Error("cannot record the start of work on a message; retrying later", "queue_id", id, "err", err)
+		return time.Now().Add(g.Config().Queue.MinBackoff.D())
+	}
+	defer g.spool.EndWork(id)
+	if starts >= poisonStarts {
+		reason := fmt.Sprintf("processing stopped the gateway %d times (a crash or out of memory); kept here instead of replayed at every start", starts)
+		if err := g.quarantine(env, newVersions(g, id), policy.DirectionOf(g.Config(), env.Sender, env.Trusted), reason); err != nil {
+			g.log.Error("cannot move a message that stopped the gateway to the quarantine; retrying later", "queue_id", id, "err", err)
+			return time.Now().Add(g.Config().Queue.MinBackoff.D())
+		}
+		return time.Time{}
+	}
 	vs := newVersions(g, id)
 	if needsMemory(env, force) {
 		// The policy step and a held copy's sealing hold the message
@@ -71,6 +88,12 @@ func (g *Gateway) work(ctx context.Context, id string, force bool) time.Time {
 	}
 	return next
 }
+
+// poisonStarts is how many passes over a message may end with the death of
+// the gateway before the message is taken out of the queue: one crash can
+// be chance (a kill -9, the machine), two in a row on the same message are
+// the message.
+const poisonStarts = 2
 
 // needsMemory reports whether a pass over env reads the message whole: the
 // policy step, or the sealing of a held version that is due.
@@ -294,6 +317,16 @@ func (g *Gateway) openInbound(env *spool.Envelope, dir policy.Direction, data []
 // quarantine moves the message to the quarantine with the reason (a
 // message relayed first goes to the spool first).
 func (g *Gateway) quarantine(env *spool.Envelope, vs *versions, dir policy.Direction, reason string) error {
+	if full, why := g.quarantineFull(); full {
+		// Never dropped, never relayed: the message waits in the queue
+		// (the policy step is retried with backoff) until the operator
+		// makes room or quarantine.lifetime expires old entries.
+		g.metrics.quarantineFull.Inc()
+		if err := vs.ensureStored(); err != nil {
+			return err
+		}
+		return fmt.Errorf("the quarantine is full (%s); the message waits in the queue: %s", why, reason)
+	}
 	if err := vs.ensureStored(); err != nil {
 		return err
 	}
@@ -304,6 +337,20 @@ func (g *Gateway) quarantine(env *spool.Envelope, vs *versions, dir policy.Direc
 	g.metrics.decisions.WithLabelValues("quarantine").Inc()
 	g.log.Warn("decision", "queue_id", env.ID, "direction", string(dir), "action", "quarantine", "reason", reason)
 	return nil
+}
+
+// quarantineFull reports whether quarantine.max_messages or
+// quarantine.max_bytes is reached, and which.
+func (g *Gateway) quarantineFull() (bool, string) {
+	cfg := g.Config()
+	n, b := g.spool.QuarantineUsage()
+	switch {
+	case n >= cfg.Quarantine.MaxMessages:
+		return true, fmt.Sprintf("%d messages, quarantine.max_messages is %d", n, cfg.Quarantine.MaxMessages)
+	case b >= cfg.Quarantine.MaxBytes:
+		return true, fmt.Sprintf("%d bytes, quarantine.max_bytes is %d", b, cfg.Quarantine.MaxBytes)
+	}
+	return false, ""
 }
 
 // seal makes the encrypted version for one partner domain.

@@ -20,6 +20,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 
 	"smimegate/internal/certstore"
+	"smimegate/internal/spool"
 )
 
 // TestInvalidDomainsAreRefusedAtRCPT: with a certificate for example.net,
@@ -283,4 +284,48 @@ func encodeB64(der []byte) []byte {
 	}
 	b.WriteString(s + "\r\n")
 	return b.Bytes()
+}
+
+// TestPoisonMessageIsQuarantined: a message whose processing killed the
+// gateway (out of memory, a crash in a parser) was replayed at every start,
+// forever. Its work marker, left by the two passes that never ended, moves
+// it to the quarantine at the next start instead.
+func TestPoisonMessageIsQuarantined(t *testing.T) {
+	t.Parallel()
+	transit, bob := startSink(t), startSink(t)
+	netgw := startGateway(t, gatewayOptions{domain: "example.net", own: []string{"example.net"}, outbound: transit.Addr, inbound: bob.Addr, trusted: "[]"})
+	netgw.stop()
+
+	// What two crashed passes leave behind: a queued message and a work
+	// marker that was begun twice and never ended.
+	sp, err := spool.Open(filepath.Join(netgw.dir, "state"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := sp.NewMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := message("mallory@elsewhere.test", "bob@example.net", "poison")
+	in.Write([]byte(msg))
+	env := &spool.Envelope{ID: in.ID, Sender: "mallory@elsewhere.test", Recipients: []spool.Recipient{{Addr: "bob@example.net"}},
+		Client: "192.0.2.66:4242", Arrival: time.Now().UTC(), Size: int64(len(msg)), Stage: spool.StageReceived}
+	if err := in.Commit(env); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := sp.BeginWork(in.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sp.Close()
+
+	netgw.start()
+	out := netgw.waitRun("poison message quarantined", func(out string) bool { return strings.Contains(out, in.ID) }, "quarantine", "list")
+	if !strings.Contains(out, "stopped the gateway") {
+		t.Errorf("the quarantine does not say why:\n%s", out)
+	}
+	if bob.Count() != 0 {
+		t.Error("the poison message was processed again")
+	}
 }
