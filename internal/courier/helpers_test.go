@@ -77,13 +77,15 @@ type mta struct {
 
 	mu       sync.Mutex
 	msgs     []*received
-	mails    int // MAIL commands seen
+	mails    int      // MAIL commands seen
+	froms    []string // their reverse paths, in order
 	mailErr  func(from string) error
 	rcptErr  func(to string) error
 	dataErr  func(data []byte) error
 	dropData bool // close the connection once the final dot was read
 
 	conns   atomic.Int32 // sessions opened
+	datas   atomic.Int32 // DATA (or BDAT) transactions begun
 	active  atomic.Int32
 	maxConc atomic.Int32
 }
@@ -126,6 +128,7 @@ func (s *mtaSession) Logout() error {
 func (s *mtaSession) Mail(from string, opts *smtp.MailOptions) error {
 	s.m.mu.Lock()
 	s.m.mails++
+	s.m.froms = append(s.m.froms, from)
 	f := s.m.mailErr
 	s.m.mu.Unlock()
 	if f != nil {
@@ -159,6 +162,7 @@ func (s *mtaSession) Rcpt(to string, opts *smtp.RcptOptions) error {
 }
 
 func (s *mtaSession) Data(r io.Reader) error {
+	s.m.datas.Add(1)
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return err
