@@ -23,6 +23,8 @@ type dribbler struct {
 	slow  string
 	every time.Duration
 	ext   []string // EHLO keywords offered
+	// greeting, when set, replaces the ordinary greeting.
+	greeting string
 
 	mu   sync.Mutex
 	cmds []string
@@ -38,9 +40,19 @@ const dribbleReply = "250 2.0.0 Ok: queued as DRIBBLE0001\r\n"
 
 func startDribbler(t *testing.T, slow string, ext ...string) *dribbler {
 	t.Helper()
+	return newDribbler(slow, ext...).start(t)
+}
+
+// newDribbler makes a dribbler to be adjusted before start.
+func newDribbler(slow string, ext ...string) *dribbler {
+	return &dribbler{slow: slow, every: 200 * time.Millisecond, ext: ext, dribbles: make(chan bool, 16)}
+}
+
+func (d *dribbler) start(t *testing.T) *dribbler {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	must(err)
-	d := &dribbler{addr: l.Addr().String(), slow: slow, every: 200 * time.Millisecond, ext: ext, dribbles: make(chan bool, 16)}
+	d.addr = l.Addr().String()
 	t.Cleanup(func() { _ = l.Close() })
 	go func() {
 		for {
@@ -97,7 +109,11 @@ func (d *dribbler) serve(c net.Conn) {
 		_, err := c.Write([]byte{s[len(s)-1]})
 		return err == nil
 	}
-	if !say("greeting", "220 dribble.test ESMTP\r\n") {
+	greeting := "220 dribble.test ESMTP\r\n"
+	if d.greeting != "" {
+		greeting = d.greeting
+	}
+	if !say("greeting", greeting) {
 		return
 	}
 	for {

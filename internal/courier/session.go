@@ -415,21 +415,27 @@ func (s *session) cmd(line string) (reply, []string, error) {
 	return s.readReply(s.timeout)
 }
 
-// readReply reads one whole reply (RFC 5321 section 4.2), which must have
-// arrived within timeout of the moment the courier began to wait for it:
-// the deadline is armed once and no byte the server sends moves it. A
-// line longer than maxReplyLine, more than maxReplyLines lines, a line
-// that is not a reply line, and lines of one reply with different codes
-// are protocol errors.
+// readReply reads one whole reply, which must have arrived within timeout
+// of the moment the courier began to wait for it: the deadline is armed
+// once and no byte the server sends moves it.
 func (s *session) readReply(timeout time.Duration) (reply, []string, error) {
 	s.conn.expect(timeout)
+	return readReplyFrom(s.br)
+}
+
+// readReplyFrom reads one reply (RFC 5321 section 4.2) from br, whose
+// buffer must be maxReplyLine bytes. A line longer than maxReplyLine, more
+// than maxReplyLines lines, a line that is not a reply line, and lines of
+// one reply with different codes are protocol errors. lines are the texts
+// of the lines, code stripped.
+func readReplyFrom(br *bufio.Reader) (reply, []string, error) {
 	code := 0
 	var lines []string
 	for n := 0; ; n++ {
 		if n == maxReplyLines {
 			return reply{}, nil, &protocolError{fmt.Sprintf("reply of more than %d lines", maxReplyLines)}
 		}
-		raw, err := s.br.ReadSlice('\n')
+		raw, err := br.ReadSlice('\n')
 		if err != nil {
 			if errors.Is(err, bufio.ErrBufferFull) {
 				return reply{}, nil, &protocolError{fmt.Sprintf("reply line longer than %d bytes", maxReplyLine)}
