@@ -385,11 +385,18 @@ func (s *sink) dumps(t testing.TB) []string {
 // dnsServer answers from zone on a UDP loopback port 0.
 func dnsServer(t testing.TB, zone map[string][]dns.RR, servfail map[string]bool) string {
 	t.Helper()
+	return countingDNSServer(t, zone, servfail, new(atomic.Int32))
+}
+
+// countingDNSServer is dnsServer counting the questions it is asked.
+func countingDNSServer(t testing.TB, zone map[string][]dns.RR, servfail map[string]bool, queries *atomic.Int32) string {
+	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
+		queries.Add(1)
 		resp := new(dns.Msg)
 		resp.SetReply(req)
 		resp.Authoritative = true
