@@ -126,7 +126,9 @@ func (w *watchConn) Write(p []byte) (int, error) {
 	deadline := now.Add(w.writeTimeout)
 	paced := false
 	if !w.paceStart.IsZero() && w.paceRate > 0 {
-		earned := w.paceStart.Add(w.writeTimeout + time.Duration((w.paced+int64(len(p)))*int64(time.Second)/w.paceRate))
+		// In floating point: bytes times nanoseconds overflows an int64
+		// past 9 GB.
+		earned := w.paceStart.Add(w.writeTimeout + time.Duration(float64(w.paced+int64(len(p)))/float64(w.paceRate)*float64(time.Second)))
 		if earned.Before(deadline) {
 			deadline, paced = earned, true
 		}

@@ -146,7 +146,7 @@ func (d *delivery) session(ctx context.Context, idx []int) (*session, *failure) 
 			if errors.Is(err, errClosed) {
 				return nil, localFailure(Deferred, "4.3.2", "courier is shutting down")
 			}
-			return nil, localFailure(Deferred, "4.4.7", "no connection slot for %s before the attempt ended: %v", d.route.NextHop, cause(ctx))
+			return nil, localFailure(Deferred, "4.4.7", "no connection slot for %s before the attempt ended: %v", d.hopName(), cause(ctx))
 		}
 		if s == nil {
 			break

@@ -252,8 +252,9 @@ func (c *Courier) dialTarget(ctx context.Context, t target, mode, policy TLSMode
 		return fail(&failure{status: Deferred, enhanced: "4.7.5", nextHost: true,
 			text: sanitizeText(fmt.Sprintf("TLS handshake with %s[%s] failed: %v", t.host, t.addr, err))})
 	}
-	// RFC 3207 section 4.2: the client discards what it knew and asks
-	// again; there is no falling back to HELO inside TLS.
+	// RFC 3207 section 4.2: the session starts over and the client asks
+	// EHLO again. HELO cannot have offered STARTTLS, so there is no
+	// falling back to it here.
 	if f := s.hello(c.cfg.HeloName, false); f != nil {
 		f.step = "EHLO after STARTTLS"
 		return fail(f)
