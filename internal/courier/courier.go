@@ -116,8 +116,19 @@ type Message struct {
 	// sending the content: a connection not had, a greeting, TLS, MAIL,
 	// RCPT or DATA not answered by then makes the recipients Deferred with
 	// nothing sent. Content already on its way is finished (within
-	// DataDoneTimeout), so the deadline never makes a duplicate.
+	// DataDoneTimeout, and FinishBy when set), so StartBy alone never makes
+	// a duplicate.
 	StartBy time.Time
+	// FinishBy, when set, is an absolute deadline for the whole attempt of
+	// this message: every transaction, the content and the reply to the
+	// final dot (or to BDAT LAST) included. When it passes the attempt is
+	// abandoned: the connection is closed, never reused, and every
+	// recipient without an outcome yet is Deferred with a Reply saying
+	// that the next hop did not answer in time. Those whose content had
+	// left in full (the final dot written) have MaybeDuplicate set: the
+	// next hop may have the message. The gateway sets it for relay-first
+	// attempts, so that the client gets its answer in bounded time.
+	FinishBy time.Time
 }
 
 // Status is what became of one recipient in one attempt.
@@ -162,8 +173,11 @@ type Result struct {
 	Host, HostName string
 	// TLS describes the connection: "TLS1.3 verified", "TLS1.3" or "none".
 	TLS string
-	// MaybeDuplicate is set when the connection was lost after the final
-	// dot: the next hop may have the message although it never said so.
+	// MaybeDuplicate is set when the final dot (or BDAT LAST with the
+	// content) was written in full and no reply was had: the connection
+	// was lost, the reply did not come within DataDoneTimeout, or FinishBy
+	// passed. The next hop may have the message although it never said so;
+	// the status is Deferred. Never set by Verify.
 	MaybeDuplicate bool
 }
 
@@ -177,13 +191,23 @@ type Config struct {
 	TLS TLSMode
 	// ConnectTimeout bounds the TCP connect (smtp_connect_timeout = 30s).
 	ConnectTimeout time.Duration
-	// CommandTimeout bounds every read or write of the dialogue, greeting
-	// included (smtp_helo_timeout etc. = 300s).
+	// CommandTimeout bounds each reply of the dialogue, greeting and TLS
+	// handshake included, as a whole: the reply must have arrived
+	// completely this long after the courier began to wait for it, however
+	// the server spreads its bytes (smtp_helo_timeout etc. = 300s, with
+	// Postfix's smtp_per_request_deadline). It also bounds each write, and
+	// a whole Verify.
 	CommandTimeout time.Duration
-	// DataDoneTimeout bounds the wait for the reply to the final dot
-	// (smtp_data_done_timeout = 600s; RFC 5321 section 4.5.3.2.6 says 10
-	// minutes).
+	// DataDoneTimeout bounds the wait for the reply to the final dot (or
+	// to BDAT LAST) as a whole (smtp_data_done_timeout = 600s; RFC 5321
+	// section 4.5.3.2.6 says 10 minutes).
 	DataDoneTimeout time.Duration
+	// MinDataRate, in bytes per second, is the least rate at which the
+	// next hop must take message content: each byte written earns 1/rate
+	// seconds on top of CommandTimeout, counted from the start of the
+	// content (Postfix's smtp_min_data_rate = 500). Without it a server
+	// that reads a few bytes a minute holds a large message for days.
+	MinDataRate int
 	// IdleTimeout is how long an unused connection is kept for reuse
 	// (smtp_connection_cache_time_limit = 2s).
 	IdleTimeout time.Duration
@@ -222,6 +246,7 @@ func (c *Config) setDefaults() {
 	setDuration(&c.ConnectTimeout, 30*time.Second)
 	setDuration(&c.CommandTimeout, 300*time.Second)
 	setDuration(&c.DataDoneTimeout, 600*time.Second)
+	setInt(&c.MinDataRate, 500)
 	setDuration(&c.IdleTimeout, 2*time.Second)
 	setDuration(&c.MaxReuseTime, 300*time.Second)
 	setInt(&c.MaxConnections, 100)

@@ -18,7 +18,7 @@ import (
 //
 // Recipients are sent in transactions of at most
 // Config.MaxRecipientsPerTransaction, one after the other on the same
-// connection.
+// connection. The whole call ends by m.FinishBy when that is set.
 func (c *Courier) Deliver(ctx context.Context, r Route, m *Message) []Result {
 	results := make([]Result, len(m.Recipients))
 	if len(results) == 0 {
@@ -30,32 +30,37 @@ func (c *Courier) Deliver(ctx context.Context, r Route, m *Message) []Result {
 	for i, rc := range m.Recipients {
 		results[i] = Result{Rcpt: rc.Addr, TLS: "none"}
 	}
+	d := &delivery{c: c, route: r, msg: m, results: results, key: poolKey(r), finish: ctx}
+	if !m.FinishBy.IsZero() {
+		var cancel context.CancelFunc
+		d.finish, cancel = context.WithDeadlineCause(ctx, m.FinishBy, errTooSlow)
+		defer cancel()
+	}
+	d.start = d.finish
+	if !m.StartBy.IsZero() {
+		var cancel context.CancelFunc
+		d.start, cancel = context.WithDeadlineCause(d.finish, m.StartBy, errTooSlow)
+		defer cancel()
+	}
 
 	var todo []int
 	if !safeAddress(m.From) {
-		c.fillLocal(m, r, results, all(len(results)), localFailure(Failed, "5.1.7", "bad sender address syntax"))
+		d.fill(all(len(results)), localFailure(Failed, "5.1.7", "bad sender address syntax"))
 		return results
 	}
 	for i, rc := range m.Recipients {
 		if rc.Addr == "" || !safeAddress(rc.Addr) {
-			c.fillLocal(m, r, results, []int{i}, localFailure(Failed, "5.1.3", "bad recipient address syntax"))
+			d.fill([]int{i}, localFailure(Failed, "5.1.3", "bad recipient address syntax"))
 			continue
 		}
 		todo = append(todo, i)
 	}
-
-	d := &delivery{c: c, route: r, msg: m, results: results, key: poolKey(r), start: ctx}
-	if !m.StartBy.IsZero() {
-		var cancel context.CancelFunc
-		d.start, cancel = context.WithDeadline(ctx, m.StartBy)
-		defer cancel()
-	}
 	for len(todo) > 0 {
 		n := min(len(todo), c.cfg.MaxRecipientsPerTransaction)
-		if f := d.batch(ctx, todo[:n]); f != nil {
+		if f := d.batch(todo[:n]); f != nil {
 			// No session could be had: the rest of the recipients would
 			// only meet the same hosts (and their timeouts) again.
-			c.fillLocal(m, r, results, todo[n:], f)
+			d.fill(todo[n:], f)
 			break
 		}
 		todo = todo[n:]
@@ -63,8 +68,8 @@ func (c *Courier) Deliver(ctx context.Context, r Route, m *Message) []Result {
 	return results
 }
 
-// delivery is the state of one Deliver call: the targets are resolved
-// once, when the first batch needs a new connection.
+// delivery is the state of one Deliver (or Verify) call: the targets are
+// resolved once, when the first batch needs a new connection.
 type delivery struct {
 	c        *Courier
 	route    Route
@@ -73,9 +78,13 @@ type delivery struct {
 	key      string
 	targets  []target
 	resolved bool
-	// start is the context up to the content (ctx, or ctx with
-	// Message.StartBy as deadline); the content itself runs under ctx.
-	start context.Context
+	// finish is the context of the whole attempt: the caller's, or the
+	// caller's with Message.FinishBy as deadline. start is the context up
+	// to the content: finish, or finish with Message.StartBy as deadline.
+	// The content itself and the reply to it run under finish.
+	start, finish context.Context
+	// probe: a Verify, which logs as a recipient verification.
+	probe bool
 }
 
 func poolKey(r Route) string {
@@ -102,16 +111,16 @@ func safeAddress(a string) bool {
 
 // batch runs one transaction for the recipients idx. It returns the
 // failure when no session could be had at all.
-func (d *delivery) batch(ctx context.Context, idx []int) *failure {
+func (d *delivery) batch(idx []int) *failure {
 	c := d.c
 	for {
 		s, f := d.session(d.start, idx)
 		if f != nil {
-			c.fillLocal(d.msg, d.route, d.results, idx, f)
+			d.fill(idx, f)
 			return f
 		}
-		reusable, stale := d.transaction(ctx, s, idx)
-		c.pool.release(s, reusable && ctx.Err() == nil && !s.conn.aborted.Load(), c.cfg.MaxReuseTime)
+		reusable, stale := d.transaction(s, idx)
+		c.pool.release(s, reusable && d.finish.Err() == nil && !s.conn.aborted.Load(), c.cfg.MaxReuseTime)
 		if !stale {
 			return nil
 		}
@@ -126,13 +135,18 @@ func (d *delivery) batch(ctx context.Context, idx []int) *failure {
 // session takes an idle connection to the destination, or dials one.
 func (d *delivery) session(ctx context.Context, idx []int) (*session, *failure) {
 	c := d.c
+	if ctx.Err() != nil {
+		// FinishBy or StartBy passed during an earlier transaction: the
+		// time of the attempt is up, and nothing is dialled.
+		return nil, localFailure(Deferred, "4.4.2", "%s was not tried: %v", d.hopName(), cause(ctx))
+	}
 	for {
 		s, err := c.pool.acquire(ctx, d.key)
 		if err != nil {
 			if errors.Is(err, errClosed) {
 				return nil, localFailure(Deferred, "4.3.2", "courier is shutting down")
 			}
-			return nil, localFailure(Deferred, "4.4.7", "no connection slot before the attempt was cancelled: %v", err)
+			return nil, localFailure(Deferred, "4.4.7", "no connection slot for %s before the attempt ended: %v", d.hopName(), cause(ctx))
 		}
 		if s == nil {
 			break
@@ -143,7 +157,7 @@ func (d *delivery) session(ctx context.Context, idx []int) (*session, *failure) 
 			s.needReset = true
 			return s, nil
 		}
-		stop := context.AfterFunc(ctx, s.conn.abort)
+		stop := abortOn(ctx, s.conn)
 		err = s.reset()
 		stop()
 		if err == nil {
@@ -157,6 +171,9 @@ func (d *delivery) session(ctx context.Context, idx []int) (*session, *failure) 
 		t, err := c.targets(ctx, d.route)
 		if err != nil {
 			c.pool.unreserve(d.key)
+			if ctx.Err() != nil {
+				return nil, localFailure(Deferred, "4.4.3", "looking up the next hop %s did not finish: %v", d.hopName(), cause(ctx))
+			}
 			var he *hopError
 			if errors.As(err, &he) {
 				return nil, localFailure(he.status, he.enhanced, "%s", he.text)
@@ -170,15 +187,22 @@ func (d *delivery) session(ctx context.Context, idx []int) (*session, *failure) 
 		if f.step != "" {
 			text += " (in reply to " + f.step + ")"
 		}
-		c.logAttempt(d.msg, d.rcpts(idx), t.host+"["+t.addr+"]", "none", text, "next host")
+		d.log(d.rcpts(idx), t.host+"["+t.addr+"]", "none", text, "next host")
 	})
 	if f != nil {
 		c.pool.unreserve(d.key)
 		return nil, f
 	}
 	s.key = d.key
-	s.bufferWrites()
 	return s, nil
+}
+
+// hopName is the next hop as the operator configured it, for messages.
+func (d *delivery) hopName() string {
+	if d.route.NextHop == "mx" {
+		return "MX of " + d.route.Domain
+	}
+	return d.route.NextHop
 }
 
 func (d *delivery) rcpts(idx []int) []string {
@@ -189,24 +213,20 @@ func (d *delivery) rcpts(idx []int) []string {
 	return out
 }
 
-// fillLocal gives every recipient in idx the same outcome, logs it once,
-// and is used when no transaction took place.
-func (c *Courier) fillLocal(m *Message, r Route, results []Result, idx []int, f *failure) {
+// fill gives every recipient in idx the same outcome, logs it once, and
+// is used when no transaction took place.
+func (d *delivery) fill(idx []int, f *failure) {
 	if len(idx) == 0 {
 		return // nothing left to report (and no empty log line)
 	}
 	for _, i := range idx {
-		res := &results[i]
+		res := &d.results[i]
 		res.Status, res.Code, res.Enhanced, res.Reply = f.status, f.code, f.enhanced, f.text
 		if f.answered {
 			res.Host, res.HostName = f.target.addr, f.target.host
 		}
 	}
-	rcpts := make([]string, len(idx))
-	for i, j := range idx {
-		rcpts[i] = m.Recipients[j].Addr
-	}
-	hop := r.NextHop
+	hop := d.route.NextHop
 	if f.target.addr != "" {
 		hop = f.target.host + "[" + f.target.addr + "]"
 	}
@@ -214,7 +234,16 @@ func (c *Courier) fillLocal(m *Message, r Route, results []Result, idx []int, f 
 	if f.step != "" {
 		text += " (in reply to " + f.step + ")"
 	}
-	c.logAttempt(m, rcpts, hop, "none", text, f.status.String())
+	d.log(d.rcpts(idx), hop, "none", text, f.status.String())
+}
+
+// log writes the one line per delivery attempt (or verification).
+func (d *delivery) log(rcpts []string, hop, tlsDesc, reply, outcome string, extra ...any) {
+	if d.probe {
+		d.c.logProbe(rcpts[0], hop, tlsDesc, reply, outcome)
+		return
+	}
+	d.c.logAttempt(d.msg, rcpts, hop, tlsDesc, reply, outcome, extra...)
 }
 
 // logAttempt writes the one line per delivery attempt: never the message
@@ -236,17 +265,41 @@ func (c *Courier) logAttempt(m *Message, rcpts []string, hop, tlsDesc, reply, ou
 	c.log.Log(context.Background(), level, "delivery attempt", args...)
 }
 
+// probeOutcomes names a verification's outcomes in its log line, where
+// "delivered" would mislead.
+var probeOutcomes = map[string]string{"delivered": "accepted", "failed": "refused"}
+
+// logProbe writes the one line per verification: the address and the
+// server's words, never more.
+func (c *Courier) logProbe(rcpt, hop, tlsDesc, reply, outcome string) {
+	if o, ok := probeOutcomes[outcome]; ok {
+		outcome = o
+	}
+	c.log.LogAttrs(context.Background(), slog.LevelInfo, "recipient verification",
+		slog.String("rcpt", rcpt),
+		slog.String("next_hop", hop),
+		slog.String("tls", tlsDesc),
+		slog.String("reply", reply),
+		slog.String("outcome", outcome))
+}
+
 // transaction runs MAIL, RCPT, DATA for the recipients idx on s and fills
 // their results. It reports whether s is fit for another transaction.
 // stale means that s, a reused connection, turned out to be closed before
 // anything of the transaction reached the server: no result is set and
 // nothing is logged, and the caller tries again on another connection.
-func (d *delivery) transaction(ctx context.Context, s *session, idx []int) (reusable, stale bool) {
+func (d *delivery) transaction(s *session, idx []int) (reusable, stale bool) {
 	c, m := d.c, d.msg
 	// Up to the content, d.start may cut the connection; from the content
-	// on, only ctx.
-	stop := context.AfterFunc(d.start, s.conn.abort)
+	// on, only d.finish.
+	stop := abortOn(d.start, s.conn)
 	defer func() { stop() }()
+	toContent := func() {
+		if d.start != d.finish {
+			stop()
+			stop = abortOn(d.finish, s.conn)
+		}
+	}
 	t := newTally(d, s, idx)
 	defer func() {
 		if !stale {
@@ -309,10 +362,9 @@ func (d *delivery) transaction(ctx context.Context, s *session, idx []int) (reus
 		t.setAll(send, Failed, 0, "5.3.4", fmt.Sprintf("message size %d exceeds size limit %d of server %s[%s]", m.Size, limit, s.target.host, s.target.addr), false)
 		return true, false
 	}
-	if content != nil && d.start != ctx {
+	if content != nil {
 		// The content leaves with the envelope: StartBy ends here.
-		stop()
-		stop = context.AfterFunc(ctx, s.conn.abort)
+		toContent()
 	}
 
 	accepted, final, reusable, proceed, stale := d.envelope(s, t, send, needUTF8, content)
@@ -323,46 +375,45 @@ func (d *delivery) transaction(ctx context.Context, s *session, idx []int) (reus
 		t.setAll(accepted, Delivered, final.code, final.status(), final.line(), false)
 		return true, false
 	}
-	if d.start != ctx {
-		stop()
-		stop = context.AfterFunc(ctx, s.conn.abort)
-	}
-	w := newDotWriter(s.client.Text.W)
+	toContent()
+	w := newDotWriter(s.bw)
 	buf := copyBuffers.Get().(*[]byte)
+	s.conn.pace(c.cfg.MinDataRate)
 	_, err := io.CopyBuffer(w, taggedReader{body}, *buf)
 	copyBuffers.Put(buf)
 	if err != nil {
+		s.conn.unpace()
 		// A transaction cannot be taken back once DATA began (RFC 5321
 		// section 4.1.1.4): close the connection without the final dot.
 		_ = s.conn.Close()
-		if ctx.Err() != nil || s.conn.aborted.Load() || !isLocalReadError(err) {
+		if d.finish.Err() != nil || s.conn.aborted.Load() || !isLocalReadError(err) {
 			t.lost(accepted, s.lost("sending message content", err, false))
 		} else {
 			t.setAll(accepted, Deferred, 0, "4.3.0", fmt.Sprintf("cannot read the queued message: %v", err), false)
 		}
 		return false, false
 	}
-	s.conn.setTimeout(c.cfg.DataDoneTimeout)
-	defer s.conn.setTimeout(c.cfg.CommandTimeout)
-	if err := w.Close(); err != nil {
+	err = w.Close()
+	s.conn.unpace()
+	if err != nil {
 		t.lost(accepted, s.lost("sending end of data", err, false))
 		return false, false
 	}
-	code, msg, err := s.client.Text.ReadResponse(2)
+	s.conn.asked()
+	r, _, err := s.readReply(c.cfg.DataDoneTimeout)
 	if err != nil {
-		if r, ok := asReply(err); ok {
-			t.reply(accepted, r, "end of data")
-			return true, false
-		}
 		// RFC 5321 section 4.1.1.4 and RFC 1047: the dot left us and no
-		// reply came. The server may have the message; we must try again
-		// anyway, and say that a duplicate is possible.
+		// reply came (in time). The server may have the message; we must
+		// try again anyway, and say that a duplicate is possible.
 		f := s.lost("waiting for the reply to end of data", err, false)
 		f.text += " (the message may have been delivered: a duplicate is possible)"
-		t.setAll(accepted, Deferred, 0, f.enhanced, f.text, s.conn.lastWriteOK.Load())
+		t.setAll(accepted, Deferred, 0, f.enhanced, f.text, s.conn.lastWriteOK)
 		return false, false
 	}
-	r := parseReply(code, msg)
+	if r.code/100 != 2 {
+		t.reply(accepted, r, "end of data")
+		return true, false
+	}
 	t.setAll(accepted, Delivered, r.code, r.status(), r.line(), false)
 	return true, false
 }

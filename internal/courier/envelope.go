@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // envelope runs MAIL FROM, the RCPT TOs and DATA for the recipients send.
@@ -53,7 +54,7 @@ func (d *delivery) envelope(s *session, t *tally, send []int, needUTF8 bool, con
 		cmds = append([]string{"RSET"}, cmds...)
 		expect = append([]int{2}, expect...)
 	}
-	answers, err := s.exchange(cmds, expect, pipelined, content, func(done []answer) bool {
+	answers, err := s.exchange(cmds, expect, pipelined, content, d.c.cfg.DataDoneTimeout, func(done []answer) bool {
 		if !done[0].ok {
 			return false // MAIL refused: no RCPT, no DATA
 		}
@@ -76,7 +77,7 @@ func (d *delivery) envelope(s *session, t *tally, send []int, needUTF8 bool, con
 		answers = answers[1:] // RSET's own reply says nothing of the transaction
 	}
 	// Once the content has left, a lost connection may have delivered it.
-	sentContent := content != nil && s.conn.lastWriteOK.Load()
+	sentContent := content != nil && s.conn.lastWriteOK
 	lostAt := func(step string) *failure {
 		f := s.lost(step, err, false)
 		if sentContent {
@@ -182,25 +183,38 @@ type answer struct {
 
 // exchange sends cmds and reads one reply for each. Pipelined, the group
 // goes out in one write; otherwise each command waits for the previous
-// reply, and more (given the answers so far) may end the group early. A
-// network failure returns the answers read before it.
-func (s *session) exchange(cmds []string, expect []int, pipelined bool, content []byte, more func(done []answer) bool) ([]answer, error) {
-	w := s.client.Text.W
+// reply, and more (given the answers so far) may end the group early. Each
+// reply must arrive whole within the command timeout of the moment the
+// courier begins to wait for it; the last one, with content, within final
+// (the reply to BDAT LAST is the reply to the end of data). A network
+// failure returns the answers read before it.
+func (s *session) exchange(cmds []string, expect []int, pipelined bool, content []byte, final time.Duration, more func(done []answer) bool) ([]answer, error) {
+	timeout := func(i int) time.Duration {
+		if content != nil && i == len(cmds)-1 {
+			return final
+		}
+		return s.timeout
+	}
 	var out []answer
 	if pipelined {
+		if content != nil {
+			s.conn.pace(s.minRate)
+			defer s.conn.unpace()
+		}
 		for _, c := range cmds {
-			if _, err := w.WriteString(c + "\r\n"); err != nil {
+			if _, err := s.bw.WriteString(c + "\r\n"); err != nil {
 				return nil, err
 			}
 		}
-		if _, err := w.Write(content); err != nil {
+		if _, err := s.bw.Write(content); err != nil {
 			return nil, err
 		}
-		if err := w.Flush(); err != nil {
+		if err := s.send(); err != nil {
 			return nil, err
 		}
+		s.conn.unpace()
 		for i := range cmds {
-			a, err := s.read(expect[i])
+			a, err := s.read(expect[i], timeout(i))
 			if err != nil {
 				return out, err
 			}
@@ -212,13 +226,10 @@ func (s *session) exchange(cmds []string, expect []int, pipelined bool, content 
 		if i > 0 && !more(out) {
 			break
 		}
-		if _, err := w.WriteString(c + "\r\n"); err != nil {
+		if err := s.send(c); err != nil {
 			return out, err
 		}
-		if err := w.Flush(); err != nil {
-			return out, err
-		}
-		a, err := s.read(expect[i])
+		a, err := s.read(expect[i], timeout(i))
 		if err != nil {
 			return out, err
 		}
@@ -227,15 +238,12 @@ func (s *session) exchange(cmds []string, expect []int, pipelined bool, content 
 	return out, nil
 }
 
-// read reads one reply; a reply of another class than expect is an
-// answer that is not ok, not an error.
-func (s *session) read(expect int) (answer, error) {
-	code, msg, err := s.client.Text.ReadResponse(expect)
+// read reads one reply within timeout; a reply of another class than
+// expect is an answer that is not ok, not an error.
+func (s *session) read(expect int, timeout time.Duration) (answer, error) {
+	r, _, err := s.readReply(timeout)
 	if err != nil {
-		if r, ok := asReply(err); ok {
-			return answer{r: r}, nil
-		}
 		return answer{}, err
 	}
-	return answer{r: parseReply(code, msg), ok: true}, nil
+	return answer{r: r, ok: r.code/100 == expect}, nil
 }

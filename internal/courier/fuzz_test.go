@@ -81,6 +81,11 @@ func FuzzServerDialogue(f *testing.F) {
 	f.Add("220 mx\r\n", "250-mx\r\n250-PIPELINING\r\n250 CHUNKING\r\n", "250 ok\r\n", "250 ok\r\n", "", "250 2.0.0 queued\r\n")
 	f.Add("220 mx\r\n", "250-mx\r\n250-PIPELINING\r\n250 CHUNKING\r\n", "250 ok\r\n", "550 5.1.1 no\r\n", "", "554 5.5.1 no valid recipients\r\n")
 	f.Add("220 mx\r\n", "250-mx\r\n250-PIPELINING\r\n250 CHUNKING\r\n", "250 ok\r\n", "250 ok\r\n", "", "")
+	f.Add("220-a\r\n250 b\r\n", "250 mx\r\n", "250 ok\r\n", "250 ok\r\n", "354 go\r\n", "250 ok\r\n")
+	f.Add("220 mx\r\n", "250-mx\r\n250-pipelining\r\n250 chunking\r\n", "250 ok\r\n", "250 ok\r\n", "", "250 ok\r\n")
+	f.Add("220 mx\r\n", "502 5.5.2 no EHLO\r\n", "250 ok\r\n", "250 ok\r\n", "354 go\r\n", "250 ok\r\n")
+	f.Add("220 "+strings.Repeat("x", 2100)+"\r\n", "", "", "", "", "")
+	f.Add("220 mx\r\n", strings.Repeat("250-X\r\n", 120)+"250 x\r\n", "", "", "", "")
 	f.Fuzz(checkDialogue)
 }
 

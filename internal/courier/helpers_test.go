@@ -77,13 +77,15 @@ type mta struct {
 
 	mu       sync.Mutex
 	msgs     []*received
-	mails    int // MAIL commands seen
+	mails    int      // MAIL commands seen
+	froms    []string // their reverse paths, in order
 	mailErr  func(from string) error
 	rcptErr  func(to string) error
 	dataErr  func(data []byte) error
 	dropData bool // close the connection once the final dot was read
 
 	conns   atomic.Int32 // sessions opened
+	datas   atomic.Int32 // DATA (or BDAT) transactions begun
 	active  atomic.Int32
 	maxConc atomic.Int32
 }
@@ -126,6 +128,7 @@ func (s *mtaSession) Logout() error {
 func (s *mtaSession) Mail(from string, opts *smtp.MailOptions) error {
 	s.m.mu.Lock()
 	s.m.mails++
+	s.m.froms = append(s.m.froms, from)
 	f := s.m.mailErr
 	s.m.mu.Unlock()
 	if f != nil {
@@ -159,6 +162,7 @@ func (s *mtaSession) Rcpt(to string, opts *smtp.RcptOptions) error {
 }
 
 func (s *mtaSession) Data(r io.Reader) error {
+	s.m.datas.Add(1)
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return err
@@ -381,11 +385,18 @@ func (s *sink) dumps(t testing.TB) []string {
 // dnsServer answers from zone on a UDP loopback port 0.
 func dnsServer(t testing.TB, zone map[string][]dns.RR, servfail map[string]bool) string {
 	t.Helper()
+	return countingDNSServer(t, zone, servfail, new(atomic.Int32))
+}
+
+// countingDNSServer is dnsServer counting the questions it is asked.
+func countingDNSServer(t testing.TB, zone map[string][]dns.RR, servfail map[string]bool, queries *atomic.Int32) string {
+	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
+		queries.Add(1)
 		resp := new(dns.Msg)
 		resp.SetReply(req)
 		resp.Authoritative = true

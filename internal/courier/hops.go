@@ -63,6 +63,15 @@ func (c *Courier) targets(ctx context.Context, r Route) ([]target, error) {
 	return c.mxTargets(ctx, r.Domain)
 }
 
+// maxMXHostLookups bounds the MX hosts whose addresses are looked up in
+// one attempt. The MX answer is the destination domain's to make and may
+// list hundreds of hosts (as many as a DNS message holds), each costing an
+// A and an AAAA query that the domain's own name servers can make slow;
+// a domain whose first ten MX hosts have no address at all is broken.
+// Postfix bounds the same list by smtp_mx_address_limit (our
+// Config.MaxMXAddresses), which also ends the lookups here once reached.
+const maxMXHostLookups = 10
+
 // mxTargets implements RFC 5321 section 5.1: the MX records in preference
 // order (Go's resolver sorts them and shuffles equal preferences, as the
 // RFC asks), each resolved to its addresses; no MX records at all means the
@@ -94,11 +103,18 @@ func (c *Courier) mxTargets(ctx context.Context, domain string) ([]target, error
 	}
 	var out []target
 	var lastErr error
+	looked := 0
 	for _, mx := range mxs {
+		if len(out) >= c.cfg.MaxMXAddresses || looked == maxMXHostLookups {
+			// Enough addresses to try, or enough lookups spent: the
+			// rest of the list would only cost DNS queries.
+			break
+		}
 		host := strings.TrimSuffix(mx.Host, ".")
 		if host == "" {
 			continue
 		}
+		looked++
 		addrs, err := c.lookupHost(ctx, host)
 		if err != nil {
 			// One MX host without addresses is no reason to give up on

@@ -1,9 +1,11 @@
 package courier
 
 import (
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -116,5 +118,41 @@ func TestAllMXHostsDownIsDeferred(t *testing.T) {
 	wantStatus(t, res, Deferred)
 	if res[0].Enhanced != "4.4.1" || !strings.Contains(res[0].Reply, "connection refused") {
 		t.Errorf("%+v", res[0])
+	}
+}
+
+// An MX answer is the destination's to make, and may list many hosts:
+// the courier looks up the addresses of at most maxMXHostLookups of them,
+// and none once it has MaxMXAddresses addresses, so that a domain cannot
+// have it make hundreds of (slow) DNS queries per attempt.
+func TestMXHostLookupsAreBounded(t *testing.T) {
+	t.Parallel()
+	m := startMTA(t, nil)
+	_, portStr, _ := net.SplitHostPort(m.addr)
+	port, _ := strconv.Atoi(portStr)
+	zone := map[string][]dns.RR{}
+	for i := 0; i < 30; i++ {
+		// many.test: thirty MX hosts, none of which exists.
+		zone["many.test."] = append(zone["many.test."], rr(t, fmt.Sprintf("many.test. 60 IN MX %d mx%d.many.test.", 10+i, i)))
+		// wide.test: thirty MX hosts, each with an address.
+		host := fmt.Sprintf("mx%d.wide.test.", i)
+		zone["wide.test."] = append(zone["wide.test."], rr(t, fmt.Sprintf("wide.test. 60 IN MX %d %s", 10+i, host)))
+		zone[host] = []dns.RR{rr(t, host+" 60 IN A 127.0.0.1")}
+	}
+	for _, tc := range []struct {
+		domain     string
+		status     Status
+		maxQueries int32 // the MX question, then A and AAAA per host
+	}{
+		{"many.test", Deferred, 1 + 2*maxMXHostLookups},
+		{"wide.test", Delivered, 1 + 2*5},
+	} {
+		var queries atomic.Int32
+		c, _ := newCourier(t, Config{TLS: TLSNone, DNSServer: countingDNSServer(t, zone, nil, &queries), MXPort: port, MaxMXAddresses: 5})
+		res := deliver(t, c, Route{NextHop: "mx", Domain: tc.domain}, newMessage("MX9", "a@example.org", testBody, "u@"+tc.domain))
+		wantStatus(t, res, tc.status)
+		if n := queries.Load(); n > tc.maxQueries {
+			t.Errorf("%s: %d DNS questions for one attempt, want at most %d", tc.domain, n, tc.maxQueries)
+		}
 	}
 }

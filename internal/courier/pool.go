@@ -71,7 +71,9 @@ func (p *pool) acquire(ctx context.Context, key string) (*session, error) {
 			p.total++
 			p.mu.Unlock()
 			if victim != nil {
-				victim.quit()
+				// Another destination's server must not hold this one's
+				// delivery for the reply to QUIT.
+				go victim.quit()
 			}
 			return nil, nil
 		}
@@ -135,7 +137,10 @@ func (p *pool) release(s *session, reusable bool, maxReuse time.Duration) {
 		p.freeLocked(s.key)
 		p.mu.Unlock()
 		if reusable {
-			s.quit()
+			// The outcome is known; the reply to QUIT decides nothing, so
+			// the delivery does not wait for it (a relay-first client is
+			// waiting for the delivery).
+			go s.quit()
 		} else {
 			_ = s.conn.Close()
 		}

@@ -1,9 +1,7 @@
 package courier
 
 import (
-	"errors"
 	"fmt"
-	"net/textproto"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -21,8 +19,8 @@ type reply struct {
 	text     string // one line, enhanced code stripped, sanitised
 }
 
-// parseReply reads a textproto reply: msg holds the lines after the code,
-// joined by "\n". The enhanced status code (RFC 2034 section 4, RFC 3463)
+// parseReply reads a reply as readReply assembles it: msg holds the texts
+// of its lines after the code, joined by "\n". The enhanced status code (RFC 2034 section 4, RFC 3463)
 // is taken from the first line only when its class agrees with the reply
 // code; later lines repeat it and lose it too.
 func parseReply(code int, msg string) reply {
@@ -131,16 +129,6 @@ func (r reply) outcome() Status {
 	// 4xx, and anything a confused server sends that is neither, is worth
 	// another try later rather than a bounce.
 	return Deferred
-}
-
-// asReply extracts a server reply from an error of net/textproto; ok is
-// false when the error is a network or protocol failure instead.
-func asReply(err error) (reply, bool) {
-	var te *textproto.Error
-	if errors.As(err, &te) {
-		return parseReply(te.Code, te.Msg), true
-	}
-	return reply{}, false
 }
 
 // encodeXtext encodes s as RFC 3461 section 4 xtext: printable ASCII except

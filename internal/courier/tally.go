@@ -72,5 +72,5 @@ func (t *tally) log() {
 		}
 	}
 	hop := t.s.target.host + "[" + t.s.target.addr + "]"
-	t.d.c.logAttempt(t.d.msg, t.d.rcpts(t.idx), hop, t.s.tlsDesc, t.last, outcome, extra...)
+	t.d.log(t.d.rcpts(t.idx), hop, t.s.tlsDesc, t.last, outcome, extra...)
 }
