@@ -67,8 +67,9 @@ func Decrypt(input []byte, keys []KeyPair, opts DecryptOptions) ([]byte, *Info, 
 	}
 
 	// Unwrap the content-encryption key for every candidate. None of these
-	// steps reports a cryptographic failure; a failed one yields a random
-	// key (see rsaKeyTransport.unwrap).
+	// steps reports a cryptographic failure; a failed one yields a key that
+	// does not open the content: for RSA one derived from the ciphertext
+	// (see rsaKeyTransport.unwrap), for ECDH a random one.
 	type attempt struct {
 		cek  []byte
 		info Info
