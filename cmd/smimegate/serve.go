@@ -220,8 +220,8 @@ func reload(cfgPath string, logger *slog.Logger, gw *gateway.Gateway, certOpts c
 
 // optsKey is the part of the certificate options that decides whether a
 // reload can keep the old store's files.
-func optsKey(o certstore.Options) [5]any {
-	return [5]any{o.OwnDir, o.PartnersDir, o.TrustDir, fmt.Sprint(o.Names), o.HostNames}
+func optsKey(o certstore.Options) [7]any {
+	return [7]any{o.OwnDir, o.PartnersDir, o.TrustDir, fmt.Sprint(o.Names), o.HostNames, fmt.Sprint(o.AllowPublicSuffix), string(o.Passphrase)}
 }
 
 // restartOnly lists the changed keys that a reload cannot apply.
@@ -244,7 +244,15 @@ func restartOnly(a, b *config.Config) []string {
 
 // warnCerts says at start-up and at each reload what the certificates allow.
 func warnCerts(logger *slog.Logger, cfg *config.Config, store *certstore.Store) {
-	if len(store.Own()) == 0 {
+	// An own certificate without its key is ours all the same: mail
+	// encrypted to it waits in the queue (never passes) until the key can
+	// be read. That needs the operator now.
+	for _, c := range store.OwnWithoutKey() {
+		logger.Error("own domain certificate without a usable private key: mail encrypted to it waits in the queue until the key is readable (fix, then SIGHUP)",
+			"domains", c.Domains, "cert_sha256", c.Fingerprint, "file", c.File, "reason", c.Reason)
+	}
+	keyed := len(store.Own()) - len(store.OwnWithoutKey())
+	if keyed == 0 {
 		logger.Warn("no own domain certificate with its key: inbound mail encrypted to us cannot be recognised or opened", "certs.own", cfg.Certs.Own)
 	}
 	partners := 0
@@ -253,7 +261,7 @@ func warnCerts(logger *slog.Logger, cfg *config.Config, store *certstore.Store) 
 			partners++
 		}
 	}
-	logger.Info("certificates", "own", len(store.Own()), "partner", partners, "problems", len(store.Problems()))
+	logger.Info("certificates", "own", keyed, "own_without_key", len(store.OwnWithoutKey()), "partner", partners, "problems", len(store.Problems()))
 }
 
 // courierConfig maps [relay] onto the courier's settings.

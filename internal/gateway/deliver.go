@@ -209,6 +209,7 @@ func (g *Gateway) attempt(ctx context.Context, env *spool.Envelope, h hop, idx [
 		Data:     data,
 		Size:     int64(len(data)),
 		StartBy:  vs.startBy,
+		FinishBy: vs.finishBy,
 		Open: func() (io.ReadCloser, error) {
 			return vs.open(v.Data)
 		},

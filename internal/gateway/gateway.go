@@ -50,6 +50,7 @@ type Gateway struct {
 	inFlight   atomic.Int64 // passes over a message in progress (workers' and relay-first)
 	hops       *hopHealth   // next hops that did not answer lately (relay first bypasses them)
 	memory     *memoryBudget
+	verify     *verifyCache
 }
 
 // state is what a reload replaces as a whole: configuration and certificates.
@@ -79,6 +80,7 @@ func New(cfg *config.Config, certs *certstore.Store, sp *spool.Spool, opts Optio
 	g.hardStop, g.cancelHard = newHardStop()
 	g.hops = newHopHealth()
 	g.memory = newMemoryBudget(cfg.Limits.MemoryBytes)
+	g.verify = newVerifyCache()
 	if g.log == nil {
 		g.log = slog.Default()
 	}
@@ -95,6 +97,9 @@ func New(cfg *config.Config, certs *certstore.Store, sp *spool.Spool, opts Optio
 	g.metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "smimegate_memory_budget_bytes", Help: "The memory budget for messages being processed (limits.memory)."},
 		func() float64 { return float64(g.memory.size()) }))
+	g.metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "smimegate_own_certificates_without_key", Help: "Own domain certificates whose private key is not loaded (unreadable, wrong passphrase): mail encrypted to them waits. Alert on anything above 0."},
+		func() float64 { return float64(len(g.Certs().OwnWithoutKey())) }))
 	g.metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "smimegate_quarantine_messages", Help: "Messages in the quarantine (bounded by quarantine.max_messages)."},
 		func() float64 { n, _ := g.spool.QuarantineUsage(); return float64(n) }))

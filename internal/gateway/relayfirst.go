@@ -28,9 +28,10 @@ import (
 // The client waits for at most queue.relay_first_timeout before the
 // content starts to flow (connection, greeting, TLS, envelope); past it the
 // recipient is deferred with nothing sent and the message is committed.
-// Content already on its way is finished, however long the next hop takes
-// to answer the final dot, because giving up then could only make a
-// duplicate. When every recipient is refused for good, the client gets the
+// The whole attempt ends at twice the timeout: a next hop that has the
+// content but dribbles its reply to the final dot is abandoned then, and
+// the message is committed and retried from the spool (the next hop may
+// have it: a possible duplicate, never a loss). When every recipient is refused for good, the client gets the
 // refusal (5xx) instead of a 250 and a bounce: its own server reports it,
 // and we send no backscatter.
 //
@@ -93,7 +94,14 @@ func (g *Gateway) Handoff(env *spool.Envelope, in *spool.Incoming) error {
 		e := received
 		return in.Commit(&e)
 	}
-	vs.startBy = time.Now().Add(g.Config().Queue.RelayFirstTimeout.D())
+	// The content must have started within relay_first_timeout, and the
+	// whole attempt, the next hop's reply to the final dot included, ends
+	// within twice that: a next hop that dribbles its reply cannot hold the
+	// client. Past it the message is committed (a duplicate is possible,
+	// a loss is not) and the client gets its 250.
+	timeout := g.Config().Queue.RelayFirstTimeout.D()
+	vs.startBy = time.Now().Add(timeout)
+	vs.finishBy = vs.startBy.Add(timeout)
 	g.inFlight.Add(1)
 	outcome, err := g.relayFirst(env, vs)
 	g.inFlight.Add(-1)

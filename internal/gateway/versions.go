@@ -41,8 +41,9 @@ type versions struct {
 	// for a worker's pass).
 	store  func() error
 	stored bool
-	// startBy is the courier's Message.StartBy for this pass's attempts.
-	startBy time.Time
+	// startBy and finishBy are the courier's Message.StartBy and FinishBy
+	// for this pass's attempts (relay first only).
+	startBy, finishBy time.Time
 }
 
 func newVersions(g *Gateway, id string) *versions {
