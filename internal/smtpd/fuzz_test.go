@@ -3,6 +3,7 @@ package smtpd
 import (
 	"bufio"
 	"bytes"
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -113,6 +114,39 @@ func FuzzParsePath(f *testing.F) {
 		}
 		if !p.Quoted && strings.ContainsAny(p.Local, `"@ `) {
 			t.Fatalf("%q: unquoted local part %q passed the grammar", s, p.Local)
+		}
+	})
+}
+
+// FuzzCanonicalDomain: the receiver's canonical form of a domain is ASCII,
+// lower case, stable (canonicalising it again changes nothing), never an IP
+// address in disguise, and what the receiver stores is what config's
+// CanonicalDomain would make of it.
+func FuzzCanonicalDomain(f *testing.F) {
+	for _, s := range []string{
+		"example.org", "EXAMPLE.ORG.", "bücher.example", "ab--cd.example.net", "xn--zz.example.net", "xn--bcher-kva.example",
+		"1.2.3.4", "127.1", "0x7f000001", "0x", "a.0xg", "exa_mple.org", "a..b", "ﬁ.example", "", ".", strings.Repeat("a.", 130),
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, d string) {
+		a, err := canonicalDomain(d)
+		if err != nil {
+			return
+		}
+		for i := 0; i < len(a); i++ {
+			if c := a[i]; c >= 0x80 || 'A' <= c && c <= 'Z' {
+				t.Fatalf("%q: canonical form %q is not lower-case ASCII", d, a)
+			}
+		}
+		if b, err := canonicalDomain(a); err != nil || b != a {
+			t.Fatalf("%q: canonical form %q canonicalises to %q, %v", d, a, b, err)
+		}
+		if _, err := netip.ParseAddr(a); err == nil {
+			t.Fatalf("%q: canonical form %q is an IP address", d, a)
+		}
+		if numericName(a) {
+			t.Fatalf("%q: canonical form %q has a numeric top-level label", d, a)
 		}
 	})
 }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"smimegate/internal/config"
 	"smimegate/internal/spool"
 )
 
@@ -30,7 +29,7 @@ type session struct {
 	trusted bool
 
 	hasMail  bool
-	from     path
+	sender   string // the reverse-path as stored: canonical domain, "" for <>
 	mailOpts smtp.MailOptions
 	rcpts    []spool.Recipient
 }
@@ -69,19 +68,47 @@ func (s *session) Mail(_ string, opts *smtp.MailOptions) error {
 	}
 	arg, _ := argOf(s.w.lastLine, "FROM:")
 	p, err := parsePath(arg, true)
-	if err == nil {
-		err = p.checkSyntax(opts.UTF8)
-	}
 	if err != nil {
-		if errors.Is(err, errNeedUTF8) {
-			return smtpErr(553, [3]int{5, 6, 7}, "Sender address: "+err.Error())
-		}
 		return smtpErr(501, [3]int{5, 1, 7}, "Bad sender address syntax: "+err.Error())
 	}
-	s.from, s.mailOpts, s.hasMail = p, *opts, true
+	if p.UTF8 && !opts.UTF8 {
+		return smtpErr(553, [3]int{5, 6, 7}, "Sender address: "+errNeedUTF8.Error())
+	}
+	// The null sender and an address literal have no domain to
+	// canonicalise; either is a foreign sender to the policy. Any other
+	// domain must have the one form every later stage compares.
+	sender := p.Mailbox()
+	if !p.Null && !p.Literal {
+		d, err := canonicalDomain(p.Domain)
+		if err != nil {
+			s.srv.log.Info("smtpd: sender refused", "client", s.w.client.String(), "trusted", s.trusted,
+				"sender", printable(p.Mailbox()), "err", err)
+			return smtpErr(553, [3]int{5, 1, 7}, "Sender address rejected: "+invalidDomain(p.Domain, err))
+		}
+		sender = p.Local + "@" + d
+	}
+	if err := p.checkSyntax(opts.UTF8); err != nil {
+		return smtpErr(501, [3]int{5, 1, 7}, "Bad sender address syntax: "+err.Error())
+	}
+	s.sender, s.mailOpts, s.hasMail = sender, *opts, true
 	s.rcpts = nil
 	return nil
 }
+
+// invalidDomain is the reason given for a domain that has no canonical
+// form: the domain as the client wrote it, and which rule it breaks.
+func invalidDomain(d string, err error) string {
+	if errors.Is(err, errNumericDomain) {
+		return fmt.Sprintf("domain %s is not a valid domain name: %v", printable(d), err)
+	}
+	return fmt.Sprintf("domain %s is not a valid IDNA domain name (RFC 5891)", printable(d))
+}
+
+// errLiteralRecipient refuses an address literal as a recipient from every
+// client: the policy is decided by the recipient's domain (draft section
+// 5), and an IP address has none, so whatever we did with it would be a
+// guess: sealed for nobody, or sent in the clear past the policy.
+var errLiteralRecipient = smtpErr(553, [3]int{5, 1, 3}, "Recipient address rejected: a domain-encryption gateway cannot apply policy to an address literal")
 
 // Rcpt handles RCPT TO (RFC 5321 section 4.1.1.3) and is where relay
 // control happens.
@@ -94,26 +121,38 @@ func (s *session) Rcpt(_ string, opts *smtp.RcptOptions) error {
 	if err != nil {
 		return s.refuseRcpt(arg, smtpErr(501, [3]int{5, 1, 3}, "Bad recipient address syntax: "+err.Error()))
 	}
+	if p.Literal {
+		return s.refuseRcpt(arg, errLiteralRecipient)
+	}
 	if !s.trusted {
 		if trick := p.routingTrick(); trick != "" {
 			return s.refuseRcpt(arg, smtpErr(554, [3]int{5, 7, 1}, "Relay access denied ("+trick+")"))
 		}
 	}
+	if p.UTF8 && !s.mailOpts.UTF8 {
+		return s.refuseRcpt(arg, smtpErr(553, [3]int{5, 6, 7}, "Recipient address: "+errNeedUTF8.Error()))
+	}
+	// Every client, trusted or not: a domain without a canonical form
+	// would reach the policy as a string that matches no partner and no
+	// local domain, and so leave unsealed.
+	domain, err := canonicalDomain(p.Domain)
+	if err != nil {
+		s.srv.log.Info("smtpd: recipient domain has no canonical form", "client", s.w.client.String(), "rcpt", printable(p.Mailbox()), "err", err)
+		return s.refuseRcpt(arg, smtpErr(553, [3]int{5, 1, 3}, "Recipient address rejected: "+invalidDomain(p.Domain, err)))
+	}
 	if err := p.checkSyntax(s.mailOpts.UTF8); err != nil {
-		if errors.Is(err, errNeedUTF8) {
-			return s.refuseRcpt(arg, smtpErr(553, [3]int{5, 6, 7}, "Recipient address: "+err.Error()))
-		}
 		return s.refuseRcpt(arg, smtpErr(501, [3]int{5, 1, 3}, "Bad recipient address syntax: "+err.Error()))
 	}
-	if !s.trusted {
-		d, err := config.CanonicalDomain(p.Domain)
-		if err != nil || !s.srv.cfg.IsLocal(d) {
-			return s.refuseRcpt(arg, smtpErr(554, [3]int{5, 7, 1}, "Relay access denied"))
-		}
+	local := s.srv.cfg.IsLocal(domain)
+	if !s.trusted && !local {
+		return s.refuseRcpt(arg, smtpErr(554, [3]int{5, 7, 1}, "Relay access denied"))
 	}
-	// Mailbox leaves out a source route, which a trusted client may still
-	// send: RFC 5321 section 4.1.1.3 says servers SHOULD ignore it.
-	r := spool.Recipient{Addr: p.Mailbox()}
+	// The address as it is stored and passed on: the local part as
+	// written (RFC 5321 section 2.4: only the receiving host may interpret
+	// it) and the canonical domain. A source route, which a trusted client
+	// may still send, is left out: RFC 5321 section 4.1.1.3 says servers
+	// SHOULD ignore it.
+	r := spool.Recipient{Addr: p.Local + "@" + domain}
 	for _, n := range opts.Notify {
 		r.Notify = append(r.Notify, string(n))
 	}
@@ -125,7 +164,7 @@ func (s *session) Rcpt(_ string, opts *smtp.RcptOptions) error {
 func (s *session) refuseRcpt(arg string, e *smtp.SMTPError) error {
 	sender := "<>"
 	if s.hasMail {
-		sender = s.from.Mailbox()
+		sender = s.sender
 	}
 	s.srv.log.Info("smtpd: recipient refused", "client", s.w.client.String(), "trusted", s.trusted,
 		"sender", sender, "rcpt", printable(strings.TrimSpace(arg)), "reply", fmt.Sprintf("%d %d.%d.%d %s", e.Code, e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2], e.Message))
@@ -203,7 +242,7 @@ func (s *session) data() *smtp.SMTPError {
 
 	env := &spool.Envelope{
 		ID:         in.ID,
-		Sender:     s.from.Mailbox(),
+		Sender:     s.sender,
 		Recipients: s.rcpts,
 		RET:        string(s.mailOpts.Return),
 		EnvID:      s.mailOpts.EnvelopeID,
@@ -312,7 +351,7 @@ func (s *session) logResult(id string, size int64, e *smtp.SMTPError) *smtp.SMTP
 	}
 	s.srv.log.Info(what,
 		"id", id, "client", s.w.client.String(), "trusted", s.trusted, "tls", s.w.tlsState != nil,
-		"sender", s.from.Mailbox(), "rcpts", rcpts.String(), "size", size,
+		"sender", s.sender, "rcpts", rcpts.String(), "size", size,
 		"reply", replyText(e))
 	return e
 }
@@ -341,7 +380,7 @@ func (s *session) forget() {
 // Reset handles RSET, a new EHLO and the end of a transaction.
 func (s *session) Reset() {
 	s.hasMail = false
-	s.from = path{}
+	s.sender = ""
 	s.mailOpts = smtp.MailOptions{}
 	s.rcpts = nil
 }
