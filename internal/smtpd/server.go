@@ -243,10 +243,11 @@ func (s *Server) trusted(a netip.Addr) bool {
 	return false
 }
 
-// limitListener enforces smtp.max_connections and
+// limitListener enforces smtp.max_connections,
 // smtp.max_connections_per_client (Postfix's process limit and
 // smtpd_client_connection_count_limit, from whose count, as in Postfix,
-// the trusted networks are exempt) and wraps each connection in a wireConn.
+// the trusted networks are exempt) and smtp.trusted_reserve (the slots only
+// trusted clients may take), and wraps each connection in a wireConn.
 type limitListener struct {
 	net.Listener
 	s *Server
@@ -269,6 +270,12 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			refuse = "421 4.3.2 Service shutting down, try again later"
 		case s.total >= s.cfg.SMTP.MaxConnections:
 			refuse = "421 4.3.2 Too many connections, try again later"
+		case !trusted && s.total >= s.cfg.SMTP.MaxConnections-s.cfg.SMTP.TrustedReserve:
+			// The last smtp.trusted_reserve slots are the internal
+			// servers': an outsider with a few addresses could otherwise
+			// hold every slot within the per-client limit and stop the
+			// outbound mail.
+			refuse = fmt.Sprintf("421 4.7.0 Too many connections: the last %d of %d are kept for the trusted networks, try again later", s.cfg.SMTP.TrustedReserve, s.cfg.SMTP.MaxConnections)
 		case !trusted && s.perClient[addr] >= s.cfg.SMTP.MaxConnectionsPerClient:
 			refuse = "421 4.7.0 Too many connections from your address, try again later"
 		}

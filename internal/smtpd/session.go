@@ -222,12 +222,18 @@ func (s *session) data() *smtp.SMTPError {
 	}
 	dr.beforeFill = s.dataDeadline(start)
 	reject, writeErr, netErr := dr.readData()
-	s.w.conn().SetReadDeadline(time.Time{})
+	s.w.conn().SetReadDeadline(s.w.readDeadline(time.Time{}))
 	switch {
 	case netErr != nil:
 		var ne interface{ Timeout() bool }
 		if errors.As(netErr, &ne) && ne.Timeout() {
 			s.w.ended = true
+			if s.w.sessionOver() {
+				// The message was cut short: it is not accepted (in is
+				// aborted), and the client learns why.
+				text := s.w.sessionOverText(" during DATA; the message was not accepted")
+				return s.logResult(in.ID, dr.size, smtpErr(421, [3]int{4, 4, 2}, text))
+			}
 			return s.logResult(in.ID, dr.size, smtpErr(421, [3]int{4, 4, 2}, fmt.Sprintf("Timeout or data slower than %d bytes/s, closing the connection", cfg.MinDataRate)))
 		}
 		s.w.ended = true
@@ -303,7 +309,7 @@ func storageError(err error) *smtp.SMTPError {
 // DATA. As with Postfix's smtpd_min_data_rate, each byte received buys
 // 1/min_data_rate seconds on top of the command timeout, and no single
 // read may wait longer than the command timeout: a client that trickles
-// its message is dropped.
+// its message is dropped. No read waits past the end of the session.
 func (s *session) dataDeadline(start time.Time) func(int64) error {
 	timeout := s.srv.cfg.SMTP.CommandTimeout.D()
 	rate := int64(s.srv.cfg.SMTP.MinDataRate)
@@ -316,7 +322,7 @@ func (s *session) dataDeadline(start time.Time) func(int64) error {
 				deadline = earned
 			}
 		}
-		return s.w.conn().SetReadDeadline(deadline)
+		return s.w.conn().SetReadDeadline(s.w.readDeadline(deadline))
 	}
 }
 
@@ -328,7 +334,7 @@ func (s *session) discardData() {
 	if _, _, err := dr.readData(); err != nil {
 		s.w.ended = true
 	}
-	s.w.conn().SetReadDeadline(time.Time{})
+	s.w.conn().SetReadDeadline(s.w.readDeadline(time.Time{}))
 }
 
 // logResult writes the one line per transaction and returns e.

@@ -49,24 +49,30 @@ type wireConn struct {
 	shutdown   bool
 	closeAfter string // a reply to send before ending the connection
 
-	rest      []byte // part of the current command line go-smtp has not read yet
-	eod       bool   // hand go-smtp an empty DATA stream (".\r\n") next
-	lastLine  string // the command line go-smtp is handling
-	lastVerb  string
-	wbuf      []byte // reply bytes not yet forming a whole line
-	tlsState  *tls.ConnectionState
-	helo      string // argument of the last HELO/EHLO since the connection (or TLS) began
-	errors    int
-	junk      int
-	ended     bool // io.EOF from now on
-	closeOnce sync.Once
-	release   func() // gives back the connection slot
+	rest     []byte // part of the current command line go-smtp has not read yet
+	eod      bool   // hand go-smtp an empty DATA stream (".\r\n") next
+	lastLine string // the command line go-smtp is handling
+	lastVerb string
+	wbuf     []byte // reply bytes not yet forming a whole line
+	tlsState *tls.ConnectionState
+	helo     string // argument of the last HELO/EHLO since the connection (or TLS) began
+	greeted  bool   // a HELO/EHLO was seen since the connection (or TLS) began
+	errors   int
+	junk     int
+	// sessionEnd is when the session ends however busy it is
+	// (smtp.max_session_time from accept): no read waits past it, and the
+	// first command after it is answered 421.
+	sessionEnd time.Time
+	ended      bool // io.EOF from now on
+	closeOnce  sync.Once
+	release    func() // gives back the connection slot
 }
 
 func newWireConn(c net.Conn, srv *Server, client netip.AddrPort, release func()) *wireConn {
 	br := readers.Get().(*bufio.Reader)
 	br.Reset(c)
-	return &wireConn{raw: c, cur: c, srv: srv, br: br, client: client, release: release}
+	return &wireConn{raw: c, cur: c, srv: srv, br: br, client: client, release: release,
+		sessionEnd: time.Now().Add(srv.cfg.SMTP.MaxSessionTime.D())}
 }
 
 // readers recycles the connections' read buffers: one per connection was
@@ -121,12 +127,19 @@ func (w *wireConn) read(p []byte) (int, error) {
 			return 0, io.EOF
 		}
 		line, err := w.readCommandLine()
+		if err != nil && w.isShutdown() {
+			w.writeLine("421 4.3.2 Service shutting down, try again later")
+			w.ended = true
+			return 0, io.EOF
+		}
+		if w.sessionOver() {
+			// Whether the command came in late or the read was cut at
+			// the end of the session, the session is over.
+			w.writeLine("421 4.4.2 " + w.sessionOverText(""))
+			w.ended = true
+			return 0, io.EOF
+		}
 		if err != nil {
-			if w.isShutdown() {
-				w.writeLine("421 4.3.2 Service shutting down, try again later")
-				w.ended = true
-				return 0, io.EOF
-			}
 			if errors.Is(err, errLineTooLong) {
 				w.reply(500, "5.5.2", fmt.Sprintf("Command line longer than %d bytes", maxCommandLine))
 				continue
@@ -205,7 +218,16 @@ func (w *wireConn) checkCommand(line []byte) bool {
 	}
 	verb, arg, _ := strings.Cut(string(text), " ")
 	verb = strings.ToUpper(verb)
-	if junkVerbs[verb] {
+	junk := junkVerbs[verb]
+	if verb == "HELO" || verb == "EHLO" {
+		// RFC 5321 section 4.1.4 lets a client greet again, and each
+		// greeting resets the session for a few bytes: an EHLO loop costs
+		// the client nothing. The first greeting, and the one RFC 3207
+		// section 4.2 requires after STARTTLS, are free; any other is junk.
+		junk = w.greeted
+		w.greeted = true
+	}
+	if junk {
 		w.junk++
 		if w.junk > w.srv.cfg.SMTP.JunkCommandLimit {
 			w.writeLine("421 4.7.0 Too many junk commands, closing the connection")
@@ -276,7 +298,7 @@ func (w *wireConn) startTLS(arg string) {
 	}
 	w.writeLine("220 2.0.0 Ready to start TLS")
 	tc := tls.Server(w.raw, w.srv.tlsConfig)
-	ctx, cancel := context.WithTimeout(context.Background(), w.srv.cfg.SMTP.CommandTimeout.D())
+	ctx, cancel := context.WithDeadline(context.Background(), w.readDeadline(time.Now().Add(w.srv.cfg.SMTP.CommandTimeout.D())))
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
 		w.srv.log.Info("smtpd: TLS handshake failed", "client", w.client.String(), "err", err)
@@ -293,6 +315,7 @@ func (w *wireConn) startTLS(arg string) {
 	// RFC 3207 section 4.2: forget everything learnt from the client before
 	// TLS; it must say EHLO again.
 	w.helo = ""
+	w.greeted = false
 	w.lastVerb = ""
 	if s := w.srv.sessionOf(w); s != nil {
 		s.forget()
@@ -436,6 +459,27 @@ func printable(s string) string {
 	return b.String()
 }
 
+// readDeadline returns t, or the end of the session if that comes first;
+// a zero t (no deadline) becomes the end of the session. Every read
+// deadline goes through it, so that no read outlives the session.
+func (w *wireConn) readDeadline(t time.Time) time.Time {
+	if t.IsZero() || t.After(w.sessionEnd) {
+		return w.sessionEnd
+	}
+	return t
+}
+
+// sessionOver reports whether smtp.max_session_time has passed.
+func (w *wireConn) sessionOver() bool {
+	return !time.Now().Before(w.sessionEnd)
+}
+
+// sessionOverText is the text of the 421 4.4.2 that ends a session at
+// smtp.max_session_time; during names what was cut short, if anything.
+func (w *wireConn) sessionOverText(during string) string {
+	return fmt.Sprintf("Session longer than the limit of %s%s, closing the connection", w.srv.cfg.SMTP.MaxSessionTime, during)
+}
+
 // conn returns the connection replies go to and commands come from.
 func (w *wireConn) conn() net.Conn {
 	w.mu.Lock()
@@ -449,7 +493,7 @@ func (w *wireConn) LocalAddr() net.Addr           { return w.raw.LocalAddr() }
 func (w *wireConn) RemoteAddr() net.Addr          { return w.raw.RemoteAddr() }
 func (w *wireConn) SetDeadline(t time.Time) error { return w.conn().SetDeadline(t) }
 func (w *wireConn) SetReadDeadline(t time.Time) error {
-	err := w.conn().SetReadDeadline(t)
+	err := w.conn().SetReadDeadline(w.readDeadline(t))
 	if err != nil {
 		w.releaseReader() // go-smtp ends the connection on this error
 	}
