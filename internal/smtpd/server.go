@@ -62,6 +62,19 @@ type Options struct {
 	// TLSConfig enables STARTTLS; if nil, smtp.tls_cert and smtp.tls_key
 	// are loaded when set.
 	TLSConfig *tls.Config
+	// VerifyRecipient, when set, is asked at RCPT whether a recipient in a
+	// local domain exists (smtp.verify_recipients: the gateway probes
+	// relay.inbound, as Postfix's reject_unverified_recipient does), after
+	// the relay and syntax checks and for trusted clients too. addr is the
+	// address as the envelope will store it: the local part as written, the
+	// canonical domain. nil accepts; a *Reject with a 4xx or 5xx code is
+	// the reply (550 5.1.1 for an unknown user, 450 4.1.1 when it cannot
+	// tell now); any other error is answered 451 4.3.0. ctx ends at
+	// smtp.command_timeout (or the end of the session, if sooner), when
+	// the client disconnects and when the server shuts down; the hook must
+	// return once it has ended. It is not asked about postmaster, which
+	// RFC 5321 section 4.5.1 requires every domain to accept.
+	VerifyRecipient func(ctx context.Context, addr string) error
 }
 
 // Server is the SMTP receiver.

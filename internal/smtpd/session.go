@@ -157,8 +157,40 @@ func (s *session) Rcpt(_ string, opts *smtp.RcptOptions) error {
 		r.Notify = append(r.Notify, string(n))
 	}
 	r.ORcpt = paramValue(p.Params, "ORCPT")
+	if local && s.srv.opts.VerifyRecipient != nil && !isPostmaster(p) {
+		if e := s.verify(r.Addr); e != nil {
+			return s.refuseRcpt(arg, e)
+		}
+	}
 	s.rcpts = append(s.rcpts, r)
 	return nil
+}
+
+// isPostmaster reports whether a recipient is postmaster, which RFC 5321
+// section 4.5.1 requires at every domain we serve ("MUST be supported"),
+// case-insensitively: it is never refused as unknown.
+func isPostmaster(p path) bool {
+	return strings.EqualFold(p.Unquote, "postmaster")
+}
+
+// verify asks Options.VerifyRecipient about addr, under the command's
+// context, and turns its answer into the RCPT reply: nil to accept.
+func (s *session) verify(addr string) *smtp.SMTPError {
+	ctx, done := s.w.commandContext()
+	defer done()
+	err := s.srv.opts.VerifyRecipient(ctx, addr)
+	if err == nil {
+		return nil
+	}
+	var rej *Reject
+	if errors.As(err, &rej) && rej.Code >= 400 && rej.Code <= 599 {
+		return smtpErr(rej.Code, rej.Enhanced, rej.Message)
+	}
+	// Anything else, a Reject that would read as success included, is a
+	// failure to verify: the client is to try again, never to take the
+	// recipient as accepted.
+	s.srv.log.Warn("smtpd: recipient verification failed", "client", s.w.client.String(), "rcpt", addr, "err", err)
+	return smtpErr(451, [3]int{4, 3, 0}, "Recipient address verification failed temporarily, try again later")
 }
 
 func (s *session) refuseRcpt(arg string, e *smtp.SMTPError) error {

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -66,13 +67,22 @@ type wireConn struct {
 	ended      bool // io.EOF from now on
 	closeOnce  sync.Once
 	release    func() // gives back the connection slot
+	// readDL is the read deadline go-smtp last set (before the clamp to
+	// sessionEnd), to put back after watchClient has moved it.
+	readDL time.Time
+	// alive ends when the connection closes or the server shuts down; a
+	// call that may block on the network on the client's behalf
+	// (Options.VerifyRecipient) runs under it.
+	alive context.Context
+	kill  context.CancelFunc
 }
 
 func newWireConn(c net.Conn, srv *Server, client netip.AddrPort, release func()) *wireConn {
 	br := readers.Get().(*bufio.Reader)
 	br.Reset(c)
+	alive, kill := context.WithCancel(context.Background())
 	return &wireConn{raw: c, cur: c, srv: srv, br: br, client: client, release: release,
-		sessionEnd: time.Now().Add(srv.cfg.SMTP.MaxSessionTime.D())}
+		sessionEnd: time.Now().Add(srv.cfg.SMTP.MaxSessionTime.D()), alive: alive, kill: kill}
 }
 
 // readers recycles the connections' read buffers: one per connection was
@@ -239,6 +249,17 @@ func (w *wireConn) checkCommand(line []byte) bool {
 	case verb == "STARTTLS":
 		w.startTLS(arg)
 		return false
+	case verb == "DATA" && arg == "" && w.noRecipients():
+		// RFC 5321 section 3.3: with no MAIL, or no RCPT accepted, DATA
+		// gets 503 or 554. go-smtp's own answer is 502 ("not
+		// implemented"), and after STARTTLS it still holds the
+		// recipients of the clear-text transaction RFC 3207 discards.
+		if s := w.srv.sessionOf(w); s == nil || !s.hasMail {
+			w.reply(503, "5.5.1", "Send MAIL first")
+		} else {
+			w.reply(554, "5.5.1", "No valid recipients")
+		}
+		return false
 	case verb == "BDAT":
 		// CHUNKING is not offered (it is removed from the EHLO reply):
 		// one strict reader for one kind of message stream.
@@ -258,6 +279,13 @@ func (w *wireConn) checkCommand(line []byte) bool {
 		w.helo = h
 	}
 	return true
+}
+
+// noRecipients reports whether the session has no transaction with an
+// accepted recipient for a DATA to carry.
+func (w *wireConn) noRecipients() bool {
+	s := w.srv.sessionOf(w)
+	return s == nil || !s.hasMail || len(s.rcpts) == 0
 }
 
 // postmasterLine rewrites "RCPT TO:<Postmaster>", the one address a client
@@ -408,6 +436,9 @@ func (w *wireConn) beginShutdown() {
 	w.shutdown = true
 	idle := w.idle
 	w.mu.Unlock()
+	// A recipient verification in progress gives up: the answer to its
+	// RCPT is a 451, and the connection ends at the next command.
+	w.kill()
 	if idle {
 		w.conn().SetReadDeadline(time.Now())
 	}
@@ -433,6 +464,7 @@ func (w *wireConn) takeCloseAfter() string {
 func (w *wireConn) Close() error {
 	var err error
 	w.closeOnce.Do(func() {
+		w.kill()
 		c := w.conn()
 		err = c.Close()
 		if c != w.raw {
@@ -469,6 +501,61 @@ func (w *wireConn) readDeadline(t time.Time) time.Time {
 	return t
 }
 
+// commandContext is the context of a call made on the client's behalf
+// while a command waits for its reply: it ends at smtp.command_timeout (or
+// the end of the session, if sooner), when the connection closes or the
+// server shuts down, and, through watchClient, when the client goes away.
+// The returned function must be called before the command loop reads again.
+func (w *wireConn) commandContext() (context.Context, func()) {
+	ctx, cancel := context.WithDeadline(w.alive, w.readDeadline(time.Now().Add(w.srv.cfg.SMTP.CommandTimeout.D())))
+	stop := w.watchClient(cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+	}
+}
+
+// watchClient cancels a call when the client disconnects while it runs.
+// Nothing else reads from the connection then (the command's goroutine is
+// in the call), so a watcher may: it peeks, which leaves pipelined commands
+// where they are for the command loop, and stops at the first error; the
+// end of the stream or a reset means the client is gone. The call's own
+// deadline bounds the wait, so the watcher's reads have none; a client that
+// has filled the read buffer with pipelined commands cannot be watched
+// further, and the call then ends at that deadline. The returned stop
+// function wakes the watcher (a read deadline in the past), waits for it,
+// and puts back the read deadline go-smtp had set.
+func (w *wireConn) watchClient(cancel context.CancelFunc) (stop func()) {
+	br := w.br
+	if br == nil {
+		return func() {}
+	}
+	w.conn().SetReadDeadline(time.Time{})
+	done := make(chan struct{})
+	var woken atomic.Bool
+	go func() {
+		defer close(done)
+		for {
+			n := br.Buffered()
+			if n >= br.Size() {
+				return
+			}
+			if _, err := br.Peek(n + 1); err != nil {
+				if !woken.Load() {
+					cancel() // gone
+				}
+				return
+			}
+		}
+	}()
+	return func() {
+		woken.Store(true)
+		w.conn().SetReadDeadline(time.Now())
+		<-done
+		w.conn().SetReadDeadline(w.readDeadline(w.readDL))
+	}
+}
+
 // sessionOver reports whether smtp.max_session_time has passed.
 func (w *wireConn) sessionOver() bool {
 	return !time.Now().Before(w.sessionEnd)
@@ -493,6 +580,7 @@ func (w *wireConn) LocalAddr() net.Addr           { return w.raw.LocalAddr() }
 func (w *wireConn) RemoteAddr() net.Addr          { return w.raw.RemoteAddr() }
 func (w *wireConn) SetDeadline(t time.Time) error { return w.conn().SetDeadline(t) }
 func (w *wireConn) SetReadDeadline(t time.Time) error {
+	w.readDL = t
 	err := w.conn().SetReadDeadline(w.readDeadline(t))
 	if err != nil {
 		w.releaseReader() // go-smtp ends the connection on this error
