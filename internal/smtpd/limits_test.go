@@ -1,7 +1,11 @@
 package smtpd
 
 import (
+	"bytes"
 	"fmt"
+	"io"
+	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -412,5 +416,97 @@ func TestMaxSessionTimeDuringData(t *testing.T) {
 	}
 	if n := len(h.queued()); n != 0 {
 		t.Errorf("%d queued from a cut DATA stream", n)
+	}
+}
+
+// TestEnvelopeMemory: recipients with the longest command lines smtpd
+// takes are refused with 452 4.5.3 once they would hold more than
+// max_recipients times bytesPerRecipient, well before max_recipients of
+// them; recipients of ordinary length still reach max_recipients.
+func TestEnvelopeMemory(t *testing.T) {
+	t.Parallel()
+	const max = 8
+	h := newHarness(t, fmt.Sprintf("max_recipients = %d", max), Options{})
+	c := h.session(untrustedIP)
+	c.cmd("MAIL FROM:<a@example.net>", 250)
+	long := strings.Repeat("x", 1000)
+	accepted := 0
+	for i := range max {
+		// A 1 KB local part and a 1 KB ORCPT: a line within maxCommandLine.
+		c.send(fmt.Sprintf("RCPT TO:<%s%d@example.org> ORCPT=rfc822;%s\r\n", long, i, long))
+		code, msg := c.reply()
+		if code == 250 {
+			accepted++
+			continue
+		}
+		want := fmt.Sprintf("4.5.3 Too many recipients: together they would take more than %d bytes", max*bytesPerRecipient)
+		if code != 452 || !strings.HasPrefix(msg, want) {
+			t.Fatalf("recipient %d: %d %s, want 452 %s", i+1, code, msg, want)
+		}
+		break
+	}
+	if accepted == 0 || accepted >= max/2 {
+		t.Errorf("%d long recipients accepted of %d; want the memory bound to stop them first", accepted, max)
+	}
+	c.cmd("RSET", 250)
+	c.cmd("MAIL FROM:<a@example.net>", 250)
+	for i := range max {
+		c.cmd(fmt.Sprintf("RCPT TO:<user%d@example.org> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;user%d@example.org", i, i), 250)
+	}
+	c.cmd("DATA", 354)
+	c.send(message("many") + ".\r\n")
+	c.expect(250)
+	if list := h.queued(); len(list) != 1 || len(list[0].Recipients) != max || list[0].Recipients[0].Notify[1] != "FAILURE" {
+		t.Fatalf("queued %+v", list)
+	}
+}
+
+// TestReplyBuffer: a reply line that never ends is passed on as it comes;
+// wireConn holds at most maxReplyLine of it, and the lines after it are
+// filtered and counted as ever.
+func TestReplyBuffer(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	peer, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &Server{cfg: testConfig(t, t.TempDir(), "")}
+	w := newWireConn(c, srv, netip.AddrPortFrom(netip.MustParseAddr(trustedIP), 1), nil)
+	defer w.Close()
+	got := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(peer)
+		got <- b
+	}()
+	chunk := []byte(strings.Repeat("x", 4096))
+	var want []byte
+	for range 10 * maxReplyLine / len(chunk) {
+		if _, err := w.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, chunk...)
+		if len(w.wbuf) > maxReplyLine {
+			t.Fatalf("%d bytes of a reply line held back, the bound is %d", len(w.wbuf), maxReplyLine)
+		}
+	}
+	tail := "\r\n550 5.0.0 an error\r\n250 2.0.0 OK\r\n"
+	w.Write([]byte(tail))
+	want = append(want, tail...)
+	if w.errors != 1 {
+		t.Errorf("errors counted after the long line: %d, want 1", w.errors)
+	}
+	w.Close()
+	if b := <-got; !bytes.Equal(b, want) {
+		t.Errorf("the peer got %d bytes, want the %d written", len(b), len(want))
 	}
 }

@@ -32,6 +32,9 @@ type session struct {
 	sender   string // the reverse-path as stored: canonical domain, "" for <>
 	mailOpts smtp.MailOptions
 	rcpts    []spool.Recipient
+	// envelopeBytes is what rcpts hold in memory, as recipientBytes counts
+	// it, against the bound of charge.
+	envelopeBytes int
 }
 
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
@@ -91,7 +94,7 @@ func (s *session) Mail(_ string, opts *smtp.MailOptions) error {
 		return smtpErr(501, [3]int{5, 1, 7}, "Bad sender address syntax: "+err.Error())
 	}
 	s.sender, s.mailOpts, s.hasMail = sender, *opts, true
-	s.rcpts = nil
+	s.rcpts, s.envelopeBytes = nil, 0
 	return nil
 }
 
@@ -154,16 +157,73 @@ func (s *session) Rcpt(_ string, opts *smtp.RcptOptions) error {
 	// SHOULD ignore it.
 	r := spool.Recipient{Addr: p.Local + "@" + domain}
 	for _, n := range opts.Notify {
-		r.Notify = append(r.Notify, string(n))
+		r.Notify = append(r.Notify, notifyValue(n))
 	}
-	r.ORcpt = paramValue(p.Params, "ORCPT")
+	// A copy: the value is a piece of the command line, which it would
+	// otherwise keep in memory whole for as long as the transaction.
+	r.ORcpt = strings.Clone(paramValue(p.Params, "ORCPT"))
+	if e := s.charge(r); e != nil {
+		return s.refuseRcpt(arg, e)
+	}
 	if local && s.srv.opts.VerifyRecipient != nil && !isPostmaster(p) {
 		if e := s.verify(r.Addr); e != nil {
+			s.envelopeBytes -= recipientBytes(r)
 			return s.refuseRcpt(arg, e)
 		}
 	}
 	s.rcpts = append(s.rcpts, r)
 	return nil
+}
+
+// bytesPerRecipient is what one recipient may hold in memory on average
+// over a transaction, so that smtp.max_recipients times it bounds the
+// envelope. An address within RFC 5321's limits (a path of at most 256
+// octets, section 4.5.3.1.3) held twice (go-smtp keeps its own copy), an
+// ORCPT of the same length and the bookkeeping take under 1 KiB, so every
+// envelope the standard allows fits; without the bound, max_recipients
+// recipients with 2 KB command lines each could make one session hold
+// several megabytes.
+const bytesPerRecipient = 1 << 10
+
+// recipientOverhead is the memory of a recipient beyond its strings: the
+// spool.Recipient, the string and slice headers, go-smtp's slice entry.
+const recipientOverhead = 128
+
+func recipientBytes(r spool.Recipient) int {
+	n := 2*len(r.Addr) + len(r.ORcpt) + recipientOverhead
+	for _, v := range r.Notify {
+		n += len(v)
+	}
+	return n
+}
+
+// charge counts a recipient against the transaction's memory bound; over
+// it the recipient is refused as one too many (RFC 5321 section
+// 4.5.3.1.10: 452, and the client sends the rest in another transaction).
+func (s *session) charge(r spool.Recipient) *smtp.SMTPError {
+	limit := s.srv.cfg.SMTP.MaxRecipients * bytesPerRecipient
+	n := recipientBytes(r)
+	if s.envelopeBytes+n > limit {
+		return smtpErr(452, [3]int{4, 5, 3}, fmt.Sprintf("Too many recipients: together they would take more than %d bytes (%d recipients of %d bytes on average)", limit, s.srv.cfg.SMTP.MaxRecipients, bytesPerRecipient))
+	}
+	s.envelopeBytes += n
+	return nil
+}
+
+// notifyValue is a NOTIFY value (RFC 3461 section 4.1) as a constant, not
+// as a piece of the command line that would keep the whole line alive.
+func notifyValue(n smtp.DSNNotify) string {
+	switch n {
+	case smtp.DSNNotifyNever:
+		return "NEVER"
+	case smtp.DSNNotifySuccess:
+		return "SUCCESS"
+	case smtp.DSNNotifyFailure:
+		return "FAILURE"
+	case smtp.DSNNotifyDelayed:
+		return "DELAY"
+	}
+	return strings.Clone(string(n))
 }
 
 // isPostmaster reports whether a recipient is postmaster, which RFC 5321
@@ -420,7 +480,7 @@ func (s *session) Reset() {
 	s.hasMail = false
 	s.sender = ""
 	s.mailOpts = smtp.MailOptions{}
-	s.rcpts = nil
+	s.rcpts, s.envelopeBytes = nil, 0
 }
 
 // Logout is called when the connection ends.

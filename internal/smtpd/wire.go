@@ -54,7 +54,8 @@ type wireConn struct {
 	eod      bool   // hand go-smtp an empty DATA stream (".\r\n") next
 	lastLine string // the command line go-smtp is handling
 	lastVerb string
-	wbuf     []byte // reply bytes not yet forming a whole line
+	wbuf     []byte // reply bytes not yet forming a whole line (at most maxReplyLine)
+	overlong bool   // the reply line being written outgrew maxReplyLine
 	tlsState *tls.ConnectionState
 	helo     string // argument of the last HELO/EHLO since the connection (or TLS) began
 	greeted  bool   // a HELO/EHLO was seen since the connection (or TLS) began
@@ -350,29 +351,56 @@ func (w *wireConn) startTLS(arg string) {
 	}
 }
 
+// maxReplyLine bounds the part of a reply line held back while its line
+// end has not come. go-smtp writes a whole line per flush, and the longest
+// reply line there is quotes a command line (maxCommandLine), escaped by %q
+// to at most four times its length, plus a sentence of ours; a line with no
+// end past this bound is passed on as it comes rather than kept.
+const maxReplyLine = 4*maxCommandLine + 1024
+
 // Write takes go-smtp's replies, line by line: it drops the EHLO keywords we
 // do not serve, counts errors and ends the connection when they are too many.
 func (w *wireConn) Write(p []byte) (int, error) {
-	w.wbuf = append(w.wbuf, p...)
-	for {
-		i := bytes.IndexByte(w.wbuf, '\n')
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
-			break
+			if len(w.wbuf)+len(p) <= maxReplyLine {
+				w.wbuf = append(w.wbuf, p...)
+				return n, nil
+			}
+			// An overlong line: what there is of it goes out now, the
+			// rest as it comes, neither filtered nor counted.
+			if err := w.writeReply(string(w.wbuf) + string(p)); err != nil {
+				return 0, err
+			}
+			w.wbuf, w.overlong = nil, true
+			return n, nil
 		}
-		line := string(w.wbuf[:i+1])
-		w.wbuf = w.wbuf[i+1:]
+		line := string(w.wbuf) + string(p[:i+1])
+		p = p[i+1:]
+		w.wbuf = nil
+		if w.overlong {
+			w.overlong = false
+			if err := w.writeReply(line); err != nil {
+				return 0, err
+			}
+			continue
+		}
 		if w.lastVerb == "EHLO" && (line == "250-CHUNKING\r\n" || line == "250-STARTTLS\r\n" && w.tlsState != nil) {
 			continue
 		}
-		if _, err := w.conn().Write([]byte(line)); err != nil {
+		if err := w.writeReply(line); err != nil {
 			return 0, err
 		}
 		w.countReply(line)
 	}
-	if len(w.wbuf) == 0 {
-		w.wbuf = w.wbuf[:0:0]
-	}
-	return len(p), nil
+	return n, nil
+}
+
+func (w *wireConn) writeReply(s string) error {
+	_, err := w.conn().Write([]byte(s))
+	return err
 }
 
 // countReply applies the error limit (smtpd_hard_error_limit) to the final
