@@ -244,7 +244,13 @@ func (s *session) verify(addr string) *smtp.SMTPError {
 	}
 	var rej *Reject
 	if errors.As(err, &rej) && rej.Code >= 400 && rej.Code <= 599 {
-		return smtpErr(rej.Code, rej.Enhanced, rej.Message)
+		// The text may come from the internal server's reply: one line,
+		// and an enhanced code of the reply's class (RFC 3463 section 2).
+		enhanced := rej.Enhanced
+		if enhanced[0] != rej.Code/100 {
+			enhanced = [3]int{rej.Code / 100, 0, 0}
+		}
+		return smtpErr(rej.Code, enhanced, printable(rej.Message))
 	}
 	// Anything else, a Reject that would read as success included, is a
 	// failure to verify: the client is to try again, never to take the

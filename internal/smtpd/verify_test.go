@@ -42,6 +42,10 @@ func (v *verifier) verify(ctx context.Context, addr string) error {
 		return &Reject{Code: 450, Enhanced: [3]int{4, 1, 1}, Message: "Recipient address verification: cannot verify now"}
 	case "broken":
 		return errors.New("relay.inbound: connection refused")
+	case "multiline":
+		// The internal server's reply text, passed on: it must stay one
+		// line, with an enhanced code of its class.
+		return &Reject{Code: 550, Enhanced: [3]int{2, 1, 1}, Message: "no such user\r\n250 OK"}
 	case "liar":
 		// A Reject that would read as success must not accept.
 		return &Reject{Code: 250, Enhanced: [3]int{2, 0, 0}, Message: "fine"}
@@ -108,6 +112,7 @@ func TestVerifyRecipient(t *testing.T) {
 			{"<busy@sub.example.org>", 450, "4.1.1 Recipient address verification: cannot verify now"},
 			{"<broken@example.org>", 451, "4.3.0 Recipient address verification failed temporarily, try again later"},
 			{"<liar@example.org>", 451, "4.3.0 Recipient address verification failed temporarily, try again later"},
+			{"<multiline@example.org>", 550, "5.0.0 no such user??250 OK"},
 			{"<unknown@ab--cd.example.org>", 553, "5.1.3 "}, // syntax first: never asked
 			{"<unknown%evil.example@example.org>", 0, ""},   // relay check first, for outsiders
 			{"<Known@EXAMPLE.ORG>", 250, ""},                // asked as Known@example.org
@@ -153,8 +158,8 @@ func TestVerifyRecipient(t *testing.T) {
 		}
 		c.cmd("QUIT", 221)
 	}
-	outsider := "unknown@example.org busy@sub.example.org broken@example.org liar@example.org Known@example.org bob@xn--bcher-kva.example.org unknown@example.org busy@example.org"
-	insider := "unknown@example.org busy@sub.example.org broken@example.org liar@example.org unknown%evil.example@example.org Known@example.org bob@xn--bcher-kva.example.org unknown@example.org busy@example.org"
+	outsider := "unknown@example.org busy@sub.example.org broken@example.org liar@example.org multiline@example.org Known@example.org bob@xn--bcher-kva.example.org unknown@example.org busy@example.org"
+	insider := "unknown@example.org busy@sub.example.org broken@example.org liar@example.org multiline@example.org unknown%evil.example@example.org Known@example.org bob@xn--bcher-kva.example.org unknown@example.org busy@example.org"
 	if got := v.askedFor(); got != outsider+" "+insider {
 		t.Errorf("the hook was asked about\n%s\nwant\n%s %s", got, outsider, insider)
 	}
