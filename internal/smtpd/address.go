@@ -287,14 +287,9 @@ var errNumericDomain = errors.New("the top-level label is numeric, which makes t
 // 5321 but IP addresses to the resolver libraries a next hop may use, so
 // they are address literals in disguise and are refused as those are.
 func numericName(d string) bool {
-	tld := d
-	if i := strings.LastIndexByte(d, '.'); i >= 0 {
-		tld = d[i+1:]
+	tld := d[strings.LastIndexByte(d, '.')+1:]
+	if hex, ok := strings.CutPrefix(tld, "0x"); ok {
+		return strings.TrimLeft(hex, "0123456789abcdef") == ""
 	}
-	digits := tld
-	if h, ok := strings.CutPrefix(tld, "0x"); ok {
-		digits = strings.TrimLeft(h, "0123456789abcdef")
-		return digits == ""
-	}
-	return strings.TrimLeft(digits, "0123456789") == ""
+	return strings.TrimLeft(tld, "0123456789") == ""
 }

@@ -63,9 +63,9 @@ func headerTooBig(limit int) *dataReject {
 // dataReader reads the DATA stream of RFC 5321 section 4.1.1.4 strictly:
 // every line ends in CRLF, a CR or LF anywhere else is an error, so is a
 // NUL, a leading dot is removed (section 4.5.2), and only a line consisting
-// of a single dot, after a CRLF, ends the message. This is what defeats SMTP smuggling
-// (CVE-2023-51764): \n.\r\n, \r\n.\n, \r.\r and their kin neither end the
-// message nor pass into it.
+// of a single dot, after a CRLF, ends the message. This is what defeats
+// SMTP smuggling (CVE-2023-51764): \n.\r\n, \r\n.\n, \r.\r and their kin
+// neither end the message nor pass into it.
 type dataReader struct {
 	br  *bufio.Reader
 	dst io.Writer
