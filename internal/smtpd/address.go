@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strings"
 	"unicode/utf8"
+
+	"smimegate/internal/config"
 )
 
 // path is a reverse-path or forward-path of RFC 5321 section 4.1.2, kept as
@@ -241,6 +243,9 @@ var errNeedUTF8 = errors.New("non-ASCII address without the SMTPUTF8 parameter a
 // Postfix's allow_untrusted_routing=no is the model, extended to every form
 // in the relay-testing folklore: user%other@us, other!user@us,
 // <@us:user@other>, "user@other"@us, user@us. (trailing dot), user@[ip].
+// Rcpt refuses an address literal from every client before it asks this
+// (see errLiteralRecipient); the case stays so that the answer does not
+// depend on the order of the checks.
 func (p path) routingTrick() string {
 	switch {
 	case p.Route:
@@ -253,4 +258,38 @@ func (p path) routingTrick() string {
 		return "trailing dot in the domain"
 	}
 	return ""
+}
+
+// canonicalDomain returns a path's domain in the form in which smimegate
+// compares and stores domains (config.CanonicalDomain: lower case, A-labels,
+// no trailing dot), or an error saying why it has none. Everything after
+// the receiver (policy, certificate look-up, routing) works on this form
+// only: a name that cannot be put in it is refused here, so that no later
+// stage can fall back to the string as written and treat it as some other,
+// certificate-less domain (RFC 5891 section 5: a lookup application must
+// not use a label that fails the IDNA tests).
+func canonicalDomain(d string) (string, error) {
+	a, err := config.CanonicalDomain(d)
+	if err != nil {
+		return "", err
+	}
+	if numericName(a) {
+		return "", errNumericDomain
+	}
+	return a, nil
+}
+
+var errNumericDomain = errors.New("the top-level label is numeric, which makes the name an IP address to most resolvers (RFC 3696 section 2; RFC 1123 section 2.1)")
+
+// numericName reports whether a canonical domain's top-level label is all
+// digits, or a hexadecimal number in the form inet_aton reads ("0x7f"):
+// "1.2.3.4", "127.1" and "0x7f000001" are domains to the grammar of RFC
+// 5321 but IP addresses to the resolver libraries a next hop may use, so
+// they are address literals in disguise and are refused as those are.
+func numericName(d string) bool {
+	tld := d[strings.LastIndexByte(d, '.')+1:]
+	if hex, ok := strings.CutPrefix(tld, "0x"); ok {
+		return strings.TrimLeft(hex, "0123456789abcdef") == ""
+	}
+	return strings.TrimLeft(tld, "0123456789") == ""
 }

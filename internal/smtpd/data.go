@@ -33,6 +33,21 @@ var (
 	errLoop        = &dataReject{554, [3]int{5, 4, 6}, "Message refused: too many Received header fields, probably a mail loop (RFC 5321 section 6.3)"}
 )
 
+// nulRefusal begins the reply to a message with a NUL in it.
+const nulRefusal = "Message refused: NUL character"
+
+// nulInData refuses a message with a NUL octet. RFC 5322 section 2.3 and
+// the text rule of section 3.5 leave NUL out of a message (only the
+// obsolete syntax of section 4.1 has it), and 8BITMIME (RFC 6152) carries
+// RFC 2045 section 2.8's 8bit data, in which "no NULs are allowed". A NUL
+// relayed on is read differently by the next MTA, and by the mail client
+// behind it, than by us: C string handling ends a line or a header there.
+// offset is the first NUL's position in the DATA stream, counted from the
+// first byte after the DATA command's CRLF.
+func nulInData(offset int64) *dataReject {
+	return &dataReject{550, [3]int{5, 6, 0}, fmt.Sprintf("%s at byte %d of the DATA stream; message content may contain none (RFC 5322 section 2.3, RFC 6152)", nulRefusal, offset)}
+}
+
 func tooBig(limit int64) *dataReject {
 	return &dataReject{552, [3]int{5, 3, 4}, fmt.Sprintf("Message refused: larger than the limit of %d bytes", limit)}
 }
@@ -46,11 +61,11 @@ func headerTooBig(limit int) *dataReject {
 }
 
 // dataReader reads the DATA stream of RFC 5321 section 4.1.1.4 strictly:
-// every line ends in CRLF, a CR or LF anywhere else is an error, a leading
-// dot is removed (section 4.5.2), and only a line consisting of a single
-// dot, after a CRLF, ends the message. This is what defeats SMTP smuggling
-// (CVE-2023-51764): \n.\r\n, \r\n.\n, \r.\r and their kin neither end the
-// message nor pass into it.
+// every line ends in CRLF, a CR or LF anywhere else is an error, so is a
+// NUL, a leading dot is removed (section 4.5.2), and only a line consisting
+// of a single dot, after a CRLF, ends the message. This is what defeats
+// SMTP smuggling (CVE-2023-51764): \n.\r\n, \r\n.\n, \r.\r and their kin
+// neither end the message nor pass into it.
 type dataReader struct {
 	br  *bufio.Reader
 	dst io.Writer
@@ -89,6 +104,11 @@ func (d *dataReader) readData() (reject *dataReject, writeErr, netErr error) {
 		d.total += int64(len(seg))
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
 			return d.reject, d.werr, err
+		}
+		// The terminator has no NUL, so a NUL anywhere in a segment is
+		// message content (a ".\x00" line included: it ends nothing).
+		if i := bytes.IndexByte(seg, 0); i >= 0 && d.reject == nil {
+			d.refuse(nulInData(d.total - int64(len(seg)) + int64(i)))
 		}
 		complete := err == nil // seg ends with '\n'
 

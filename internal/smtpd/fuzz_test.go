@@ -3,19 +3,22 @@ package smtpd
 import (
 	"bufio"
 	"bytes"
+	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 )
 
 // referenceData is the obvious, slow reading of RFC 5321's DATA rules: the
 // message is everything before the first CRLF.CRLF (counting the CRLF of
-// the DATA command), it is refused if it has a CR or LF outside a CRLF pair,
-// and otherwise each line loses one leading dot.
-func referenceData(in []byte) (msg []byte, consumed int, found, bare bool) {
+// the DATA command), it is refused if it has a CR or LF outside a CRLF pair
+// or a NUL (nul is the first one's offset, -1 if none), and otherwise each
+// line loses one leading dot.
+func referenceData(in []byte) (msg []byte, consumed int, found, bare bool, nul int) {
 	p := append([]byte("\r\n"), in...)
 	k := bytes.Index(p, []byte("\r\n.\r\n"))
 	if k < 0 {
-		return nil, 0, false, false
+		return nil, 0, false, false, -1
 	}
 	raw := p[2 : k+2]
 	if k == 0 {
@@ -30,7 +33,7 @@ func referenceData(in []byte) (msg []byte, consumed int, found, bare bool) {
 	for _, line := range bytes.SplitAfter(raw, []byte("\r\n")) {
 		out = append(out, bytes.TrimPrefix(line, []byte("."))...)
 	}
-	return out, len(raw) + 3, true, bare
+	return out, len(raw) + 3, true, bare, bytes.IndexByte(raw, 0)
 }
 
 // FuzzDataReader checks the streaming reader against referenceData, with a
@@ -40,6 +43,7 @@ func FuzzDataReader(f *testing.F) {
 		".\r\n", "a\r\n.\r\n", "a\n.\r\n.\r\n", "a\r\n.\n\r\n.\r\n", "a\r.\r\n.\r\n", "a\r\r\n.\r\r\n\r\n.\r\n",
 		"..x\r\n.\r\n", ".\rX\r\n.\r\n", "0123456789abcde\r\n.\r\n", "0123456789abcdef\r\n.\r\n", "0123456789abcdefg\r\r\n.\r\n",
 		"Received: x\r\n\r\nbody\r\n.\r\n", "no end", "\r\n.\r\n", "\n.\n", "a\r\n.",
+		"a\r\n\x00.\r\n.\r\n", "a\r\n.\x00\r\n.\r\n", "\x00\r\n.\r\n", "0123456789abcdef\x00\r\n.\r\n", "a\n\x00\r\n.\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -54,7 +58,7 @@ func FuzzDataReader(f *testing.F) {
 		if werr != nil {
 			t.Fatal(werr)
 		}
-		want, consumed, found, bare := referenceData(in)
+		want, consumed, found, bare, nul := referenceData(in)
 		if !found {
 			if nerr == nil {
 				t.Fatalf("%q: message ended without CRLF.CRLF", in)
@@ -67,13 +71,30 @@ func FuzzDataReader(f *testing.F) {
 		if d.total != int64(consumed) {
 			t.Fatalf("%q: consumed %d bytes, reference %d", in, d.total, consumed)
 		}
-		if bare != (reject == errBareNewline) {
-			t.Fatalf("%q: bare CR/LF %v, reader refused with %v", in, bare, reject)
+		isNUL := reject != nil && strings.HasPrefix(reject.msg, nulRefusal)
+		switch {
+		case bare && nul >= 0:
+			if reject != errBareNewline && !isNUL {
+				t.Fatalf("%q: bare CR/LF and NUL, reader refused with %v", in, reject)
+			}
+		case bare:
+			if reject != errBareNewline {
+				t.Fatalf("%q: bare CR/LF, reader refused with %v", in, reject)
+			}
+		case nul >= 0:
+			if !isNUL || !strings.Contains(reject.msg, fmt.Sprintf(" at byte %d of ", nul)) {
+				t.Fatalf("%q: NUL at %d, reader refused with %v", in, nul, reject)
+			}
+		case reject != nil:
+			t.Fatalf("%q: clean message refused with %v", in, reject)
 		}
-		if !bare && !bytes.Equal(out.Bytes(), want) {
+		if reject != nil {
+			return
+		}
+		if !bytes.Equal(out.Bytes(), want) {
 			t.Fatalf("%q: message %q, reference %q", in, out.Bytes(), want)
 		}
-		if !bare && int64(len(want)) != d.size {
+		if int64(len(want)) != d.size {
 			t.Fatalf("%q: size %d, reference %d", in, d.size, len(want))
 		}
 	})
@@ -113,6 +134,39 @@ func FuzzParsePath(f *testing.F) {
 		}
 		if !p.Quoted && strings.ContainsAny(p.Local, `"@ `) {
 			t.Fatalf("%q: unquoted local part %q passed the grammar", s, p.Local)
+		}
+	})
+}
+
+// FuzzCanonicalDomain: the receiver's canonical form of a domain is ASCII,
+// lower case, stable (canonicalising it again changes nothing), never an IP
+// address in disguise, and what the receiver stores is what config's
+// CanonicalDomain would make of it.
+func FuzzCanonicalDomain(f *testing.F) {
+	for _, s := range []string{
+		"example.org", "EXAMPLE.ORG.", "bücher.example", "ab--cd.example.net", "xn--zz.example.net", "xn--bcher-kva.example",
+		"1.2.3.4", "127.1", "0x7f000001", "0x", "a.0xg", "exa_mple.org", "a..b", "ﬁ.example", "", ".", strings.Repeat("a.", 130),
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, d string) {
+		a, err := canonicalDomain(d)
+		if err != nil {
+			return
+		}
+		for i := 0; i < len(a); i++ {
+			if c := a[i]; c >= 0x80 || 'A' <= c && c <= 'Z' {
+				t.Fatalf("%q: canonical form %q is not lower-case ASCII", d, a)
+			}
+		}
+		if b, err := canonicalDomain(a); err != nil || b != a {
+			t.Fatalf("%q: canonical form %q canonicalises to %q, %v", d, a, b, err)
+		}
+		if _, err := netip.ParseAddr(a); err == nil {
+			t.Fatalf("%q: canonical form %q is an IP address", d, a)
+		}
+		if numericName(a) {
+			t.Fatalf("%q: canonical form %q has a numeric top-level label", d, a)
 		}
 	})
 }

@@ -1,7 +1,11 @@
 package smtpd
 
 import (
+	"bytes"
 	"fmt"
+	"io"
+	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -102,7 +106,7 @@ func TestRecipientLimit(t *testing.T) {
 
 func TestConnectionLimits(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, "max_connections = 4\nmax_connections_per_client = 2", Options{})
+	h := newHarness(t, "max_connections = 4\nmax_connections_per_client = 2\ntrusted_reserve = 0", Options{})
 	a := h.dial(untrustedIP)
 	a.expect(220)
 	b := h.dial(untrustedIP)
@@ -261,5 +265,248 @@ func TestShutdown(t *testing.T) {
 	}
 	if n := len(h.queued()); n != 1 {
 		t.Errorf("the message in flight was not queued")
+	}
+}
+
+// TestTrustedReserve: an outsider with two addresses, each within the
+// per-client limit, opens connections until it is refused; it must not get
+// the last trusted_reserve slots, and a trusted client still gets in and
+// delivers. The trusted client is refused only at max_connections.
+func TestTrustedReserve(t *testing.T) {
+	t.Parallel()
+	const max, reserve = 6, 2
+	h := newHarness(t, fmt.Sprintf("max_connections = %d\nmax_connections_per_client = %d\ntrusted_reserve = %d", max, max, reserve), Options{})
+	outsider := []string{untrustedIP, "127.0.0.3"}
+	var held []*rawClient
+	refused := 0
+	for i := range max {
+		c := h.dial(outsider[i%2])
+		switch code, msg := c.reply(); {
+		case code == 220:
+			held = append(held, c)
+		case code == 421 && strings.HasPrefix(msg, "4.7.0 ") && strings.Contains(msg, "trusted networks"):
+			refused++
+		default:
+			t.Fatalf("outsider's connection %d: %d %s", i+1, code, msg)
+		}
+	}
+	if len(held) != max-reserve || refused != reserve {
+		t.Fatalf("the outsider holds %d connections and was refused %d times; want %d and %d", len(held), refused, max-reserve, reserve)
+	}
+	var trusted []*rawClient
+	for range reserve {
+		c := h.dial(trustedIP)
+		c.expect(220)
+		trusted = append(trusted, c)
+	}
+	if msg := h.dial(trustedIP).expect(421); !strings.HasPrefix(msg, "4.3.2 ") {
+		t.Errorf("trusted connection over max_connections: %q", msg)
+	}
+	c := trusted[0]
+	c.cmd("EHLO internal.example.org", 250)
+	if code, msg := sendData(c, message("reserve")); code != 250 {
+		t.Fatalf("trusted client in the reserve: %d %s", code, msg)
+	}
+}
+
+// TestGreetingLoop: every HELO/EHLO after the first of a session, and
+// after the one STARTTLS requires, is a junk command.
+func TestGreetingLoop(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "junk_command_limit = 5", Options{})
+	for _, verb := range []string{"EHLO", "HELO"} {
+		c := h.session(untrustedIP) // the first EHLO is free
+		for range 5 {
+			c.cmd(verb+" again.example.net", 250)
+		}
+		if msg := c.cmd(verb+" again.example.net", 421); !strings.HasPrefix(msg, "4.7.0 Too many junk commands") {
+			t.Errorf("%s loop: %q", verb, msg)
+		}
+		if !c.closed() {
+			t.Errorf("%s loop: still open at the junk limit", verb)
+		}
+	}
+}
+
+// TestGreetingLoopTLS: the EHLO that must follow STARTTLS is free; the
+// junk count of the clear-text part carries over.
+func TestGreetingLoopTLS(t *testing.T) {
+	t.Parallel()
+	cert, key, pool := testTLS(t)
+	h := newHarness(t, fmt.Sprintf("junk_command_limit = 2\ntls_cert = %q\ntls_key = %q", cert, key), Options{})
+	c := h.session(untrustedIP)
+	c.cmd("EHLO x", 250) // junk 1
+	c.startTLS(pool)
+	c.cmd("EHLO x", 250) // required by RFC 3207: free
+	c.cmd("EHLO x", 250) // junk 2
+	if msg := c.cmd("EHLO x", 421); !strings.HasPrefix(msg, "4.7.0 ") {
+		t.Errorf("third junk greeting: %q", msg)
+	}
+}
+
+// TestMaxSessionTime: a client that keeps the session busy with valid
+// commands is told 421 4.4.2 and disconnected once max_session_time has
+// passed, as is one that waits.
+func TestMaxSessionTime(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "max_session_time = \"1s\"\njunk_command_limit = 100000", Options{})
+	c := h.session(untrustedIP)
+	for i := 0; ; i++ {
+		if i == 1000 {
+			t.Fatal("1000 commands and the session still goes on")
+		}
+		c.send("NOOP\r\n")
+		code, msg := c.reply()
+		if code == 250 {
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		if code != 421 || !strings.HasPrefix(msg, "4.4.2 Session longer than the limit of 1s") {
+			t.Fatalf("NOOP: %d %s", code, msg)
+		}
+		break
+	}
+	if !c.closed() {
+		t.Error("still open after the session limit")
+	}
+	// A client that sends nothing is not kept for command_timeout (300s
+	// by default) but ends with the session.
+	idle := h.session(untrustedIP)
+	if msg := idle.expect(421); !strings.HasPrefix(msg, "4.4.2 Session longer than the limit of 1s") {
+		t.Errorf("idle client: %q", msg)
+	}
+	if !idle.closed() {
+		t.Error("idle client still open after the session limit")
+	}
+}
+
+// TestMaxSessionTimeDuringData: a DATA stream still coming in at the end
+// of the session is cut with 421 4.4.2, and its message is not queued.
+func TestMaxSessionTimeDuringData(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "max_session_time = \"1s\"", Options{})
+	c := h.session(untrustedIP)
+	c.cmd("MAIL FROM:<a@example.net>", 250)
+	c.cmd("RCPT TO:<b@example.org>", 250)
+	c.cmd("DATA", 354)
+	c.send("Subject: never ending\r\n\r\n")
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			if _, err := c.conn.Write([]byte("another line\r\n")); err != nil {
+				return
+			}
+		}
+	}()
+	code, msg := c.reply()
+	close(stop)
+	<-done
+	if code != 421 || !strings.HasPrefix(msg, "4.4.2 Session longer than the limit of 1s during DATA; the message was not accepted") {
+		t.Errorf("DATA at the end of the session: %d %s", code, msg)
+	}
+	if !c.closed() {
+		t.Error("still open after the session limit")
+	}
+	if n := len(h.queued()); n != 0 {
+		t.Errorf("%d queued from a cut DATA stream", n)
+	}
+}
+
+// TestEnvelopeMemory: recipients with the longest command lines smtpd
+// takes are refused with 452 4.5.3 once they would hold more than
+// max_recipients times bytesPerRecipient, well before max_recipients of
+// them; recipients of ordinary length still reach max_recipients.
+func TestEnvelopeMemory(t *testing.T) {
+	t.Parallel()
+	const max = 8
+	h := newHarness(t, fmt.Sprintf("max_recipients = %d", max), Options{})
+	c := h.session(untrustedIP)
+	c.cmd("MAIL FROM:<a@example.net>", 250)
+	long := strings.Repeat("x", 1000)
+	accepted := 0
+	for i := range max {
+		// A 1 KB local part and a 1 KB ORCPT: a line within maxCommandLine.
+		c.send(fmt.Sprintf("RCPT TO:<%s%d@example.org> ORCPT=rfc822;%s\r\n", long, i, long))
+		code, msg := c.reply()
+		if code == 250 {
+			accepted++
+			continue
+		}
+		want := fmt.Sprintf("4.5.3 Too many recipients: together they would take more than %d bytes", max*bytesPerRecipient)
+		if code != 452 || !strings.HasPrefix(msg, want) {
+			t.Fatalf("recipient %d: %d %s, want 452 %s", i+1, code, msg, want)
+		}
+		break
+	}
+	if accepted == 0 || accepted >= max/2 {
+		t.Errorf("%d long recipients accepted of %d; want the memory bound to stop them first", accepted, max)
+	}
+	c.cmd("RSET", 250)
+	c.cmd("MAIL FROM:<a@example.net>", 250)
+	for i := range max {
+		c.cmd(fmt.Sprintf("RCPT TO:<user%d@example.org> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;user%d@example.org", i, i), 250)
+	}
+	c.cmd("DATA", 354)
+	c.send(message("many") + ".\r\n")
+	c.expect(250)
+	if list := h.queued(); len(list) != 1 || len(list[0].Recipients) != max || list[0].Recipients[0].Notify[1] != "FAILURE" {
+		t.Fatalf("queued %+v", list)
+	}
+}
+
+// TestReplyBuffer: a reply line that never ends is passed on as it comes;
+// wireConn holds at most maxReplyLine of it, and the lines after it are
+// filtered and counted as ever.
+func TestReplyBuffer(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	peer, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &Server{cfg: testConfig(t, t.TempDir(), "")}
+	w := newWireConn(c, srv, netip.AddrPortFrom(netip.MustParseAddr(trustedIP), 1), nil)
+	defer w.Close()
+	got := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(peer)
+		got <- b
+	}()
+	chunk := []byte(strings.Repeat("x", 4096))
+	var want []byte
+	for range 10 * maxReplyLine / len(chunk) {
+		if _, err := w.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, chunk...)
+		if len(w.wbuf) > maxReplyLine {
+			t.Fatalf("%d bytes of a reply line held back, the bound is %d", len(w.wbuf), maxReplyLine)
+		}
+	}
+	tail := "\r\n550 5.0.0 an error\r\n250 2.0.0 OK\r\n"
+	w.Write([]byte(tail))
+	want = append(want, tail...)
+	if w.errors != 1 {
+		t.Errorf("errors counted after the long line: %d, want 1", w.errors)
+	}
+	w.Close()
+	if b := <-got; !bytes.Equal(b, want) {
+		t.Errorf("the peer got %d bytes, want the %d written", len(b), len(want))
 	}
 }

@@ -62,6 +62,19 @@ type Options struct {
 	// TLSConfig enables STARTTLS; if nil, smtp.tls_cert and smtp.tls_key
 	// are loaded when set.
 	TLSConfig *tls.Config
+	// VerifyRecipient, when set, is asked at RCPT whether a recipient in a
+	// local domain exists (smtp.verify_recipients: the gateway probes
+	// relay.inbound, as Postfix's reject_unverified_recipient does), after
+	// the relay and syntax checks and for trusted clients too. addr is the
+	// address as the envelope will store it: the local part as written, the
+	// canonical domain. nil accepts; a *Reject with a 4xx or 5xx code is
+	// the reply (550 5.1.1 for an unknown user, 450 4.1.1 when it cannot
+	// tell now); any other error is answered 451 4.3.0. ctx ends at
+	// smtp.command_timeout (or the end of the session, if sooner), when
+	// the client disconnects and when the server shuts down; the hook must
+	// return once it has ended. It is not asked about postmaster, which
+	// RFC 5321 section 4.5.1 requires every domain to accept.
+	VerifyRecipient func(ctx context.Context, addr string) error
 }
 
 // Server is the SMTP receiver.
@@ -243,10 +256,11 @@ func (s *Server) trusted(a netip.Addr) bool {
 	return false
 }
 
-// limitListener enforces smtp.max_connections and
+// limitListener enforces smtp.max_connections,
 // smtp.max_connections_per_client (Postfix's process limit and
 // smtpd_client_connection_count_limit, from whose count, as in Postfix,
-// the trusted networks are exempt) and wraps each connection in a wireConn.
+// the trusted networks are exempt) and smtp.trusted_reserve (the slots only
+// trusted clients may take), and wraps each connection in a wireConn.
 type limitListener struct {
 	net.Listener
 	s *Server
@@ -269,6 +283,12 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			refuse = "421 4.3.2 Service shutting down, try again later"
 		case s.total >= s.cfg.SMTP.MaxConnections:
 			refuse = "421 4.3.2 Too many connections, try again later"
+		case !trusted && s.total >= s.cfg.SMTP.MaxConnections-s.cfg.SMTP.TrustedReserve:
+			// The last smtp.trusted_reserve slots are the internal
+			// servers': an outsider with a few addresses could otherwise
+			// hold every slot within the per-client limit and stop the
+			// outbound mail.
+			refuse = fmt.Sprintf("421 4.7.0 Too many connections: the last %d of %d are kept for the trusted networks, try again later", s.cfg.SMTP.TrustedReserve, s.cfg.SMTP.MaxConnections)
 		case !trusted && s.perClient[addr] >= s.cfg.SMTP.MaxConnectionsPerClient:
 			refuse = "421 4.7.0 Too many connections from your address, try again later"
 		}

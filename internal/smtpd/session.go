@@ -11,7 +11,6 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"smimegate/internal/config"
 	"smimegate/internal/spool"
 )
 
@@ -30,9 +29,12 @@ type session struct {
 	trusted bool
 
 	hasMail  bool
-	from     path
+	sender   string // the reverse-path as stored: canonical domain, "" for <>
 	mailOpts smtp.MailOptions
 	rcpts    []spool.Recipient
+	// envelopeBytes is what rcpts hold in memory, as recipientBytes counts
+	// it, against the bound of charge.
+	envelopeBytes int
 }
 
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
@@ -69,19 +71,47 @@ func (s *session) Mail(_ string, opts *smtp.MailOptions) error {
 	}
 	arg, _ := argOf(s.w.lastLine, "FROM:")
 	p, err := parsePath(arg, true)
-	if err == nil {
-		err = p.checkSyntax(opts.UTF8)
-	}
 	if err != nil {
-		if errors.Is(err, errNeedUTF8) {
-			return smtpErr(553, [3]int{5, 6, 7}, "Sender address: "+err.Error())
-		}
 		return smtpErr(501, [3]int{5, 1, 7}, "Bad sender address syntax: "+err.Error())
 	}
-	s.from, s.mailOpts, s.hasMail = p, *opts, true
-	s.rcpts = nil
+	if p.UTF8 && !opts.UTF8 {
+		return smtpErr(553, [3]int{5, 6, 7}, "Sender address: "+errNeedUTF8.Error())
+	}
+	// The null sender and an address literal have no domain to
+	// canonicalise; either is a foreign sender to the policy. Any other
+	// domain must have the one form every later stage compares.
+	sender := p.Mailbox()
+	if !p.Null && !p.Literal {
+		d, err := canonicalDomain(p.Domain)
+		if err != nil {
+			s.srv.log.Info("smtpd: sender refused", "client", s.w.client.String(), "trusted", s.trusted,
+				"sender", printable(p.Mailbox()), "err", err)
+			return smtpErr(553, [3]int{5, 1, 7}, "Sender address rejected: "+invalidDomain(p.Domain, err))
+		}
+		sender = p.Local + "@" + d
+	}
+	if err := p.checkSyntax(opts.UTF8); err != nil {
+		return smtpErr(501, [3]int{5, 1, 7}, "Bad sender address syntax: "+err.Error())
+	}
+	s.sender, s.mailOpts, s.hasMail = sender, *opts, true
+	s.rcpts, s.envelopeBytes = nil, 0
 	return nil
 }
+
+// invalidDomain is the reason given for a domain that has no canonical
+// form: the domain as the client wrote it, and which rule it breaks.
+func invalidDomain(d string, err error) string {
+	if errors.Is(err, errNumericDomain) {
+		return fmt.Sprintf("domain %s is not a valid domain name: %v", printable(d), err)
+	}
+	return fmt.Sprintf("domain %s is not a valid IDNA domain name (RFC 5891)", printable(d))
+}
+
+// errLiteralRecipient refuses an address literal as a recipient from every
+// client: the policy is decided by the recipient's domain (draft section
+// 5), and an IP address has none, so whatever we did with it would be a
+// guess: sealed for nobody, or sent in the clear past the policy.
+var errLiteralRecipient = smtpErr(553, [3]int{5, 1, 3}, "Recipient address rejected: a domain-encryption gateway cannot apply policy to an address literal")
 
 // Rcpt handles RCPT TO (RFC 5321 section 4.1.1.3) and is where relay
 // control happens.
@@ -94,38 +124,145 @@ func (s *session) Rcpt(_ string, opts *smtp.RcptOptions) error {
 	if err != nil {
 		return s.refuseRcpt(arg, smtpErr(501, [3]int{5, 1, 3}, "Bad recipient address syntax: "+err.Error()))
 	}
+	if p.Literal {
+		return s.refuseRcpt(arg, errLiteralRecipient)
+	}
 	if !s.trusted {
 		if trick := p.routingTrick(); trick != "" {
 			return s.refuseRcpt(arg, smtpErr(554, [3]int{5, 7, 1}, "Relay access denied ("+trick+")"))
 		}
 	}
+	if p.UTF8 && !s.mailOpts.UTF8 {
+		return s.refuseRcpt(arg, smtpErr(553, [3]int{5, 6, 7}, "Recipient address: "+errNeedUTF8.Error()))
+	}
+	// Every client, trusted or not: a domain without a canonical form
+	// would reach the policy as a string that matches no partner and no
+	// local domain, and so leave unsealed.
+	domain, err := canonicalDomain(p.Domain)
+	if err != nil {
+		s.srv.log.Info("smtpd: recipient domain has no canonical form", "client", s.w.client.String(), "rcpt", printable(p.Mailbox()), "err", err)
+		return s.refuseRcpt(arg, smtpErr(553, [3]int{5, 1, 3}, "Recipient address rejected: "+invalidDomain(p.Domain, err)))
+	}
 	if err := p.checkSyntax(s.mailOpts.UTF8); err != nil {
-		if errors.Is(err, errNeedUTF8) {
-			return s.refuseRcpt(arg, smtpErr(553, [3]int{5, 6, 7}, "Recipient address: "+err.Error()))
-		}
 		return s.refuseRcpt(arg, smtpErr(501, [3]int{5, 1, 3}, "Bad recipient address syntax: "+err.Error()))
 	}
-	if !s.trusted {
-		d, err := config.CanonicalDomain(p.Domain)
-		if err != nil || !s.srv.cfg.IsLocal(d) {
-			return s.refuseRcpt(arg, smtpErr(554, [3]int{5, 7, 1}, "Relay access denied"))
+	local := s.srv.cfg.IsLocal(domain)
+	if !s.trusted && !local {
+		return s.refuseRcpt(arg, smtpErr(554, [3]int{5, 7, 1}, "Relay access denied"))
+	}
+	// The address as it is stored and passed on: the local part as
+	// written (RFC 5321 section 2.4: only the receiving host may interpret
+	// it) and the canonical domain. A source route, which a trusted client
+	// may still send, is left out: RFC 5321 section 4.1.1.3 says servers
+	// SHOULD ignore it.
+	r := spool.Recipient{Addr: p.Local + "@" + domain}
+	for _, n := range opts.Notify {
+		r.Notify = append(r.Notify, notifyValue(n))
+	}
+	// A copy: the value is a piece of the command line, which it would
+	// otherwise keep in memory whole for as long as the transaction.
+	r.ORcpt = strings.Clone(paramValue(p.Params, "ORCPT"))
+	if e := s.charge(r); e != nil {
+		return s.refuseRcpt(arg, e)
+	}
+	if local && s.srv.opts.VerifyRecipient != nil && !isPostmaster(p) {
+		if e := s.verify(r.Addr); e != nil {
+			s.envelopeBytes -= recipientBytes(r)
+			return s.refuseRcpt(arg, e)
 		}
 	}
-	// Mailbox leaves out a source route, which a trusted client may still
-	// send: RFC 5321 section 4.1.1.3 says servers SHOULD ignore it.
-	r := spool.Recipient{Addr: p.Mailbox()}
-	for _, n := range opts.Notify {
-		r.Notify = append(r.Notify, string(n))
-	}
-	r.ORcpt = paramValue(p.Params, "ORCPT")
 	s.rcpts = append(s.rcpts, r)
 	return nil
+}
+
+// bytesPerRecipient is what one recipient may hold in memory on average
+// over a transaction, so that smtp.max_recipients times it bounds the
+// envelope. An address within RFC 5321's limits (a path of at most 256
+// octets, section 4.5.3.1.3) held twice (go-smtp keeps its own copy), an
+// ORCPT of the same length and the bookkeeping take under 1 KiB, so every
+// envelope the standard allows fits; without the bound, max_recipients
+// recipients with 2 KB command lines each could make one session hold
+// several megabytes.
+const bytesPerRecipient = 1 << 10
+
+// recipientOverhead is the memory of a recipient beyond its strings: the
+// spool.Recipient, the string and slice headers, go-smtp's slice entry.
+const recipientOverhead = 128
+
+func recipientBytes(r spool.Recipient) int {
+	n := 2*len(r.Addr) + len(r.ORcpt) + recipientOverhead
+	for _, v := range r.Notify {
+		n += len(v)
+	}
+	return n
+}
+
+// charge counts a recipient against the transaction's memory bound; over
+// it the recipient is refused as one too many (RFC 5321 section
+// 4.5.3.1.10: 452, and the client sends the rest in another transaction).
+func (s *session) charge(r spool.Recipient) *smtp.SMTPError {
+	limit := s.srv.cfg.SMTP.MaxRecipients * bytesPerRecipient
+	n := recipientBytes(r)
+	if s.envelopeBytes+n > limit {
+		return smtpErr(452, [3]int{4, 5, 3}, fmt.Sprintf("Too many recipients: together they would take more than %d bytes (%d recipients of %d bytes on average)", limit, s.srv.cfg.SMTP.MaxRecipients, bytesPerRecipient))
+	}
+	s.envelopeBytes += n
+	return nil
+}
+
+// notifyValue is a NOTIFY value (RFC 3461 section 4.1) as a constant, not
+// as a piece of the command line that would keep the whole line alive.
+func notifyValue(n smtp.DSNNotify) string {
+	switch n {
+	case smtp.DSNNotifyNever:
+		return "NEVER"
+	case smtp.DSNNotifySuccess:
+		return "SUCCESS"
+	case smtp.DSNNotifyFailure:
+		return "FAILURE"
+	case smtp.DSNNotifyDelayed:
+		return "DELAY"
+	}
+	return strings.Clone(string(n))
+}
+
+// isPostmaster reports whether a recipient is postmaster, which RFC 5321
+// section 4.5.1 requires at every domain we serve ("MUST be supported"),
+// case-insensitively: it is never refused as unknown.
+func isPostmaster(p path) bool {
+	return strings.EqualFold(p.Unquote, "postmaster")
+}
+
+// verify asks Options.VerifyRecipient about addr, under the command's
+// context, and turns its answer into the RCPT reply: nil to accept.
+func (s *session) verify(addr string) *smtp.SMTPError {
+	ctx, done := s.w.commandContext()
+	defer done()
+	err := s.srv.opts.VerifyRecipient(ctx, addr)
+	if err == nil {
+		return nil
+	}
+	var rej *Reject
+	if errors.As(err, &rej) && rej.Code >= 400 && rej.Code <= 599 {
+		// The text may come from the internal server's reply: one line,
+		// and an enhanced code of the reply's class (RFC 3463 section 2).
+		enhanced := rej.Enhanced
+		if enhanced[0] != rej.Code/100 {
+			enhanced = [3]int{rej.Code / 100, 0, 0}
+		}
+		return smtpErr(rej.Code, enhanced, printable(rej.Message))
+	}
+	// Anything else, a Reject that would read as success included, is a
+	// failure to verify: the client is to try again, never to take the
+	// recipient as accepted.
+	s.srv.log.Warn("smtpd: recipient verification failed", "client", s.w.client.String(), "rcpt", addr, "err", err)
+	return smtpErr(451, [3]int{4, 3, 0}, "Recipient address verification failed temporarily, try again later")
 }
 
 func (s *session) refuseRcpt(arg string, e *smtp.SMTPError) error {
 	sender := "<>"
 	if s.hasMail {
-		sender = s.from.Mailbox()
+		sender = s.sender
 	}
 	s.srv.log.Info("smtpd: recipient refused", "client", s.w.client.String(), "trusted", s.trusted,
 		"sender", sender, "rcpt", printable(strings.TrimSpace(arg)), "reply", fmt.Sprintf("%d %d.%d.%d %s", e.Code, e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2], e.Message))
@@ -183,12 +320,18 @@ func (s *session) data() *smtp.SMTPError {
 	}
 	dr.beforeFill = s.dataDeadline(start)
 	reject, writeErr, netErr := dr.readData()
-	s.w.conn().SetReadDeadline(time.Time{})
+	s.w.conn().SetReadDeadline(s.w.readDeadline(time.Time{}))
 	switch {
 	case netErr != nil:
 		var ne interface{ Timeout() bool }
 		if errors.As(netErr, &ne) && ne.Timeout() {
 			s.w.ended = true
+			if s.w.sessionOver() {
+				// The message was cut short: it is not accepted (in is
+				// aborted), and the client learns why.
+				text := s.w.sessionOverText(" during DATA; the message was not accepted")
+				return s.logResult(in.ID, dr.size, smtpErr(421, [3]int{4, 4, 2}, text))
+			}
 			return s.logResult(in.ID, dr.size, smtpErr(421, [3]int{4, 4, 2}, fmt.Sprintf("Timeout or data slower than %d bytes/s, closing the connection", cfg.MinDataRate)))
 		}
 		s.w.ended = true
@@ -203,7 +346,7 @@ func (s *session) data() *smtp.SMTPError {
 
 	env := &spool.Envelope{
 		ID:         in.ID,
-		Sender:     s.from.Mailbox(),
+		Sender:     s.sender,
 		Recipients: s.rcpts,
 		RET:        string(s.mailOpts.Return),
 		EnvID:      s.mailOpts.EnvelopeID,
@@ -264,7 +407,7 @@ func storageError(err error) *smtp.SMTPError {
 // DATA. As with Postfix's smtpd_min_data_rate, each byte received buys
 // 1/min_data_rate seconds on top of the command timeout, and no single
 // read may wait longer than the command timeout: a client that trickles
-// its message is dropped.
+// its message is dropped. No read waits past the end of the session.
 func (s *session) dataDeadline(start time.Time) func(int64) error {
 	timeout := s.srv.cfg.SMTP.CommandTimeout.D()
 	rate := int64(s.srv.cfg.SMTP.MinDataRate)
@@ -277,7 +420,7 @@ func (s *session) dataDeadline(start time.Time) func(int64) error {
 				deadline = earned
 			}
 		}
-		return s.w.conn().SetReadDeadline(deadline)
+		return s.w.conn().SetReadDeadline(s.w.readDeadline(deadline))
 	}
 }
 
@@ -289,7 +432,7 @@ func (s *session) discardData() {
 	if _, _, err := dr.readData(); err != nil {
 		s.w.ended = true
 	}
-	s.w.conn().SetReadDeadline(time.Time{})
+	s.w.conn().SetReadDeadline(s.w.readDeadline(time.Time{}))
 }
 
 // logResult writes the one line per transaction and returns e.
@@ -312,7 +455,7 @@ func (s *session) logResult(id string, size int64, e *smtp.SMTPError) *smtp.SMTP
 	}
 	s.srv.log.Info(what,
 		"id", id, "client", s.w.client.String(), "trusted", s.trusted, "tls", s.w.tlsState != nil,
-		"sender", s.from.Mailbox(), "rcpts", rcpts.String(), "size", size,
+		"sender", s.sender, "rcpts", rcpts.String(), "size", size,
 		"reply", replyText(e))
 	return e
 }
@@ -341,9 +484,9 @@ func (s *session) forget() {
 // Reset handles RSET, a new EHLO and the end of a transaction.
 func (s *session) Reset() {
 	s.hasMail = false
-	s.from = path{}
+	s.sender = ""
 	s.mailOpts = smtp.MailOptions{}
-	s.rcpts = nil
+	s.rcpts, s.envelopeBytes = nil, 0
 }
 
 // Logout is called when the connection ends.

@@ -3,6 +3,7 @@ package smtpd
 import (
 	"bufio"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net/smtp"
 	"net/textproto"
@@ -115,4 +116,16 @@ func TestStartTLSSwaks(t *testing.T) {
 	if list := h.queued(); len(list) != 1 || !list[0].TLS {
 		t.Fatalf("queued %+v\n%s", list, out)
 	}
+}
+
+// startTLS upgrades the client's connection.
+func (c *rawClient) startTLS(pool *x509.CertPool) {
+	c.t.Helper()
+	c.cmd("STARTTLS", 220)
+	tc := tls.Client(c.conn, &tls.Config{RootCAs: pool, ServerName: "mx.example.org"})
+	if err := tc.Handshake(); err != nil {
+		c.t.Fatal(err)
+	}
+	c.conn = tc
+	c.r = textproto.NewReader(bufio.NewReader(tc))
 }

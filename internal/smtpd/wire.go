@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -49,24 +50,40 @@ type wireConn struct {
 	shutdown   bool
 	closeAfter string // a reply to send before ending the connection
 
-	rest      []byte // part of the current command line go-smtp has not read yet
-	eod       bool   // hand go-smtp an empty DATA stream (".\r\n") next
-	lastLine  string // the command line go-smtp is handling
-	lastVerb  string
-	wbuf      []byte // reply bytes not yet forming a whole line
-	tlsState  *tls.ConnectionState
-	helo      string // argument of the last HELO/EHLO since the connection (or TLS) began
-	errors    int
-	junk      int
-	ended     bool // io.EOF from now on
-	closeOnce sync.Once
-	release   func() // gives back the connection slot
+	rest     []byte // part of the current command line go-smtp has not read yet
+	eod      bool   // hand go-smtp an empty DATA stream (".\r\n") next
+	lastLine string // the command line go-smtp is handling
+	lastVerb string
+	wbuf     []byte // reply bytes not yet forming a whole line (at most maxReplyLine)
+	overlong bool   // the reply line being written outgrew maxReplyLine
+	tlsState *tls.ConnectionState
+	helo     string // argument of the last HELO/EHLO since the connection (or TLS) began
+	greeted  bool   // a HELO/EHLO was seen since the connection (or TLS) began
+	errors   int
+	junk     int
+	// sessionEnd is when the session ends however busy it is
+	// (smtp.max_session_time from accept): no read waits past it, and the
+	// first command after it is answered 421.
+	sessionEnd time.Time
+	ended      bool // io.EOF from now on
+	closeOnce  sync.Once
+	release    func() // gives back the connection slot
+	// readDL is the read deadline go-smtp last set (before the clamp to
+	// sessionEnd), to put back after watchClient has moved it.
+	readDL time.Time
+	// alive ends when the connection closes or the server shuts down; a
+	// call that may block on the network on the client's behalf
+	// (Options.VerifyRecipient) runs under it.
+	alive context.Context
+	kill  context.CancelFunc
 }
 
 func newWireConn(c net.Conn, srv *Server, client netip.AddrPort, release func()) *wireConn {
 	br := readers.Get().(*bufio.Reader)
 	br.Reset(c)
-	return &wireConn{raw: c, cur: c, srv: srv, br: br, client: client, release: release}
+	alive, kill := context.WithCancel(context.Background())
+	return &wireConn{raw: c, cur: c, srv: srv, br: br, client: client, release: release,
+		sessionEnd: time.Now().Add(srv.cfg.SMTP.MaxSessionTime.D()), alive: alive, kill: kill}
 }
 
 // readers recycles the connections' read buffers: one per connection was
@@ -121,12 +138,19 @@ func (w *wireConn) read(p []byte) (int, error) {
 			return 0, io.EOF
 		}
 		line, err := w.readCommandLine()
+		if err != nil && w.isShutdown() {
+			w.writeLine("421 4.3.2 Service shutting down, try again later")
+			w.ended = true
+			return 0, io.EOF
+		}
+		if w.sessionOver() {
+			// Whether the command came in late or the read was cut at
+			// the end of the session, the session is over.
+			w.writeLine("421 4.4.2 " + w.sessionOverText(""))
+			w.ended = true
+			return 0, io.EOF
+		}
 		if err != nil {
-			if w.isShutdown() {
-				w.writeLine("421 4.3.2 Service shutting down, try again later")
-				w.ended = true
-				return 0, io.EOF
-			}
 			if errors.Is(err, errLineTooLong) {
 				w.reply(500, "5.5.2", fmt.Sprintf("Command line longer than %d bytes", maxCommandLine))
 				continue
@@ -205,7 +229,16 @@ func (w *wireConn) checkCommand(line []byte) bool {
 	}
 	verb, arg, _ := strings.Cut(string(text), " ")
 	verb = strings.ToUpper(verb)
-	if junkVerbs[verb] {
+	junk := junkVerbs[verb]
+	if verb == "HELO" || verb == "EHLO" {
+		// RFC 5321 section 4.1.4 lets a client greet again, and each
+		// greeting resets the session for a few bytes: an EHLO loop costs
+		// the client nothing. The first greeting, and the one RFC 3207
+		// section 4.2 requires after STARTTLS, are free; any other is junk.
+		junk = w.greeted
+		w.greeted = true
+	}
+	if junk {
 		w.junk++
 		if w.junk > w.srv.cfg.SMTP.JunkCommandLimit {
 			w.writeLine("421 4.7.0 Too many junk commands, closing the connection")
@@ -216,6 +249,17 @@ func (w *wireConn) checkCommand(line []byte) bool {
 	switch {
 	case verb == "STARTTLS":
 		w.startTLS(arg)
+		return false
+	case verb == "DATA" && arg == "" && w.noRecipients():
+		// RFC 5321 section 3.3: with no MAIL, or no RCPT accepted, DATA
+		// gets 503 or 554. go-smtp's own answer is 502 ("not
+		// implemented"), and after STARTTLS it still holds the
+		// recipients of the clear-text transaction RFC 3207 discards.
+		if s := w.srv.sessionOf(w); s == nil || !s.hasMail {
+			w.reply(503, "5.5.1", "Send MAIL first")
+		} else {
+			w.reply(554, "5.5.1", "No valid recipients")
+		}
 		return false
 	case verb == "BDAT":
 		// CHUNKING is not offered (it is removed from the EHLO reply):
@@ -236,6 +280,13 @@ func (w *wireConn) checkCommand(line []byte) bool {
 		w.helo = h
 	}
 	return true
+}
+
+// noRecipients reports whether the session has no transaction with an
+// accepted recipient for a DATA to carry.
+func (w *wireConn) noRecipients() bool {
+	s := w.srv.sessionOf(w)
+	return s == nil || !s.hasMail || len(s.rcpts) == 0
 }
 
 // postmasterLine rewrites "RCPT TO:<Postmaster>", the one address a client
@@ -276,7 +327,7 @@ func (w *wireConn) startTLS(arg string) {
 	}
 	w.writeLine("220 2.0.0 Ready to start TLS")
 	tc := tls.Server(w.raw, w.srv.tlsConfig)
-	ctx, cancel := context.WithTimeout(context.Background(), w.srv.cfg.SMTP.CommandTimeout.D())
+	ctx, cancel := context.WithDeadline(context.Background(), w.readDeadline(time.Now().Add(w.srv.cfg.SMTP.CommandTimeout.D())))
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
 		w.srv.log.Info("smtpd: TLS handshake failed", "client", w.client.String(), "err", err)
@@ -293,35 +344,63 @@ func (w *wireConn) startTLS(arg string) {
 	// RFC 3207 section 4.2: forget everything learnt from the client before
 	// TLS; it must say EHLO again.
 	w.helo = ""
+	w.greeted = false
 	w.lastVerb = ""
 	if s := w.srv.sessionOf(w); s != nil {
 		s.forget()
 	}
 }
 
+// maxReplyLine bounds the part of a reply line held back while its line
+// end has not come. go-smtp writes a whole line per flush, and the longest
+// reply line there is quotes a command line (maxCommandLine), escaped by %q
+// to at most four times its length, plus a sentence of ours; a line with no
+// end past this bound is passed on as it comes rather than kept.
+const maxReplyLine = 4*maxCommandLine + 1024
+
 // Write takes go-smtp's replies, line by line: it drops the EHLO keywords we
 // do not serve, counts errors and ends the connection when they are too many.
 func (w *wireConn) Write(p []byte) (int, error) {
-	w.wbuf = append(w.wbuf, p...)
-	for {
-		i := bytes.IndexByte(w.wbuf, '\n')
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
-			break
+			if len(w.wbuf)+len(p) <= maxReplyLine {
+				w.wbuf = append(w.wbuf, p...)
+				return n, nil
+			}
+			// An overlong line: what there is of it goes out now, the
+			// rest as it comes, neither filtered nor counted.
+			if err := w.writeReply(string(w.wbuf) + string(p)); err != nil {
+				return 0, err
+			}
+			w.wbuf, w.overlong = nil, true
+			return n, nil
 		}
-		line := string(w.wbuf[:i+1])
-		w.wbuf = w.wbuf[i+1:]
+		line := string(w.wbuf) + string(p[:i+1])
+		p = p[i+1:]
+		w.wbuf = nil
+		if w.overlong {
+			w.overlong = false
+			if err := w.writeReply(line); err != nil {
+				return 0, err
+			}
+			continue
+		}
 		if w.lastVerb == "EHLO" && (line == "250-CHUNKING\r\n" || line == "250-STARTTLS\r\n" && w.tlsState != nil) {
 			continue
 		}
-		if _, err := w.conn().Write([]byte(line)); err != nil {
+		if err := w.writeReply(line); err != nil {
 			return 0, err
 		}
 		w.countReply(line)
 	}
-	if len(w.wbuf) == 0 {
-		w.wbuf = w.wbuf[:0:0]
-	}
-	return len(p), nil
+	return n, nil
+}
+
+func (w *wireConn) writeReply(s string) error {
+	_, err := w.conn().Write([]byte(s))
+	return err
 }
 
 // countReply applies the error limit (smtpd_hard_error_limit) to the final
@@ -385,6 +464,9 @@ func (w *wireConn) beginShutdown() {
 	w.shutdown = true
 	idle := w.idle
 	w.mu.Unlock()
+	// A recipient verification in progress gives up: the answer to its
+	// RCPT is a 451, and the connection ends at the next command.
+	w.kill()
 	if idle {
 		w.conn().SetReadDeadline(time.Now())
 	}
@@ -410,6 +492,7 @@ func (w *wireConn) takeCloseAfter() string {
 func (w *wireConn) Close() error {
 	var err error
 	w.closeOnce.Do(func() {
+		w.kill()
 		c := w.conn()
 		err = c.Close()
 		if c != w.raw {
@@ -436,6 +519,82 @@ func printable(s string) string {
 	return b.String()
 }
 
+// readDeadline returns t, or the end of the session if that comes first;
+// a zero t (no deadline) becomes the end of the session. Every read
+// deadline goes through it, so that no read outlives the session.
+func (w *wireConn) readDeadline(t time.Time) time.Time {
+	if t.IsZero() || t.After(w.sessionEnd) {
+		return w.sessionEnd
+	}
+	return t
+}
+
+// commandContext is the context of a call made on the client's behalf
+// while a command waits for its reply: it ends at smtp.command_timeout (or
+// the end of the session, if sooner), when the connection closes or the
+// server shuts down, and, through watchClient, when the client goes away.
+// The returned function must be called before the command loop reads again.
+func (w *wireConn) commandContext() (context.Context, func()) {
+	ctx, cancel := context.WithDeadline(w.alive, w.readDeadline(time.Now().Add(w.srv.cfg.SMTP.CommandTimeout.D())))
+	stop := w.watchClient(cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+	}
+}
+
+// watchClient cancels a call when the client disconnects while it runs.
+// Nothing else reads from the connection then (the command's goroutine is
+// in the call), so a watcher may: it peeks, which leaves pipelined commands
+// where they are for the command loop, and stops at the first error; the
+// end of the stream or a reset means the client is gone. The call's own
+// deadline bounds the wait, so the watcher's reads have none; a client that
+// has filled the read buffer with pipelined commands cannot be watched
+// further, and the call then ends at that deadline. The returned stop
+// function wakes the watcher (a read deadline in the past), waits for it,
+// and puts back the read deadline go-smtp had set.
+func (w *wireConn) watchClient(cancel context.CancelFunc) (stop func()) {
+	br := w.br
+	if br == nil {
+		return func() {}
+	}
+	w.conn().SetReadDeadline(time.Time{})
+	done := make(chan struct{})
+	var woken atomic.Bool
+	go func() {
+		defer close(done)
+		for {
+			n := br.Buffered()
+			if n >= br.Size() {
+				return
+			}
+			if _, err := br.Peek(n + 1); err != nil {
+				if !woken.Load() {
+					cancel() // gone
+				}
+				return
+			}
+		}
+	}()
+	return func() {
+		woken.Store(true)
+		w.conn().SetReadDeadline(time.Now())
+		<-done
+		w.conn().SetReadDeadline(w.readDeadline(w.readDL))
+	}
+}
+
+// sessionOver reports whether smtp.max_session_time has passed.
+func (w *wireConn) sessionOver() bool {
+	return !time.Now().Before(w.sessionEnd)
+}
+
+// sessionOverText is the text of the 421 4.4.2 that ends a session at
+// smtp.max_session_time; during names what was cut short, if anything.
+func (w *wireConn) sessionOverText(during string) string {
+	return fmt.Sprintf("Session longer than the limit of %s%s, closing the connection", w.srv.cfg.SMTP.MaxSessionTime, during)
+}
+
 // conn returns the connection replies go to and commands come from.
 func (w *wireConn) conn() net.Conn {
 	w.mu.Lock()
@@ -449,7 +608,8 @@ func (w *wireConn) LocalAddr() net.Addr           { return w.raw.LocalAddr() }
 func (w *wireConn) RemoteAddr() net.Addr          { return w.raw.RemoteAddr() }
 func (w *wireConn) SetDeadline(t time.Time) error { return w.conn().SetDeadline(t) }
 func (w *wireConn) SetReadDeadline(t time.Time) error {
-	err := w.conn().SetReadDeadline(t)
+	w.readDL = t
+	err := w.conn().SetReadDeadline(w.readDeadline(t))
 	if err != nil {
 		w.releaseReader() // go-smtp ends the connection on this error
 	}
