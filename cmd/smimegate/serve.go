@@ -113,7 +113,7 @@ func serve(ctx context.Context, cfgPath string, cfg *config.Config, logger *slog
 	gw := gateway.New(cfg, store, sp, gateway.Options{Logger: logger, Courier: cour})
 
 	// smtpd loads smtp.tls_cert and smtp.tls_key itself.
-	srv, err := smtpd.New(cfg, sp, smtpd.Options{Logger: logger, Check: gw.Check, Handoff: gw.Handoff, InMemory: gw.InMemory})
+	srv, err := smtpd.New(cfg, sp, smtpd.Options{Logger: logger, Check: gw.Check, Handoff: gw.Handoff, InMemory: gw.InMemory, VerifyRecipient: gw.VerifyRecipient})
 	if err != nil {
 		return err
 	}

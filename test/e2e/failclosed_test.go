@@ -9,6 +9,8 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
+	"io"
+	"net/http"
 	"net/smtp"
 	"os"
 	"path/filepath"
@@ -327,5 +329,103 @@ func TestPoisonMessageIsQuarantined(t *testing.T) {
 	}
 	if bob.Count() != 0 {
 		t.Error("the poison message was processed again")
+	}
+}
+
+// TestOwnKeyUnreadableMakesMailWait: with our certificate loaded and its key
+// unreadable, mail encrypted to that certificate was relayed still
+// encrypted, as "not to one of our certificates". It waits in the queue now,
+// loudly (an error at load, a gauge, a counter), and goes out decrypted once
+// the key is readable again.
+func TestOwnKeyUnreadableMakesMailWait(t *testing.T) {
+	t.Parallel()
+	transit, bob := startSink(t), startSink(t)
+	netgw := startGateway(t, gatewayOptions{domain: "example.net", own: []string{"example.net"}, outbound: transit.Addr, inbound: bob.Addr, trusted: "[]"})
+	// The key file breaks (here: garbage; in the field: permissions, a
+	// passphrase gone), and the gateway reloads.
+	keyPath := filepath.Join(netgw.dir, "own", "example.net.key")
+	if err := os.WriteFile(keyPath, []byte("-----BEGIN PRIVATE KEY-----\nQUFBQUFBQUFB\n-----END PRIVATE KEY-----\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	netgw.stop()
+	netgw.start()
+	netgw.waitLog("own domain certificate without a usable private key")
+
+	msg := message("carol@example.org", "bob@example.net", "for the key we cannot read")
+	mustSend(t, netgw.smtp, "carol@example.org", []string{"bob@example.net"}, string(opensslEncrypt(t, []byte(msg), "example.net", "-aes-256-gcm")))
+	netgw.waitRun("the message is not waiting in the queue", func(out string) bool { return strings.Contains(out, "bob@example.net") }, "queue", "list")
+	netgw.waitLog("whose private key is not loaded")
+	if n := bob.Count(); n != 0 {
+		t.Fatalf("mail encrypted to our certificate was relayed while its key could not be read (%d message(s))", n)
+	}
+	if out, _ := netgw.run("quarantine", "list"); !strings.Contains(out, "0 message(s)") {
+		t.Errorf("the message went to the quarantine; it should wait for the key:\n%s", out)
+	}
+	metrics := httpGet(t, "http://"+netgw.admin+"/metrics")
+	for _, want := range []string{"smimegate_own_certificates_without_key 1", "smimegate_own_key_unavailable_total 1"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+
+	// The key is readable again: reload, flush, and the message is opened.
+	_, key := keyFiles("example.net")
+	copyFile(t, key, keyPath)
+	netgw.hup()
+	netgw.waitLog("own_without_key=0")
+	if out, err := netgw.run("queue", "flush"); err != nil {
+		t.Fatalf("queue flush: %v\n%s", err, out)
+	}
+	got := waitMessages(t, bob, 1)[0]
+	if !bytes.Equal(withoutTrace(got.Data), []byte(msg)) {
+		t.Errorf("after the key came back bob got\n%.300s", got.Data)
+	}
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestVerifyRecipientsRefusesUnknownBeforeContent: with
+// smtp.verify_recipients, a recipient the internal server does not know is
+// refused at RCPT, before any content (and so before anything is
+// decrypted); the answers are cached.
+func TestVerifyRecipientsRefusesUnknownBeforeContent(t *testing.T) {
+	t.Parallel()
+	transit, bob := startSink(t), startSink(t)
+	bob.RejectRcpt(func(addr string) *gosmtp.SMTPError {
+		if strings.HasPrefix(addr, "nobody@") {
+			return &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+		}
+		return nil
+	})
+	netgw := startGateway(t, gatewayOptions{domain: "example.net", own: []string{"example.net"}, outbound: transit.Addr, inbound: bob.Addr, trusted: "[]",
+		smtpExtra: "verify_recipients = true\n"})
+	for range 2 {
+		err := send(netgw.smtp, "eve@elsewhere.test", []string{"nobody@example.net"}, message("eve@elsewhere.test", "nobody@example.net", "unknown"))
+		if err == nil || !strings.Contains(err.Error(), "550") || !strings.Contains(err.Error(), "5.1.1") || !strings.Contains(err.Error(), "no such user") {
+			t.Fatalf("an unknown recipient: %v, want 550 5.1.1 at RCPT", err)
+		}
+	}
+	if n := bob.RcptCount(); n != 1 {
+		t.Errorf("the internal server was asked %d times about the same unknown address; the answer is cached", n)
+	}
+	msg := message("eve@elsewhere.test", "bob@example.net", "known")
+	mustSend(t, netgw.smtp, "eve@elsewhere.test", []string{"bob@example.net"}, msg)
+	if got := waitMessages(t, bob, 1)[0]; !bytes.Equal(withoutTrace(got.Data), []byte(msg)) {
+		t.Errorf("bob got\n%.300s", got.Data)
+	}
+	if n := bob.Count(); n != 1 {
+		t.Errorf("%d messages reached the internal server, want 1", n)
 	}
 }
