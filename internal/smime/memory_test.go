@@ -1,6 +1,8 @@
 package smime
 
 import (
+	"bytes"
+	"encoding/base64"
 	"io"
 	"runtime"
 	"testing"
@@ -54,5 +56,42 @@ func TestOpenMemoryBound(t *testing.T) {
 	n = allocated(func() { r = Open(out, []cms.KeyPair{rsa}, OpenOptions{MaxSize: int64(len(out) / 2)}) })
 	if r.Outcome != Failed || n > 1<<20 {
 		t.Errorf("over the limit: %v, %v, allocated %d bytes", r.Outcome, r.Err, n)
+	}
+}
+
+// bombSize is the size of the plaintexts the memory bomb tests seal: 45 MB,
+// the size at which the blank-separated base64 below once peaked at 919 MB.
+const bombSize = 45 << 20
+
+// TestOpenBlankBase64Bomb: a decrypted message/rfc822 entity whose base64
+// has a blank between every two characters decodes into the buffer that
+// holds the result and nothing more of its size. bytes.FieldsFunc made one
+// slice header per character and allocated 20 times the input.
+func TestOpenBlankBase64Bomb(t *testing.T) {
+	rsa := loadPair(t, "rsa")
+	inner := []byte(plainText(bombSize / 8 * 3))
+	text := base64.StdEncoding.EncodeToString(inner)
+	var pt bytes.Buffer
+	pt.Grow(bombSize + 1<<20)
+	pt.WriteString("Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n")
+	for i := 0; i < len(text); i++ {
+		pt.WriteByte(text[i])
+		pt.WriteByte(' ')
+		if i%lineChars == lineChars-1 {
+			pt.WriteString("\r\n")
+		}
+	}
+	pt.WriteString("\r\n")
+	out := sealed(t, pt.Bytes(), SealOptions{Recipients: []cms.Recipient{{Cert: rsa.Cert}}, Cipher: cms.AES256GCM})
+	var r OpenResult
+	n := allocated(func() { r = Open(out, []cms.KeyPair{rsa}, OpenOptions{}) })
+	if r.Outcome != Opened || !bytes.Equal(r.Message, inner) {
+		t.Fatalf("%v, %v", r.Outcome, r.Err)
+	}
+	// The decoded CMS and the decoded entity, each at most 3/4 of its
+	// text (decodeBase64 sizes its buffer before it knows how many of the
+	// characters are blanks), and a megabyte of small change.
+	if limit := uint64(len(out))/4*3 + uint64(pt.Len())/4*3 + 1<<20; n > limit {
+		t.Errorf("Open allocated %d bytes for a %d-byte input, more than %d", n, len(out), limit)
 	}
 }
