@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"crypto/subtle"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"strings"
@@ -25,10 +26,18 @@ type candidate struct {
 // keys the message names. The plaintext may alias input, and input is
 // overwritten either way.
 //
+// A KeyPair whose Key is nil stands for a certificate of ours whose private
+// key is not available (an unreadable key file, a wrong passphrase). When
+// the message names such a certificate and no key pair with a key opens
+// it, Decrypt returns an error wrapping ErrKeyUnavailable rather than
+// ErrNotForUs or ErrDecrypt, so that the message waits for the key instead
+// of passing on still encrypted or being taken for corrupt.
+//
 // Errors: ErrNotForUs when no RecipientInfo names one of keys'
-// certificates; ErrDecrypt (always the same value, whatever went wrong in
-// key transport or content decryption); ErrMalformed; ErrTooLarge; or an
-// *UnsupportedAlgorithmError naming the refused algorithm.
+// certificates; ErrKeyUnavailable as above; ErrDecrypt (always the same
+// value, whatever went wrong in key transport or content decryption);
+// ErrMalformed; ErrTooLarge; or an *UnsupportedAlgorithmError naming the
+// refused algorithm.
 func Decrypt(input []byte, keys []KeyPair, opts DecryptOptions) ([]byte, *Info, error) {
 	if opts.MaxSize > 0 && int64(len(input)) > opts.MaxSize {
 		return nil, nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(input), opts.MaxSize)
@@ -37,8 +46,8 @@ func Decrypt(input []byte, keys []KeyPair, opts DecryptOptions) ([]byte, *Info, 
 	if err != nil {
 		return nil, nil, err
 	}
-	cands := env.match(keys)
-	if len(cands) == 0 {
+	cands, keyless := env.match(keys)
+	if len(cands) == 0 && len(keyless) == 0 {
 		return nil, nil, fmt.Errorf("%w: it is for %s", ErrNotForUs, env.describeRecipients())
 	}
 	alg, iv, err := env.checkContentAlg(opts)
@@ -58,8 +67,9 @@ func Decrypt(input []byte, keys []KeyPair, opts DecryptOptions) ([]byte, *Info, 
 	}
 
 	// Unwrap the content-encryption key for every candidate. None of these
-	// steps reports a cryptographic failure; a failed one yields a random
-	// key (see rsaKeyTransport.unwrap).
+	// steps reports a cryptographic failure; a failed one yields a key that
+	// does not open the content: for RSA one derived from the ciphertext
+	// (see rsaKeyTransport.unwrap), for ECDH a random one.
 	type attempt struct {
 		cek  []byte
 		info Info
@@ -85,6 +95,9 @@ func Decrypt(input []byte, keys []KeyPair, opts DecryptOptions) ([]byte, *Info, 
 		}})
 	}
 	if len(attempts) == 0 {
+		if len(keyless) > 0 {
+			return nil, nil, keyUnavailable(keyless)
+		}
 		return nil, nil, fmt.Errorf("%w: %s", ErrDecrypt, strings.Join(mismatch, "; "))
 	}
 	defer func() {
@@ -116,6 +129,11 @@ func Decrypt(input []byte, keys []KeyPair, opts DecryptOptions) ([]byte, *Info, 
 			return pt, &info, nil
 		}
 	}
+	if len(keyless) > 0 {
+		// The message may be for a key we cannot use now rather than
+		// broken: it must wait for that key, not be treated as corrupt.
+		return nil, nil, keyUnavailable(keyless)
+	}
 	return nil, nil, ErrDecrypt
 }
 
@@ -123,35 +141,92 @@ func Decrypt(input []byte, keys []KeyPair, opts DecryptOptions) ([]byte, *Info, 
 // key's certificate (RFC 5652 section 6.2). Each key takes only the first
 // RecipientInfo that names it: an honest sender names a certificate once,
 // and an attacker who repeats it must not buy one private-key operation
-// and one content decryption per copy.
-func (env *envelope) match(keys []KeyPair) []candidate {
-	var out []candidate
+// and one content decryption per copy. The certificates of keys without a
+// private key that the message names are returned apart, in keyless.
+func (env *envelope) match(keys []KeyPair) (cands []candidate, keyless []*x509.Certificate) {
 	for _, k := range keys {
-		if k.Cert == nil || k.Key == nil {
+		if k.Cert == nil {
 			continue
 		}
-		if c, ok := env.firstMatch(k); ok {
-			out = append(out, c)
+		c, ok := env.firstMatch(k.Cert)
+		switch {
+		case !ok:
+		case k.Key == nil:
+			keyless = append(keyless, k.Cert)
+		default:
+			c.key = k
+			cands = append(cands, c)
 		}
 	}
-	return out
+	return cands, keyless
 }
 
-func (env *envelope) firstMatch(k KeyPair) (candidate, bool) {
+// firstMatch finds the first RecipientInfo or RecipientEncryptedKey that
+// names cert. Decrypt and Addressed both match through it, so that they
+// agree on which messages are for us.
+func (env *envelope) firstMatch(cert *x509.Certificate) (candidate, bool) {
 	for i := range env.keyTrans {
 		kt := &env.keyTrans[i]
-		if kt.ref.rid.matches(k.Cert) {
-			return candidate{key: k, keyTrans: kt, ref: kt.ref}, true
+		if kt.ref.rid.matches(cert) {
+			return candidate{keyTrans: kt, ref: kt.ref}, true
 		}
 	}
 	for _, ka := range env.keyAgree {
 		for _, ref := range ka.keys {
-			if ref.rid.matches(k.Cert) {
-				return candidate{key: k, keyAgree: ka, ref: ref}, true
+			if ref.rid.matches(cert) {
+				return candidate{keyAgree: ka, ref: ref}, true
 			}
 		}
 	}
 	return candidate{}, false
+}
+
+// keyUnavailable is the error for a message that names certificates of
+// ours whose private keys are missing. It names them by subject and serial
+// number, which are public.
+func keyUnavailable(certs []*x509.Certificate) error {
+	names := make([]string, len(certs))
+	for i, c := range certs {
+		serial := "?"
+		if c.SerialNumber != nil {
+			serial = c.SerialNumber.Text(16)
+		}
+		names[i] = fmt.Sprintf("certificate %q serial %s", c.Subject.String(), serial)
+	}
+	return fmt.Errorf("%w: %s", ErrKeyUnavailable, strings.Join(names, "; "))
+}
+
+// Addressed reports whether input, a BER or DER ContentInfo holding
+// EnvelopedData or AuthEnvelopedData, has a RecipientInfo that names one of
+// certs. It parses input with every bound that Decrypt applies, matches
+// recipients exactly as Decrypt does, and does nothing else: no private-key
+// operation and no content decryption, so that its cost and its answer
+// depend only on what the message shows anyone. It does not modify input.
+//
+// Errors are those that Decrypt returns before matching: ErrTooLarge for
+// input longer than opts.MaxSize, ErrMalformed for what is not such a
+// ContentInfo or exceeds a bound of the parser, and an
+// *UnsupportedAlgorithmError for a key-agreement scheme or key wrap that
+// the parser does not know. For the
+// same input, Addressed(input, certs) is (false, nil) exactly when Decrypt
+// with key pairs for certs returns ErrNotForUs.
+func Addressed(input []byte, certs []*x509.Certificate, opts DecryptOptions) (forUs bool, err error) {
+	if opts.MaxSize > 0 && int64(len(input)) > opts.MaxSize {
+		return false, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(input), opts.MaxSize)
+	}
+	env, err := parseContentInfo(input)
+	if err != nil {
+		return false, err
+	}
+	for _, c := range certs {
+		if c == nil {
+			continue
+		}
+		if _, ok := env.firstMatch(c); ok {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // describeRecipients names the recipients of a message that is not for us,

@@ -17,6 +17,14 @@ var (
 	// (RFC 3218 section 2.3).
 	ErrDecrypt = errors.New("cms: decryption failed")
 
+	// ErrKeyUnavailable means that the message is encrypted to one of our
+	// certificates whose private key is not available (a KeyPair with a nil
+	// Key), and no key that is available opened it. The error names the
+	// certificates by subject and serial number. The message is probably
+	// for us and must be held until the key is back: passing it on would
+	// deliver it still encrypted.
+	ErrKeyUnavailable = errors.New("cms: encrypted to our certificate whose private key is unavailable")
+
 	// ErrMalformed means that the input is not a well-formed CMS structure.
 	ErrMalformed = errors.New("cms: malformed input")
 )

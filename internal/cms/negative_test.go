@@ -249,7 +249,7 @@ func TestPKCS1v15FailuresLookAlike(t *testing.T) {
 	for name, encKey := range cases {
 		got := kt.unwrap(rsaKP.Key.(*rsa.PrivateKey), encKey, 32)
 		if len(got) != 32 || bytes.Equal(got, cek) {
-			t.Errorf("%s: unwrap returned %d bytes (equal to the key: %v); want a random 32-byte key", name, len(got), bytes.Equal(got, cek))
+			t.Errorf("%s: unwrap returned %d bytes (equal to the key: %v); want a synthetic 32-byte key", name, len(got), bytes.Equal(got, cek))
 		}
 		h := handMade{auth: true, ris: ktri(t, rsaKP, encKey), alg: gcmAlg(oidAES256GCM, nonce, 16),
 			ct: bytes.Clone(sealed[:len(plain)]), mac: sealed[len(plain):]}

@@ -191,7 +191,7 @@ func TestKeyRotation(t *testing.T) {
 	}
 }
 
-func mustEncryptPKCS1(t *testing.T, kp KeyPair, key []byte) []byte {
+func mustEncryptPKCS1(t testing.TB, kp KeyPair, key []byte) []byte {
 	t.Helper()
 	c, err := rsa.EncryptPKCS1v15(rand.Reader, kp.Cert.PublicKey.(*rsa.PublicKey), key)
 	if err != nil {

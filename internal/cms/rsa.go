@@ -2,13 +2,18 @@ package cms
 
 import (
 	"crypto"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
 	_ "crypto/sha1" // SHA-1 for RSAES-OAEP and the ECDH KDF, decrypt only
-	_ "crypto/sha256"
+	"crypto/sha256"
 	_ "crypto/sha512"
 	"encoding/asn1"
+	"encoding/binary"
 	"fmt"
+	"runtime"
+	"sync"
+	"weak"
 
 	"golang.org/x/crypto/cryptobyte"
 	casn1 "golang.org/x/crypto/cryptobyte/asn1"
@@ -212,16 +217,24 @@ func readRSAKeyTransport(a algID) (rsaKeyTransport, error) {
 
 // unwrap recovers a content-encryption key of keyLen bytes. It never
 // reports failure: when the padding is bad, the key is wrong, or the
-// recovered key has the wrong length, it returns a random key instead, so
-// that the failure shows only when the content does not decrypt, with the
-// same error and after the same work as any other failure (RFC 3218
+// recovered key has the wrong length, it returns a synthetic key instead,
+// so that the failure shows only when the content does not decrypt, with
+// the same error and after the same work as any other failure (RFC 3218
 // section 2.3.2, "implicit rejection"). Bleichenbacher's attack needs an
 // oracle that tells bad padding apart; this leaves none.
+//
+// The synthetic key is derived from the ciphertext under a secret of the
+// private key (see syntheticKey), never drawn at random. With a random key
+// a non-conformant block would "open" a CBC message now and then (a random
+// AES key gives valid CBC padding about one time in 256) while a conformant
+// one opens every time: an attacker who sends the same block again and
+// again could tell the two apart. With a derived key the same block gives
+// the same answer every time, as a wrong but conformant key would.
 func (t rsaKeyTransport) unwrap(priv *rsa.PrivateKey, encKey []byte, keyLen int) []byte {
-	cek := randomBytes(keyLen)
+	cek := syntheticKey(priv, encKey, keyLen)
 	if !t.oaep {
-		// DecryptPKCS1v15SessionKey leaves cek untouched, in constant time,
-		// unless the padding is valid and the key has exactly keyLen bytes.
+		// DecryptPKCS1v15SessionKey overwrites cek, in constant time, only
+		// when the padding is valid and the key has exactly keyLen bytes.
 		// Its error reports only public facts (ciphertext or key size).
 		_ = rsa.DecryptPKCS1v15SessionKey(nil, priv, encKey, cek)
 		return cek
@@ -230,5 +243,85 @@ func (t rsaKeyTransport) unwrap(priv *rsa.PrivateKey, encKey []byte, keyLen int)
 	if err != nil || len(key) != keyLen {
 		return cek
 	}
+	clear(cek)
 	return key
+}
+
+// syntheticLabel separates the synthetic-key expansion from any other use
+// of the key-derivation key.
+const syntheticLabel = "smimegate cms synthetic content-encryption key"
+
+// syntheticKey derives the key that unwrap returns for a block that does
+// not decrypt, by the implicit-rejection construction of
+// draft-irtf-cfrg-rsa-guidance (as in OpenSSL 3.2): a key-derivation key
+// KDK = HMAC-SHA-256(SHA-256(d), ciphertext), both the private exponent d
+// and the ciphertext left-padded to the modulus length, then keyLen bytes
+// of HMAC-SHA-256(KDK, counter || label || length in bits) for counter 0, 1,
+// and so on. Only the holder of d can compute it, it is the same for the
+// same ciphertext, and it differs with the ciphertext, the key and keyLen.
+func syntheticKey(priv *rsa.PrivateKey, encKey []byte, keyLen int) []byte {
+	secret := rejectionSecret(priv)
+	mac := hmac.New(sha256.New, secret[:])
+	clear(secret[:])
+	if pad := priv.Size() - len(encKey); pad > 0 {
+		mac.Write(make([]byte, pad))
+	}
+	mac.Write(encKey)
+	kdk := mac.Sum(nil)
+	out := make([]byte, 0, keyLen+sha256.Size)
+	var hdr [2]byte
+	var bits [2]byte
+	binary.BigEndian.PutUint16(bits[:], uint16(keyLen*8))
+	for i := uint16(0); len(out) < keyLen; i++ {
+		prf := hmac.New(sha256.New, kdk)
+		binary.BigEndian.PutUint16(hdr[:], i)
+		prf.Write(hdr[:])
+		prf.Write([]byte(syntheticLabel))
+		prf.Write(bits[:])
+		out = prf.Sum(out)
+	}
+	clear(kdk)
+	clear(out[keyLen:cap(out)])
+	return out[:keyLen]
+}
+
+// rejectionSecrets caches SHA-256 of each private key's exponent, the
+// secret that syntheticKey derives from, so that d is serialised once per
+// key rather than once per message. It holds its keys weakly: an entry
+// goes when the key is collected (a certificate store reload drops old
+// keys), and it never keeps a copy of d itself.
+var rejectionSecrets struct {
+	sync.Mutex
+	m map[weak.Pointer[rsa.PrivateKey]]*[sha256.Size]byte
+}
+
+// rejectionSecret returns SHA-256 of priv's private exponent, big-endian
+// and left-padded to the modulus length, from the cache when it is there.
+func rejectionSecret(priv *rsa.PrivateKey) [sha256.Size]byte {
+	wp := weak.Make(priv)
+	rejectionSecrets.Lock()
+	defer rejectionSecrets.Unlock()
+	if s, ok := rejectionSecrets.m[wp]; ok {
+		return *s
+	}
+	d := make([]byte, priv.Size())
+	priv.D.FillBytes(d)
+	s := new([sha256.Size]byte)
+	*s = sha256.Sum256(d)
+	clear(d)
+	if rejectionSecrets.m == nil {
+		rejectionSecrets.m = make(map[weak.Pointer[rsa.PrivateKey]]*[sha256.Size]byte)
+	}
+	rejectionSecrets.m[wp] = s
+	runtime.AddCleanup(priv, forgetRejectionSecret, wp)
+	return *s
+}
+
+func forgetRejectionSecret(wp weak.Pointer[rsa.PrivateKey]) {
+	rejectionSecrets.Lock()
+	defer rejectionSecrets.Unlock()
+	if s, ok := rejectionSecrets.m[wp]; ok {
+		clear(s[:])
+		delete(rejectionSecrets.m, wp)
+	}
 }

@@ -20,7 +20,8 @@ type EncryptOptions struct {
 
 // KeyPair is one of our certificates with its private key, which is an
 // *rsa.PrivateKey, an *ecdsa.PrivateKey or an *ecdh.PrivateKey (P-256,
-// P-384, P-521 or X25519).
+// P-384, P-521 or X25519). Key is nil for a certificate of ours whose key
+// could not be loaded; see Decrypt and ErrKeyUnavailable.
 type KeyPair struct {
 	Cert *x509.Certificate
 	Key  crypto.PrivateKey
