@@ -206,7 +206,7 @@ func Open(msg []byte, keys []cms.KeyPair, opts OpenOptions) OpenResult {
 	if opts.RequireAEAD && !info.AEAD {
 		return failed(info, fmt.Errorf("content cipher %s is not authenticated and policy.require_aead is set", info.Cipher))
 	}
-	header, _ := splitHeader(msg)
+	header, _ := entity(msg)
 	out, err := unwrap(pt, header, maxHeader)
 	if err != nil {
 		return failed(info, err)

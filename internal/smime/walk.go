@@ -1,6 +1,7 @@
 package smime
 
 import (
+	"bytes"
 	"crypto/x509"
 	"fmt"
 	"strconv"
@@ -138,7 +139,7 @@ func inspect(msg []byte, certs []*x509.Certificate, opts OpenOptions) (Inspectio
 		budget:    maxSize,
 		maxSize:   maxSize,
 	}
-	header, body := splitHeader(msg)
+	header, body := entity(msg)
 	w.visit(&node{header: header, body: body, openable: true})
 	switch {
 	case w.ins.Err != nil:
@@ -318,7 +319,7 @@ func (w *walker) encapsulated(n *node, where string, enc bodyEncoding, compresse
 		// An encapsulated ContentInfo rather than a MIME entity.
 		c.body, c.notMIME = content, true
 	} else {
-		c.header, c.body = splitHeader(content)
+		c.header, c.body = entity(content)
 	}
 	w.visit(c)
 }
@@ -333,7 +334,7 @@ func (w *walker) multipart(n *node, mt, boundary string) {
 	parts := splitParts(n.body, boundary)
 	for i, p := range parts {
 		c := &node{path: childPath(n.path, i+1), depth: n.depth + 1}
-		c.header, c.body = splitHeader(p)
+		c.header, c.body = entity(p)
 		// RFC 1847 section 2.1: multipart/signed has exactly two parts,
 		// the signed content and the signature.
 		c.openable = n.path == "" && mt == "multipart/signed" && len(parts) == 2 && i == 0
@@ -361,7 +362,7 @@ func (w *walker) message(n *node, where, cte string) {
 		}
 	}
 	c := &node{path: childPath(n.path, 1), depth: n.depth + 1}
-	c.header, c.body = splitHeader(body)
+	c.header, c.body = entity(body)
 	w.visit(c)
 }
 
@@ -377,21 +378,34 @@ func splitParts(body []byte, boundary string) [][]byte {
 	delim := "--" + boundary
 	var parts [][]byte
 	start := -1 // the start of the current part, -1 outside any
+	// Search for the delimiter itself rather than going line by line:
+	// bytes.Index skips the lines of a large attachment many at a time.
 	for i := 0; i < len(body); {
-		end := lineEnd(body, i)
-		line := body[i:end]
-		if kind := delimiterKind(line, delim); kind != 0 {
-			if start >= 0 {
-				parts = append(parts, trimLineEnd(body[start:i]))
-			}
-			start = -1
-			if kind == 1 {
-				start = end
-			}
+		j := bytes.Index(body[i:], []byte(delim))
+		if j < 0 {
+			break
 		}
+		at := i + j
+		end := lineEnd(body, at)
 		i = end
+		if at > 0 && body[at-1] != '\n' {
+			// Not at the start of a line: part of the content.
+			i = at + 1
+			continue
+		}
+		kind := delimiterKind(body[at:end], delim)
+		if kind == 0 {
+			continue
+		}
+		if start >= 0 {
+			parts = append(parts, trimLineEnd(body[start:at]))
+		}
+		start = -1
+		if kind == 1 {
+			start = end
+		}
 	}
-	if start >= 0 && start <= len(body) {
+	if start >= 0 {
 		parts = append(parts, body[start:])
 	}
 	return parts
@@ -426,4 +440,21 @@ func trimLineEnd(b []byte) []byte {
 		}
 	}
 	return b
+}
+
+// entity splits an entity into its header section and body like
+// splitHeader, except that text without a single header field before its
+// first blank line (or without any blank line) is all body: base64 or DER
+// with no header at all is still looked at, as a reader that shows it as
+// text would show it.
+func entity(b []byte) (header, body []byte) {
+	header, body = splitHeader(b)
+	if len(header) == 0 {
+		return header, body
+	}
+	s := newHeaderScanner(header)
+	if s.next() {
+		return header, body
+	}
+	return nil, b
 }

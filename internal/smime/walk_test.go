@@ -250,6 +250,7 @@ func TestOpenWalkBounds(t *testing.T) {
 func TestInspectAgrees(t *testing.T) {
 	t.Parallel()
 	rsa := loadPair(t, "rsa")
+	ec := loadPair(t, "ec")
 	other := loadPair(t, "other")
 	inner := shapes["plain text"]
 	b64 := base64Lines(envelopedDER(t, inner, rsa.Cert))
@@ -274,7 +275,7 @@ func TestInspectAgrees(t *testing.T) {
 	} {
 		keys := tc.keys
 		if keys == nil {
-			keys = []cms.KeyPair{other, rsa}
+			keys = []cms.KeyPair{ec, rsa}
 		}
 		certs := make([]*x509.Certificate, len(keys))
 		for i, k := range keys {
@@ -329,5 +330,30 @@ func TestOpenKeyUnavailable(t *testing.T) {
 	}
 	if KeyUnavailable.String() != "key-unavailable" {
 		t.Errorf("String %q", KeyUnavailable.String())
+	}
+}
+
+// TestOpenHeaderlessCiphertext: a message or part that is bare base64 or
+// DER, without a header field before it, is looked at as a body.
+func TestOpenHeaderlessCiphertext(t *testing.T) {
+	t.Parallel()
+	rsa := loadPair(t, "rsa")
+	der := envelopedDER(t, shapes["plain text"], rsa.Cert)
+	want, _ := relayed(shapes["plain text"])
+	for name, m := range map[string]string{
+		"base64 message":  base64Lines(der),
+		"binary message":  string(der),
+		"base64 part":     mixed(base64Lines(der)),
+		"headerless part": mixed("\r\n" + base64Lines(der)),
+	} {
+		r := Open([]byte(m), []cms.KeyPair{rsa}, OpenOptions{})
+		switch {
+		case strings.HasSuffix(name, "message"):
+			if r.Outcome != Opened || string(r.Message) != want {
+				t.Errorf("%s: %v, %v", name, r.Outcome, r.Err)
+			}
+		case r.Outcome != Failed || !strings.Contains(r.Err.Error(), "ciphertext encrypted to our certificate in part 1; not relayed"):
+			t.Errorf("%s: %v, %v", name, r.Outcome, r.Err)
+		}
 	}
 }
