@@ -114,6 +114,10 @@ func (n *node) where(mt string) string {
 	return s
 }
 
+// childPath names the i-th child of parent. Paths number the parts of each
+// multipart from 1, as IMAP does (RFC 3501 section 6.4.5); the message in a
+// message/rfc822 part and the content of a signed or compressed part count
+// as that part's only child, number 1.
 func childPath(parent string, i int) string {
 	if parent == "" {
 		return strconv.Itoa(i)
