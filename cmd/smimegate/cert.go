@@ -101,6 +101,7 @@ func certList(args []string, stdout io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	reportOwnWithoutKey(stdout, store)
 	if ps := store.Problems(); len(ps) > 0 {
 		fmt.Fprintf(stdout, "\n%d problem(s):\n", len(ps))
 		for _, p := range ps {
@@ -108,6 +109,21 @@ func certList(args []string, stdout io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// reportOwnWithoutKey says loudly which of our certificates have no usable
+// private key, and reports whether there were any: mail encrypted to them
+// cannot be opened until the key is readable.
+func reportOwnWithoutKey(w io.Writer, store *certstore.Store) bool {
+	without := store.OwnWithoutKey()
+	if len(without) == 0 {
+		return false
+	}
+	fmt.Fprintf(w, "\n%d own certificate(s) WITHOUT A USABLE PRIVATE KEY: mail encrypted to them cannot be opened:\n", len(without))
+	for _, c := range without {
+		fmt.Fprintf(w, "  %s: %s (sha256 %s): %s\n", c.File, c.X509.Subject, c.Fingerprint, c.Reason)
+	}
+	return true
 }
 
 func certImport(args []string, stdout, stderr io.Writer) error {

@@ -124,6 +124,65 @@ func TestCertCommands(t *testing.T) {
 	env := certTestSetup(t)
 	t.Run("import-list-show", func(t *testing.T) { testCertImportListShow(t, env) })
 	t.Run("unusable-require", func(t *testing.T) { testCertShowUnusableAndRequire(t, env) })
+	t.Run("own-without-key", func(t *testing.T) { testCertOwnWithoutKey(t, env) })
+	t.Run("public-suffix", func(t *testing.T) { testCertPublicSuffix(t, env) })
+}
+
+// testCertOwnWithoutKey: our certificate whose key cannot be decrypted is
+// listed as ours with status "no private key", said loudly by cert list
+// and check-config, and check-config fails; with the key readable it
+// passes.
+func testCertOwnWithoutKey(t *testing.T, env certTestEnv) {
+	cfgPath, _ := certTestConfig(t, env, "")
+	cfg, err := loadConfig(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var report bytes.Buffer
+	if err := checkCerts(cfg, &report); err != nil {
+		t.Fatalf("check with a readable key: %v\n%s", err, report.String())
+	}
+	keyFile := filepath.Join(filepath.Dir(cfgPath), "own", "example.org.key")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: []byte{0x30, 0x00}}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := certTestRun(t, "list", "-config", cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, l := range strings.Split(out, "\n") {
+		if ok, _ := certTestMatchLine("example.org  +own  +CN=example.org", l); ok && strings.HasSuffix(strings.TrimSpace(l), "no private key") {
+			found = true
+		}
+	}
+	if !found || !strings.Contains(out, "1 own certificate(s) WITHOUT A USABLE PRIVATE KEY") || !strings.Contains(out, keyFile+": ") || !strings.Contains(out, "no passphrase is configured") {
+		t.Errorf("cert list does not show the own certificate without its key:\n%s", out)
+	}
+	report.Reset()
+	err = checkCerts(cfg, &report)
+	if err == nil || !strings.Contains(err.Error(), "1 own certificate(s) without a usable private key") {
+		t.Errorf("check-config: err = %v", err)
+	}
+	if !strings.Contains(report.String(), "WITHOUT A USABLE PRIVATE KEY") || !strings.Contains(report.String(), keyFile+": ") {
+		t.Errorf("check-config report:\n%s", report.String())
+	}
+}
+
+// testCertPublicSuffix: cert import refuses a certificate for a public
+// suffix unless certs.allow_public_suffix lists it.
+func testCertPublicSuffix(t *testing.T, env certTestEnv) {
+	cert := filepath.Join(t.TempDir(), "couk.pem")
+	certTestForeignCert(t, cert, []string{"smg_encryptor@co.uk"}, time.Now().Add(100*24*time.Hour))
+	cfg, _ := certTestConfig(t, env, "")
+	code, stderr := certTestExit("cert", "import", "-config", cfg, cert)
+	if code != 1 || !strings.Contains(stderr, cert+": ") || !strings.Contains(stderr, "names co.uk") || !strings.Contains(stderr, "certs.allow_public_suffix") {
+		t.Errorf("import of a co.uk certificate: exit %d, %q", code, stderr)
+	}
+	cfg, _ = certTestConfig(t, env, "allow_public_suffix = [\"CO.UK\"]\n")
+	if out, _, err := certTestRun(t, "import", "-config", cfg, cert); err != nil || !strings.Contains(out, "imported CN=foreign for co.uk") {
+		t.Errorf("import with co.uk allowed: %v\n%s", err, out)
+	}
 }
 
 func testCertImportListShow(t *testing.T, env certTestEnv) {

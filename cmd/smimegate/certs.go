@@ -27,8 +27,10 @@ func certOptions(cfg *config.Config, logger *slog.Logger) (certstore.Options, er
 		TrustDir:    cfg.Certs.TrustAnchors,
 		Names:       cfg.Certs.Names,
 		HostNames:   cfg.Certs.HostNames,
-		Now:         time.Now,
-		Logger:      logger,
+		// Canonical A-labels already: config validation made them so.
+		AllowPublicSuffix: cfg.Certs.AllowPublicSuffix,
+		Now:               time.Now,
+		Logger:            logger,
 	}
 	file, env := cfg.Certs.KeyPassphraseFile, cfg.Certs.KeyPassphraseEnv
 	switch {

@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"crypto/x509"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -26,6 +27,14 @@ func samePublicKey(a, b crypto.PublicKey) bool {
 // pairOwn joins our certificates with their private keys by public key, not
 // by file name: a PEM pair may be split across files in any way, and a key
 // may serve several certificates (a renewal with the same key).
+//
+// A certificate without a key is kept as ours, with Key nil and status
+// NoPrivateKey, when it names a domain or is not a CA certificate: its key
+// may be in a file that could not be read, and mail encrypted to it must
+// then wait rather than pass as "not for us", still encrypted. A CA
+// certificate that names no domain came with ours in a chain (PKCS#12) and
+// is not ours. A certificate that names a public suffix is kept as ours
+// the same way, but its key is not used (status PublicSuffix).
 func (s *Store) pairOwn() {
 	type keyEntry struct {
 		key  crypto.PrivateKey
@@ -53,19 +62,20 @@ func (s *Store) pairOwn() {
 					break
 				}
 			}
-			if c.Key == nil {
-				// A certificate without a key is either a CA certificate
-				// that came with ours (PKCS#12 chains) or a mistake.
-				if len(c.Domains) > 0 {
-					s.problem(p, c.Describe()+" has no matching private key in the own directory")
+			switch {
+			case c.static == PublicSuffix:
+				c.Key = nil
+			case c.Key != nil:
+				if len(c.Domains) == 0 {
+					c.staticReason = "names no domain; its key is used only to decrypt"
 				}
-				continue
+			case len(c.Domains) == 0 && x.BasicConstraintsValid && x.IsCA:
+				continue // a CA certificate of our chain
+			default:
+				c.static, c.staticReason = NoPrivateKey, "no usable private key: "+s.missingKeyReason(p)
 			}
 			seen[c.Fingerprint] = true
 			c.Own = true
-			if len(c.Domains) == 0 {
-				c.staticReason = "names no domain; its key is used only to decrypt"
-			}
 			s.own = append(s.own, c)
 		}
 	}
@@ -74,6 +84,34 @@ func (s *Store) pairOwn() {
 			s.problem(k.file, "private key matches no certificate in the own directory")
 		}
 	}
+}
+
+// missingKeyReason says why an own certificate from file has no key: the
+// key that failed in file itself, else one that failed in a file of the
+// same name but for the extension (example.org.crt and example.org.key),
+// else every own file that failed to load, one of which may hold it.
+func (s *Store) missingKeyReason(file string) string {
+	stem := strings.TrimSuffix(file, filepath.Ext(file))
+	var same, sibling, all []string
+	for _, f := range s.ownFailed {
+		r := f.File + ": " + f.Reason
+		switch {
+		case f.File == file:
+			same = append(same, r)
+		case strings.TrimSuffix(f.File, filepath.Ext(f.File)) == stem:
+			sibling = append(sibling, r)
+		}
+		all = append(all, r)
+	}
+	switch {
+	case len(same) > 0:
+		return strings.Join(same, "; ")
+	case len(sibling) > 0:
+		return strings.Join(sibling, "; ")
+	case len(all) > 0:
+		return strings.Join(all, "; ")
+	}
+	return "no private key in the own directory matches it"
 }
 
 // collectPartners turns partner files into Certs, checks trust when anchors
@@ -100,6 +138,10 @@ func (s *Store) collectPartners(roots *x509.CertPool) {
 			continue
 		}
 		seen[c.Fingerprint] = true
+		if c.static == PublicSuffix {
+			s.problem(c.File, refusedSuffix(c))
+			continue
+		}
 		if roots != nil && c.static == Valid {
 			c.verifyChain(roots, chain, now, s.opts.TrustDir)
 		}
@@ -164,6 +206,10 @@ func (s *Store) finish(prev *Store) {
 			if e.Status == ExpiresSoon {
 				s.problem(c.File, c.Describe()+" "+e.Reason+": ask for (or make) its successor")
 			}
+		case c.Own && e.Status == PublicSuffix:
+			s.problem(c.File, refusedSuffix(c)+"; its key is not used, so mail encrypted to it cannot be opened")
+		case c.Own && c.Key == nil:
+			s.problem(c.File, fmt.Sprintf("%s is our certificate but has %s: mail encrypted to it cannot be opened", c.Describe(), e.Reason))
 		case c.Own:
 			s.problem(c.File, fmt.Sprintf("%s is %s (%s); its key still decrypts mail in flight", c.Describe(), e.Status, e.Reason))
 		default:

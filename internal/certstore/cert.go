@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"golang.org/x/net/publicsuffix"
 )
 
 // Status says whether a certificate may be used, and if not, why not.
@@ -28,6 +30,14 @@ const (
 	WrongKeyUsage
 	BadKey
 	Untrusted
+	// NoPrivateKey is our own certificate whose private key could not be
+	// loaded: the gateway knows the certificate is ours, but cannot open
+	// mail encrypted to it.
+	NoPrivateKey
+	// PublicSuffix is a certificate that names a public suffix (com,
+	// co.uk, github.io) not listed in Options.AllowPublicSuffix: it would
+	// capture the mail of every domain under it, so it is not used.
+	PublicSuffix
 )
 
 // ExpiresSoonWindow is how long before its notAfter a certificate is flagged
@@ -49,6 +59,8 @@ var statusNames = [...]string{
 	WrongKeyUsage: "wrong key usage",
 	BadKey:        "bad key",
 	Untrusted:     "untrusted",
+	NoPrivateKey:  "no private key",
+	PublicSuffix:  "public suffix",
 }
 
 func (s Status) String() string {
@@ -63,8 +75,11 @@ func (s Status) Usable() bool { return s == Valid || s == ExpiresSoon }
 
 // Cert is one domain certificate, ours (with its private key) or a partner's.
 type Cert struct {
-	X509        *x509.Certificate
-	Key         crypto.PrivateKey // own certificates only
+	X509 *x509.Certificate
+	// Key is the private key of an own certificate. It is nil for a
+	// partner's, and for an own certificate whose key could not be loaded
+	// or is refused (Status NoPrivateKey or PublicSuffix; Reason says why).
+	Key         crypto.PrivateKey
 	Own         bool
 	Domains     []string // A-label, lower case, sorted
 	File        string
@@ -103,16 +118,60 @@ func newCert(x *x509.Certificate, file string, n naming) *Cert {
 	c := &Cert{X509: x, File: file, Fingerprint: hex.EncodeToString(sum[:]), NamedBy: map[string]string{}}
 	c.domainsFrom(n)
 	c.static, c.staticReason = checkKey(x)
+	if d, why := c.publicSuffix(n); d != "" {
+		c.static, c.staticReason = PublicSuffix, fmt.Sprintf("names %s (%s), %s", d, c.NamedBy[d], why)
+	}
 	return c
 }
 
 // naming says which names in a certificate mark the domains it serves.
 type naming struct {
-	names []string // local parts of the mailbox forms (smg_encryptor, ...)
-	hosts bool     // also subjectAltName dNSName and smtp:// URI
+	names       []string // local parts of the mailbox forms (smg_encryptor, ...)
+	hosts       bool     // also subjectAltName dNSName and smtp:// URI
+	allowSuffix []string // public suffixes a certificate may name anyway
 }
 
-func (o Options) naming() naming { return naming{names: o.Names, hosts: o.HostNames} }
+func (o Options) naming() naming {
+	n := naming{names: o.Names, hosts: o.HostNames}
+	for _, d := range o.AllowPublicSuffix {
+		if c, err := CanonicalDomain(d); err == nil {
+			n.allowSuffix = append(n.allowSuffix, c)
+		}
+	}
+	return n
+}
+
+// publicSuffix returns the first of c's domains that is itself a public
+// suffix and not allowed by n, with the reason, or "" if there is none.
+// Mail to every domain under a public suffix would be encrypted to a
+// certificate that names it (Lookup takes the most specific parent), so
+// such a certificate captures the mail of strangers.
+func (c *Cert) publicSuffix(n naming) (string, string) {
+	for _, d := range c.Domains {
+		if why := publicSuffixReason(d); why != "" && !slices.Contains(n.allowSuffix, d) {
+			return d, why
+		}
+	}
+	return "", ""
+}
+
+// publicSuffixReason says why d is a public suffix per the Public Suffix
+// List that golang.org/x/net/publicsuffix compiles in, or "" if it is not.
+// The list's default rule makes every single-label name a suffix; its
+// private section holds names such as github.io, under which different
+// owners register, and counts as much as the ICANN section.
+func publicSuffixReason(d string) string {
+	suffix, icann := publicsuffix.PublicSuffix(d)
+	switch {
+	case suffix != d:
+		return ""
+	case icann:
+		return "a public suffix in the ICANN section of the Public Suffix List"
+	case !strings.Contains(d, "."):
+		return "a single-label name, which is a public suffix by the default rule of the Public Suffix List"
+	}
+	return "a public suffix in the private section of the Public Suffix List, under which different owners register"
+}
 
 // domainsFrom fills Domains and NamedBy (draft section 4: the subject DN or
 // a subjectAltName lists mailboxes of the form smg_encryptor@domain; RFC 3183

@@ -145,8 +145,28 @@ func TestOwnFormatsFromOpenSSL(t *testing.T) {
 				t.Errorf("passphrase %q: no problem for %s saying %q:\n%s", tc.pass, f, tc.want, probs)
 			}
 		}
-		if len(s.Own()) != 3 {
-			t.Errorf("passphrase %q: %d own certificates loaded, want the 3 unencrypted ones", tc.pass, len(s.Own()))
+		// The certificates of the encrypted keys are still ours, without
+		// a key, each naming its own key file and why it failed; the
+		// PKCS#12 file hides its certificate too and is only a problem.
+		keyed := 0
+		for _, c := range s.Own() {
+			if c.Key != nil {
+				keyed++
+			}
+		}
+		if keyed != 3 || len(s.Own()) != 6 {
+			t.Errorf("passphrase %q: %d own certificates, %d with a key; want 6, the 3 unencrypted ones with their key", tc.pass, len(s.Own()), keyed)
+		}
+		without := s.OwnWithoutKey()
+		if len(without) != 3 {
+			t.Fatalf("passphrase %q: %d own certificates without a key, want 3", tc.pass, len(without))
+		}
+		for _, c := range without {
+			keyFile := filepath.Join(own, strings.TrimSuffix(c.Domains[0], ".example")+".key")
+			if c.Key != nil || c.Status != NoPrivateKey || !strings.HasPrefix(c.Reason, "no usable private key: "+keyFile+": ") ||
+				!strings.Contains(c.Reason, tc.want) || strings.Count(c.Reason, own) != 1 {
+				t.Errorf("passphrase %q: %v: status %s, reason %q; want no private key because of %s", tc.pass, c.Domains, c.Status, c.Reason, keyFile)
+			}
 		}
 	}
 }

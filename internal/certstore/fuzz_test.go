@@ -72,6 +72,9 @@ func FuzzParseFile(f *testing.F) {
 	f.Add("k.der", enc)
 	f.Add("x.p12", []byte{0x30, 0x80, 0x00, 0x00})
 	f.Add("x.pem", []byte("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n"))
+	// A certificate beside a key that cannot be decrypted (no passphrase):
+	// the certificate loads, the key is a keyError.
+	f.Add("both.pem", append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert}), pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: enc})...))
 	f.Fuzz(func(t *testing.T, name string, data []byte) {
 		for _, kind := range []fileKind{partnerFile, ownFile} {
 			fc, err := parseFile(name, data, kind, nil) // no passphrase: no key derivation, which would only slow the fuzzer
@@ -91,6 +94,12 @@ func FuzzParseFile(f *testing.F) {
 			}
 			if kind == partnerFile && len(fc.keys) > 0 {
 				t.Fatal("a partner file yielded a private key")
+			}
+			if len(fc.keys)+len(fc.keyErrors) > maxKeysPerFile {
+				t.Fatalf("%d keys and %d failed keys in one file (limit %d)", len(fc.keys), len(fc.keyErrors), maxKeysPerFile)
+			}
+			if len(fc.keyErrors) > 0 && (kind != ownFile || len(fc.certs)+len(fc.keys) == 0) {
+				t.Fatalf("failed keys in a %v file with %d certificates and %d keys", kind, len(fc.certs), len(fc.keys))
 			}
 		}
 	})

@@ -25,9 +25,11 @@ type Import struct {
 
 // PrepareImport reads and validates a partner certificate file (PEM, DER or
 // PKCS#7) for `cert import`. It refuses, with an error naming the file and
-// the reason, a file that holds a private key, no domain certificate, or a
-// domain certificate that is not usable now (expired, not yet valid, wrong
-// key usage, bad key, or untrusted when trust anchors are configured). One
+// the reason, a file that holds a private key, no domain certificate, a
+// certificate that names a public suffix not in opts.AllowPublicSuffix, or
+// a domain certificate that is not usable now (expired, not yet valid,
+// wrong key usage, bad key, or untrusted when trust anchors are
+// configured). One
 // bad certificate refuses the whole file: a partial import would leave the
 // operator believing that all of it is in force.
 //
@@ -83,6 +85,9 @@ func PrepareImport(opts Options, path string) (*Import, error) {
 	}
 	now := opts.Now()
 	for i, c := range im.Certs {
+		if c.static == PublicSuffix {
+			return nil, fmt.Errorf("%s: %s; not imported", path, refusedSuffix(c))
+		}
 		if roots != nil && c.static == Valid {
 			c.verifyChain(roots, chain, now, opts.TrustDir)
 		}

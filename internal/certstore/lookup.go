@@ -85,11 +85,31 @@ func (m *Match) explain(d string) string {
 // Own returns our certificates with their private keys, expired ones
 // included: mail encrypted to a key shortly before its certificate expired
 // may still be in flight, and decrypting it does no harm.
+//
+// It also returns our certificates whose key is missing (status
+// NoPrivateKey: the key file could not be read or decrypted) or refused
+// (status PublicSuffix), with Key nil. Callers must check Key: such a
+// certificate tells mail that is for us but cannot be opened (hold it)
+// from mail that is not for us (pass it on). OwnWithoutKey lists them.
 func (s *Store) Own() []*Cert {
 	now := s.opts.Now()
 	out := make([]*Cert, len(s.own))
 	for i, c := range s.own {
 		out[i] = c.evaluated(now)
+	}
+	return out
+}
+
+// OwnWithoutKey returns the own certificates that Own returns with Key
+// nil, for `serve` and `check-config` to report: mail encrypted to them
+// cannot be opened until their key is readable (Reason says why not).
+func (s *Store) OwnWithoutKey() []*Cert {
+	now := s.opts.Now()
+	var out []*Cert
+	for _, c := range s.own {
+		if c.Key == nil {
+			out = append(out, c.evaluated(now))
+		}
 	}
 	return out
 }

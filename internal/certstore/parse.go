@@ -20,6 +20,12 @@ import (
 // is a few kilobytes; a PKCS#7 bundle of a long chain some tens.
 const maxFileSize = 1 << 20
 
+// maxKeysPerFile bounds the private keys in one PEM file. A key file holds
+// one, a bundle of a rotation a few; every encrypted one may cost up to
+// maxPBKDF2Iterations of key derivation, and a key that fails no longer
+// stops the file, so the count must stop it.
+const maxKeysPerFile = 16
+
 // fileContent is what one file of the store holds.
 type fileContent struct {
 	certs []*x509.Certificate
@@ -27,6 +33,10 @@ type fileContent struct {
 	// notes are remarks that do not make the file unusable, such as a
 	// private key found among partner certificates and ignored.
 	notes []string
+	// keyErrors say why private keys in an own PEM file did not load (a
+	// missing or wrong passphrase). The certificates beside them still
+	// load, so that the store knows them as ours, without a key.
+	keyErrors []string
 }
 
 // fileKind says which formats a directory accepts.
@@ -92,9 +102,13 @@ func parsePEM(data []byte, kind fileKind, passphrase []byte) (*fileContent, erro
 				fc.notes = append(fc.notes, "holds a private key, which does not belong among partner certificates: ignored")
 				continue
 			}
+			if len(fc.keys)+len(fc.keyErrors) == maxKeysPerFile {
+				return nil, fmt.Errorf("PEM block %d: more than %d private keys in one file", n, maxKeysPerFile)
+			}
 			k, err := parsePEMKey(block, passphrase)
 			if err != nil {
-				return nil, fmt.Errorf("PEM block %d (%s): %w", n, block.Type, err)
+				fc.keyErrors = append(fc.keyErrors, fmt.Sprintf("PEM block %d (%s): %v", n, block.Type, err))
+				continue
 			}
 			fc.keys = append(fc.keys, k)
 		case "EC PARAMETERS", "CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST", "X509 CRL", "PUBLIC KEY":
@@ -107,6 +121,10 @@ func parsePEM(data []byte, kind fileKind, passphrase []byte) (*fileContent, erro
 	}
 	if n == 0 {
 		return nil, errors.New("damaged PEM: a BEGIN line without a matching END line or valid base64")
+	}
+	if len(fc.keyErrors) > 0 && len(fc.certs) == 0 && len(fc.keys) == 0 {
+		// Nothing but keys that failed: the file fails as a whole.
+		return nil, errors.New(strings.Join(fc.keyErrors, "; "))
 	}
 	if len(fc.certs) == 0 && len(fc.keys) == 0 && len(fc.notes) == 0 {
 		return nil, errors.New("no certificate or key in this PEM file")

@@ -32,9 +32,13 @@ type Options struct {
 	TrustDir            string   // optional: partner certificates must chain to these
 	Names               []string // local parts that mark a domain certificate; DefaultNames if empty
 	HostNames           bool     // a subjectAltName dNSName or smtp:// URI also names a domain
-	Passphrase          []byte   // for encrypted PKCS#8 / PKCS#12 own keys
-	Now                 func() time.Time
-	Logger              *slog.Logger
+	// AllowPublicSuffix lists public suffixes (canonical A-labels) that a
+	// certificate may name all the same; a certificate naming any other
+	// public suffix is refused at import and at load (certs.allow_public_suffix).
+	AllowPublicSuffix []string
+	Passphrase        []byte // for encrypted PKCS#8 / PKCS#12 own keys
+	Now               func() time.Time
+	Logger            *slog.Logger
 }
 
 // Problem is a file, or a certificate in it, that cannot be used.
@@ -55,6 +59,10 @@ type Store struct {
 	partners []*Cert
 	byDomain map[string][]*Cert // partner certificates by each domain they name
 	problems []Problem
+	// ownFailed are the files of the own directory that failed to load,
+	// or whose private key did: each may hold the key of an own
+	// certificate, which pairOwn then names as the likely reason.
+	ownFailed []Problem
 }
 
 type loadedFile struct {
@@ -175,6 +183,19 @@ func (s *Store) readDir(dir string, kind fileKind, prev *Store) error {
 		if err == nil {
 			err = checkContent(fc, kind, s.opts.naming())
 		}
+		if err == nil && len(fc.keyErrors) > 0 {
+			// Its certificates loaded but a key did not: for Reload that
+			// is a bad edit like any other, and the old version stays.
+			if old := prev.file(path); old != nil && old.kind == kind && len(old.content.keyErrors) == 0 {
+				s.files[path] = old
+				s.problem(path, strings.Join(fc.keyErrors, "; ")+"; keeping the version loaded before")
+				continue
+			}
+			for _, ke := range fc.keyErrors {
+				s.problem(path, ke)
+				s.ownFailed = append(s.ownFailed, Problem{File: path, Reason: ke})
+			}
+		}
 		if err != nil {
 			if old := prev.file(path); old != nil && old.kind == kind {
 				s.files[path] = old
@@ -182,6 +203,9 @@ func (s *Store) readDir(dir string, kind fileKind, prev *Store) error {
 				continue
 			}
 			s.problem(path, err.Error())
+			if kind == ownFile {
+				s.ownFailed = append(s.ownFailed, Problem{File: path, Reason: failureReason(err)})
+			}
 			continue
 		}
 		if kind == ownFile && len(fc.keys) > 0 && fi.Mode().Perm()&0o077 != 0 {
@@ -195,8 +219,21 @@ func (s *Store) readDir(dir string, kind fileKind, prev *Store) error {
 	return nil
 }
 
+// failureReason is err without the file name that an *fs.PathError
+// repeats ("permission denied" rather than "open /etc/...: permission
+// denied"), for a reason that is prefixed with the file name already.
+func failureReason(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
 // checkContent refuses a file that parses but brings nothing the store can
-// use, so that Reload treats it like a file that does not parse.
+// use, so that Reload treats it like a file that does not parse. A partner
+// file whose domain certificates all name a public suffix is refused too,
+// with that reason.
 func checkContent(fc *fileContent, kind fileKind, n naming) error {
 	if kind == ownFile {
 		if len(fc.keys) == 0 && len(fc.certs) == 0 {
@@ -204,12 +241,27 @@ func checkContent(fc *fileContent, kind fileKind, n naming) error {
 		}
 		return nil
 	}
-	for _, c := range fc.certs {
-		if len(newCert(c, "", n).Domains) > 0 {
+	var refused []string
+	for _, x := range fc.certs {
+		c := newCert(x, "", n)
+		switch {
+		case len(c.Domains) == 0:
+		case c.static == PublicSuffix:
+			refused = append(refused, refusedSuffix(c))
+		default:
 			return nil
 		}
 	}
+	if len(refused) > 0 {
+		return errors.New(strings.Join(refused, "; "))
+	}
 	return fmt.Errorf("no domain certificate: no certificate names a mailbox %s@DOMAIN in subjectAltName, subject emailAddress or commonName", strings.Join(n.names, "@DOMAIN or "))
+}
+
+// refusedSuffix says why a certificate that names a public suffix is not
+// used, and how to allow it.
+func refusedSuffix(c *Cert) string {
+	return fmt.Sprintf("%s is refused: it %s; it would capture the mail of every domain under it (list the suffix in certs.allow_public_suffix if that is intended)", c.Describe(), c.staticReason)
 }
 
 func (s *Store) file(path string) *loadedFile {

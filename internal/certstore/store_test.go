@@ -49,8 +49,9 @@ func TestOwnPairsByPublicKey(t *testing.T) {
 	}
 }
 
-// TestOwnMismatchesAreProblems: a domain certificate without its key and a
-// key without a certificate are reported; the rest loads.
+// TestOwnMismatchesAreProblems: a domain certificate without its key (kept
+// as ours, without a key) and a key without a certificate are reported;
+// the rest loads.
 func TestOwnMismatchesAreProblems(t *testing.T) {
 	t.Parallel()
 	own, partners := testDirs(t)
@@ -58,11 +59,15 @@ func TestOwnMismatchesAreProblems(t *testing.T) {
 	writeFile(t, own, "stray.key", keyPEM(t, rsaKey(t, 1)))
 	writeFile(t, own, "good.pem", append(certPEM(makeCert(t, certSpec{key: rsaKey(t, 2), emails: []string{"smg_encryptor@example.com"}})), keyPEM(t, rsaKey(t, 2))...))
 	s := mustLoad(t, Options{OwnDir: own, PartnersDir: partners})
-	if len(s.Own()) != 1 || s.Own()[0].Domains[0] != "example.com" {
+	if len(s.Own()) != 2 {
 		t.Fatalf("own = %v", s.Own())
 	}
+	if w := s.OwnWithoutKey(); len(w) != 1 || w[0].Domains[0] != "example.org" || w[0].Status != NoPrivateKey ||
+		w[0].Reason != "no usable private key: no private key in the own directory matches it" {
+		t.Fatalf("own without key = %+v", w)
+	}
 	probs := problemsText(s)
-	for _, want := range []string{"lonely.crt: certificate", "has no matching private key", "stray.key: private key matches no certificate"} {
+	for _, want := range []string{"lonely.crt: certificate", "is our certificate but has no usable private key: no private key in the own directory matches it: mail encrypted to it cannot be opened", "stray.key: private key matches no certificate"} {
 		if !strings.Contains(probs, want) {
 			t.Errorf("problems lack %q:\n%s", want, probs)
 		}

@@ -205,7 +205,7 @@ func keyUnavailable(certs []*x509.Certificate) error {
 //
 // Errors are those that Decrypt returns before matching: ErrTooLarge for
 // input longer than opts.MaxSize, ErrMalformed for what is not such a
-// ContentInfo or exceeds a bound of the parser, and an
+// ContentInfo or exceeds a bound (MaxRecipientInfos among them), and an
 // *UnsupportedAlgorithmError for a key-agreement scheme or key wrap that
 // the parser does not know. For the
 // same input, Addressed(input, certs) is (false, nil) exactly when Decrypt
@@ -233,21 +233,29 @@ func Addressed(input []byte, certs []*x509.Certificate, opts DecryptOptions) (fo
 // so that the log says who it was for; it reveals only what the message
 // shows anyone.
 func (env *envelope) describeRecipients() string {
+	const maxListed = 8 // a message may name hundreds of recipients
 	var ids []string
+	more := 0
+	add := func(id recipientID) {
+		if len(ids) < maxListed {
+			ids = append(ids, id.String())
+		} else {
+			more++
+		}
+	}
 	for _, kt := range env.keyTrans {
-		ids = append(ids, kt.ref.rid.String())
+		add(kt.ref.rid)
 	}
 	for _, ka := range env.keyAgree {
 		for _, ref := range ka.keys {
-			ids = append(ids, ref.rid.String())
+			add(ref.rid)
 		}
+	}
+	if more > 0 {
+		ids = append(ids, fmt.Sprintf("%d more", more))
 	}
 	if env.otherKinds > 0 {
 		ids = append(ids, fmt.Sprintf("%d recipient(s) by symmetric key, password or other method", env.otherKinds))
-	}
-	const maxListed = 8 // a message may name hundreds of recipients
-	if len(ids) > maxListed {
-		ids = append(ids[:maxListed], fmt.Sprintf("%d more", len(ids)-maxListed))
 	}
 	return strings.Join(ids, ", ")
 }

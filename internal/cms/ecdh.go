@@ -168,7 +168,10 @@ type keyRef struct {
 	encKey []byte
 }
 
-func readKeyAgreeInfo(e element) (*keyAgreeInfo, error) {
+// readKeyAgreeInfo decodes a KeyAgreeRecipientInfo (RFC 5652 section
+// 6.2.2). encryptedKeys counts the RecipientEncryptedKeys read so far in
+// the whole message, against MaxRecipientInfos.
+func readKeyAgreeInfo(e element, encryptedKeys *int) (*keyAgreeInfo, error) {
 	r, err := e.children()
 	if err != nil {
 		return nil, err
@@ -227,6 +230,10 @@ func readKeyAgreeInfo(e element) (*keyAgreeInfo, error) {
 		return nil, err
 	}
 	for !rr.empty() {
+		if *encryptedKeys == MaxRecipientInfos {
+			return nil, malformed("RecipientEncryptedKey #%d: more than %d RecipientEncryptedKeys in all KeyAgreeRecipientInfos", *encryptedKeys+1, MaxRecipientInfos)
+		}
+		*encryptedKeys++
 		k, err := rr.nextIs(classUniversal, tagSequence, "RecipientEncryptedKey")
 		if err != nil {
 			return nil, err

@@ -2,8 +2,12 @@ package cms
 
 import (
 	"bytes"
+	"crypto/x509"
 	"errors"
 	"testing"
+
+	"golang.org/x/crypto/cryptobyte"
+	casn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
 // walk visits every element below e, joining every OCTET STRING both ways
@@ -115,5 +119,61 @@ func FuzzAddressed(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkAddressedAgrees(t, b, keys, DecryptOptions{Allow3DES: true, MaxSize: 1 << 20})
+	})
+}
+
+// FuzzRecipientInfos runs the RecipientInfos parser on a SET OF
+// RecipientInfo and checks that it fails only with documented errors,
+// never keeps more than MaxRecipientInfos entries or RecipientEncryptedKeys,
+// and that matching and describing what it read are safe.
+func FuzzRecipientInfos(f *testing.F) {
+	var all []Recipient
+	for i, name := range fixtureNames {
+		all = append(all, Recipient{Cert: fixture(f, name).Cert, RSAPadding: RSAPadding(i % 2), UseSKI: i%3 == 0})
+	}
+	for i := range all {
+		ris, _, err := recipientInfos(all[i:], randomBytes(32))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(ris)
+		f.Add(berify(f, ris, 7))
+	}
+	set := func(body []byte) []byte {
+		b := cryptobyte.NewBuilder(nil)
+		b.AddASN1(casn1.SET, func(b *cryptobyte.Builder) { b.AddBytes(body) })
+		return b.BytesOrPanic()
+	}
+	f.Add(set(bytes.Repeat([]byte{0xa2, 0x00}, MaxRecipientInfos+1)))
+	f.Add(set(bytes.Repeat(tinyKTRI(7), MaxRecipientInfos)))
+	f.Add(set(kari(bytes.Repeat(tinyREK(), MaxRecipientInfos-1))))
+	certs := []*x509.Certificate{fixture(f, "rsa").Cert, fixture(f, "p256").Cert, fixture(f, "x25519").Cert}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, _, err := parseElement(b, 3)
+		if err != nil || !e.is(classUniversal, tagSet) {
+			return
+		}
+		env := &envelope{}
+		if err := env.readRecipientInfos(e); err != nil {
+			var ue *UnsupportedAlgorithmError
+			if !errors.Is(err, ErrMalformed) && !errors.As(err, &ue) {
+				t.Fatalf("undocumented error: %v", err)
+			}
+			return
+		}
+		if n := len(env.keyTrans) + len(env.keyAgree) + env.otherKinds; n == 0 || n > MaxRecipientInfos {
+			t.Fatalf("%d RecipientInfos read (limit %d)", n, MaxRecipientInfos)
+		}
+		keys := 0
+		for _, ka := range env.keyAgree {
+			keys += len(ka.keys)
+		}
+		if keys != env.encryptedKeys || keys > MaxRecipientInfos {
+			t.Fatalf("%d RecipientEncryptedKeys read, %d counted (limit %d)", keys, env.encryptedKeys, MaxRecipientInfos)
+		}
+		for _, c := range certs {
+			env.firstMatch(c)
+		}
+		_ = env.describeRecipients()
 	})
 }

@@ -2,6 +2,17 @@ package cms
 
 import "encoding/asn1"
 
+// MaxRecipientInfos bounds the RecipientInfos of one message, and
+// separately the RecipientEncryptedKeys of all its KeyAgreeRecipientInfos
+// counted together. A gateway encrypts to one certificate per domain and a
+// mail client to one per recipient, and a mail has at most as many
+// recipients as the receiving MTA accepts: RFC 5321 section 4.5.3.1.8 asks
+// for at least 100, and Postfix accepts 1000 by default. Without a bound,
+// a message of tiny RecipientInfos is a memory bomb: 1.2 million of them
+// in 47 MB took 1.5 GB to parse. Parsing stops at the first one past the
+// bound, before it is decoded.
+const MaxRecipientInfos = 1000
+
 // envelope is a parsed EnvelopedData (RFC 5652 section 6.1) or
 // AuthEnvelopedData (RFC 5083 section 2.1). Its slices alias the input.
 type envelope struct {
@@ -9,6 +20,9 @@ type envelope struct {
 	keyTrans   []keyTransInfo
 	keyAgree   []*keyAgreeInfo
 	otherKinds int // kekri, pwri, ori: never for a certificate
+	// encryptedKeys counts the RecipientEncryptedKeys of all keyAgree
+	// entries, against MaxRecipientInfos.
+	encryptedKeys int
 
 	contentType asn1.ObjectIdentifier
 	contentAlg  algID
@@ -151,6 +165,9 @@ func (env *envelope) readRecipientInfos(set element) error {
 	}
 	n := 0
 	for !r.empty() {
+		if n == MaxRecipientInfos {
+			return malformed("RecipientInfo #%d: more than %d RecipientInfos", n+1, MaxRecipientInfos)
+		}
 		ri, err := r.next()
 		if err != nil {
 			return err
@@ -164,7 +181,7 @@ func (env *envelope) readRecipientInfos(set element) error {
 			}
 			env.keyTrans = append(env.keyTrans, kt)
 		case ri.is(classContext, 1) && ri.constructed:
-			ka, err := readKeyAgreeInfo(ri)
+			ka, err := readKeyAgreeInfo(ri, &env.encryptedKeys)
 			if err != nil {
 				return err
 			}
