@@ -122,12 +122,12 @@ func decryptCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) er
 		return err
 	}
 	// Our keys, expired certificates included: mail sealed before the
-	// expiry may still be in flight.
+	// expiry may still be in flight. A certificate whose key could not be
+	// loaded stays in with a nil Key, so that mail to it is reported as
+	// waiting for the key rather than as not for us.
 	var keys []cms.KeyPair
 	for _, c := range store.Own() {
-		if c.Key != nil {
-			keys = append(keys, cms.KeyPair{Cert: c.X509, Key: c.Key})
-		}
+		keys = append(keys, cms.KeyPair{Cert: c.X509, Key: c.Key})
 	}
 	msg, err := readMessage(stdin, cfg.SMTP.MaxMessageBytes, 0)
 	if err != nil {
@@ -140,9 +140,18 @@ func decryptCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) er
 		RequireAEAD: cfg.PartnerPolicy(sender).RequireAEAD,
 		MaxSize:     cfg.SMTP.MaxMessageBytes,
 	}
+	// Every header the SMTP receiver accepts can be inspected.
+	if cfg.SMTP.MaxHeaderBytes > smime.DefaultMaxHeaderBytes {
+		opts.MaxHeaderBytes = cfg.SMTP.MaxHeaderBytes
+	}
 	r := smime.Open(msg, keys, opts)
 	switch r.Outcome {
 	case smime.Opened:
+		// The outer trace fields first, as the gateway writes them
+		// (RFC 5321 section 4.4: they must not be deleted).
+		if _, err := stdout.Write(r.Trace); err != nil {
+			return fmt.Errorf("writing standard output: %w", err)
+		}
 		if _, err := stdout.Write(r.Message); err != nil {
 			return fmt.Errorf("writing standard output: %w", err)
 		}
@@ -150,9 +159,11 @@ func decryptCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) er
 			"fingerprint", fingerprint(store, r.Info), "cipher", r.Info.Cipher, "key_transport", r.Info.KeyTransport, "size", len(r.Message))
 		return nil
 	case smime.NotEncrypted:
-		return errors.New("not encrypted: the message is not an S/MIME encrypted message (no application/pkcs7-mime or *.p7m body); the gateway relays such mail unaltered")
+		return errors.New("not encrypted: no part of the message is CMS encrypted content; the gateway relays such mail unaltered")
 	case smime.NotForUs:
-		return fmt.Errorf("not for us: the message is encrypted, but to none of our %d own certificate(s) in %s; the gateway relays such mail unaltered", len(keys), cfg.Certs.Own)
+		return fmt.Errorf("not for us: %s is encrypted, but to none of our %d own certificate(s) in %s; the gateway relays such mail unaltered", r.Where, len(keys), cfg.Certs.Own)
+	case smime.KeyUnavailable:
+		return fmt.Errorf("key unavailable: the message is encrypted to our certificate, whose private key is not loaded; the gateway would keep it queued and raise an alarm: %w", r.Err)
 	default:
 		return fmt.Errorf("failed: the message is encrypted but cannot be opened, the gateway would quarantine it: %w", r.Err)
 	}

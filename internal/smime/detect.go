@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"mime"
 	"strings"
-
-	"github.com/emersion/go-message/textproto"
 )
 
 // form is what the outer header says about an encrypted message.
@@ -25,13 +23,15 @@ type form struct {
 // 3.2 and 3.4 and what clients and MTAs make of them): application/pkcs7-mime
 // and application/x-pkcs7-mime in any letter case, with smime-type
 // enveloped-data, authEnveloped-data or none, and application/octet-stream
-// with a name or filename ending in .p7m.
-func detect(h textproto.Header) (form, bool) {
-	mt, params := mediaType(h.Get("Content-Type"))
+// with a name or filename ending in .p7m. Open no longer decides by the label
+// alone (the walk looks at every body's content); the label only says what a
+// body that turns out not to be CMS at all means: a failure when declared.
+func detect(h mimeHeader) (form, bool) {
+	mt, params := mediaType(h.contentType)
 	f := form{
 		mediaType: mt,
 		smimeType: strings.ToLower(strings.TrimSpace(params["smime-type"])),
-		cte:       strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding"))),
+		cte:       h.cte,
 	}
 	switch mt {
 	case "application/pkcs7-mime", "application/x-pkcs7-mime":
@@ -43,7 +43,7 @@ func detect(h textproto.Header) (form, bool) {
 		f.declared = true
 		return f, true
 	case "application/octet-stream":
-		_, dparams := mediaType(h.Get("Content-Disposition"))
+		_, dparams := mediaType(h.disposition)
 		if isP7M(params["name"]) || isP7M(dparams["filename"]) {
 			return f, true
 		}
@@ -96,16 +96,34 @@ var (
 	oidEnvelopedData = []byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x03}
 	// RFC 5083 section 1: id-ct-authEnvelopedData 1.2.840.113549.1.9.16.1.23.
 	oidAuthEnvelopedData = []byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x10, 0x01, 0x17}
+	// RFC 5652 section 5.1: id-signedData 1.2.840.113549.1.7.2.
+	oidSignedData = []byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02}
+	// RFC 3274 section 1.1: id-ct-compressedData 1.2.840.113549.1.9.16.1.9.
+	oidCompressedData = []byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x10, 0x01, 0x09}
+	// RFC 5652 section 4: id-data 1.2.840.113549.1.7.1, the eContentType
+	// of a MIME entity that S/MIME signs or compresses (RFC 8551 section
+	// 3.5 and 3.6).
+	oidData = []byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01}
+	// RFC 3274 section 2: id-alg-zlibCompress 1.2.840.113549.1.9.16.3.8.
+	oidZlibCompress = []byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x10, 0x03, 0x08}
 )
 
 // cmsKind is what the first bytes of a body say it is.
 type cmsKind int
 
 const (
-	notCMS       cmsKind = iota // not a ContentInfo at all
-	cmsOther                    // a ContentInfo without encryption (signedData, ...)
-	cmsEncrypted                // envelopedData or authEnvelopedData
+	notCMS        cmsKind = iota // not a ContentInfo at all
+	cmsOther                     // a ContentInfo that carries nothing to look into (digestedData, ...)
+	cmsSigned                    // signedData: its eContent may hold anything
+	cmsCompressed                // compressedData: so may its eContent, once inflated
+	cmsEncrypted                 // envelopedData or authEnvelopedData
 )
+
+// peekLen is how many bytes of a body decide its cmsKind: the outer
+// SEQUENCE's tag and at most 5 length octets, then the OBJECT IDENTIFIER's
+// tag, length and the 11 octets of the longest OID above, 19 bytes, with
+// room to spare.
+const peekLen = 32
 
 // peekContentInfo reads the contentType of a BER or DER ContentInfo
 // (SEQUENCE { contentType OBJECT IDENTIFIER, content [0] EXPLICIT ANY })
@@ -137,9 +155,13 @@ func peekContentInfo(b []byte) (cmsKind, int) {
 	if len(b) < i+2 || b[i] != 0x06 || b[i+1] >= 0x80 || len(b) < i+2+int(b[i+1]) {
 		return notCMS, 0
 	}
-	oid := b[i+2 : i+2+int(b[i+1])]
-	if bytes.Equal(oid, oidEnvelopedData) || bytes.Equal(oid, oidAuthEnvelopedData) {
+	switch oid := b[i+2 : i+2+int(b[i+1])]; {
+	case bytes.Equal(oid, oidEnvelopedData), bytes.Equal(oid, oidAuthEnvelopedData):
 		return cmsEncrypted, total
+	case bytes.Equal(oid, oidSignedData):
+		return cmsSigned, total
+	case bytes.Equal(oid, oidCompressedData):
+		return cmsCompressed, total
 	}
 	return cmsOther, total
 }

@@ -7,7 +7,7 @@ import (
 func detectString(t *testing.T, msg string) (form, bool) {
 	t.Helper()
 	hdr, _ := splitHeader([]byte(msg))
-	h, err := readHeader(hdr)
+	h, err := scanMIMEHeader(hdr, DefaultMaxHeaderBytes)
 	if err != nil {
 		t.Fatalf("%q: %v", msg, err)
 	}
@@ -53,6 +53,9 @@ func TestPeekContentInfo(t *testing.T) {
 	env := append([]byte{0x06, byte(len(oidEnvelopedData))}, oidEnvelopedData...)
 	auth := append([]byte{0x06, byte(len(oidAuthEnvelopedData))}, oidAuthEnvelopedData...)
 	signed := []byte{0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02}
+	compressed := append([]byte{0x06, byte(len(oidCompressedData))}, oidCompressedData...)
+	// RFC 5652 section 7: id-digestedData 1.2.840.113549.1.7.5.
+	digested := []byte{0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x05}
 	seq := func(hdr []byte, content []byte) []byte { return append(append(hdr, content...), 0xa0, 0x00) }
 	for _, tc := range []struct {
 		name  string
@@ -63,7 +66,9 @@ func TestPeekContentInfo(t *testing.T) {
 		{"short form", seq([]byte{0x30, 13}, env), cmsEncrypted, 15},
 		{"long form", seq([]byte{0x30, 0x82, 0x01, 0x00}, auth), cmsEncrypted, 0x104},
 		{"indefinite", seq([]byte{0x30, 0x80}, auth), cmsEncrypted, 0},
-		{"signed", seq([]byte{0x30, 13}, signed), cmsOther, 15},
+		{"signed", seq([]byte{0x30, 13}, signed), cmsSigned, 15},
+		{"compressed", seq([]byte{0x30, 15}, compressed), cmsCompressed, 17},
+		{"digested", seq([]byte{0x30, 13}, digested), cmsOther, 15},
 		{"not a sequence", seq([]byte{0x31, 13}, env), notCMS, 0},
 		{"no oid", []byte{0x30, 0x03, 0x02, 0x01, 0x00}, notCMS, 0},
 		{"truncated oid", []byte{0x30, 0x80, 0x06, 0x09, 0x2a}, notCMS, 0},

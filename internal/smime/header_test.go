@@ -29,14 +29,8 @@ func TestSplitHeader(t *testing.T) {
 func outer(t *testing.T, msg string, protect bool) string {
 	t.Helper()
 	hdr, _ := splitHeader([]byte(msg))
-	h, err := readHeader(hdr)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var b bytes.Buffer
-	if err := writeOuterFields(&b, h, protect); err != nil {
-		t.Fatal(err)
-	}
+	writeOuterFields(&b, hdr, protect)
 	return b.String()
 }
 
@@ -107,7 +101,7 @@ func TestOuterFieldsListHasReasons(t *testing.T) {
 	}
 }
 
-func TestReadOuterHeaderTolerant(t *testing.T) {
+func TestHeaderScannerTolerant(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name, header string
@@ -119,20 +113,52 @@ func TestReadOuterHeaderTolerant(t *testing.T) {
 			map[string]string{"From": "a@example.org", "Content-Type": "application/pkcs7-mime"}},
 		{"folded first line", " junk\r\nTo: b@example.net\r\n\r\n", 1, map[string]string{"To": "b@example.net"}},
 		{"line without colon", "From: a@example.org\r\nthis is not a field\r\nSubject: s\r\n  folded\r\n\r\n", 1,
-			map[string]string{"From": "a@example.org", "Subject": "s folded"}},
+			map[string]string{"From": "a@example.org", "Subject": "s  folded"}},
 		{"no final line end", "From: a@example.org\r\nbad line\r\nTo: b@example.net", 1, map[string]string{"From": "a@example.org", "To": "b@example.net"}},
+		{"blank before the colon", "Subject : s\r\n\r\n", 0, map[string]string{"Subject": "s"}},
+		{"ends at the blank line", "A: 1\r\n\r\nB: 2\r\n", 0, map[string]string{"A": "1"}},
 	} {
-		h, skipped := readOuterHeader([]byte(tc.header))
-		if skipped != tc.skipped {
-			t.Errorf("%s: skipped %d, want %d", tc.name, skipped, tc.skipped)
+		s := newHeaderScanner([]byte(tc.header))
+		got := map[string]string{}
+		for s.next() {
+			got[string(s.name)] = s.value()
 		}
-		if h.Len() != len(tc.want) {
-			t.Errorf("%s: %d fields, want %d", tc.name, h.Len(), len(tc.want))
+		if s.skipped != tc.skipped {
+			t.Errorf("%s: skipped %d, want %d", tc.name, s.skipped, tc.skipped)
+		}
+		if len(got) != len(tc.want) || s.fields != len(tc.want) {
+			t.Errorf("%s: fields %q, want %q", tc.name, got, tc.want)
 		}
 		for k, v := range tc.want {
-			if got := h.Get(k); got != v {
-				t.Errorf("%s: %s = %q, want %q", tc.name, k, got, v)
+			if got[k] != v {
+				t.Errorf("%s: %s = %q, want %q", tc.name, k, got[k], v)
 			}
+		}
+	}
+}
+
+// TestHeaderScannerAgreesWithTextproto: on a header that go-message's
+// textproto reads without error, the scanner finds the same fields, raw.
+func TestHeaderScannerAgreesWithTextproto(t *testing.T) {
+	t.Parallel()
+	for _, m := range []string{richHeader, shapes["8-bit utf-8"], "A: 1\n  folded\nB:2\n\n"} {
+		hdr, _ := splitHeader([]byte(m))
+		h, err := readHeader(hdr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want, got []string
+		for fs := h.Fields(); fs.Next(); {
+			raw, _ := fs.Raw()
+			want = append(want, string(raw))
+		}
+		for s := newHeaderScanner(hdr); s.next(); {
+			var b bytes.Buffer
+			writeCRLF(&b, s.raw)
+			got = append(got, b.String())
+		}
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Errorf("scanner %q\ntextproto %q", got, want)
 		}
 	}
 }

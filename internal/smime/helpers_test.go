@@ -1,15 +1,19 @@
 package smime
 
 import (
+	"bufio"
 	"bytes"
 	"crypto"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/emersion/go-message/textproto"
 
 	"smimegate/internal/cms"
 )
@@ -134,4 +138,32 @@ func checkShape(t testing.TB, out []byte, aead bool) {
 			t.Fatalf("body line %d: %d characters or a bare line end", i, len(l))
 		}
 	}
+}
+
+// relayed is what Open must hand on for a decrypted whole message msg, by
+// the rules of checkContent written out independently: refused (false) with
+// a NUL or a bare CR, else every bare LF made CRLF and a final CRLF added.
+func relayed(msg string) (string, bool) {
+	if strings.ContainsRune(msg, 0) || strings.Contains(strings.ReplaceAll(msg, "\r\n", ""), "\r") {
+		return "", false
+	}
+	s := strings.ReplaceAll(strings.ReplaceAll(msg, "\r\n", "\n"), "\n", "\r\n")
+	if !strings.HasSuffix(s, "\r\n") {
+		s += "\r\n"
+	}
+	return s, true
+}
+
+// certsOnly is a certs-only SignedData (RFC 8551 section 3.6.2) that
+// openssl makes from a certificate, in base64.
+func certsOnly(t testing.TB) string {
+	t.Helper()
+	der := runTool(t, nil, nil, "openssl", "crl2pkcs7", "-nocrl", "-certfile", fixture("rsa.crt"), "-outform", "DER")
+	return base64.StdEncoding.EncodeToString(der)
+}
+
+// readHeader parses a header section with go-message's textproto, an
+// independent parser that the tests hold the package's own scanner to.
+func readHeader(header []byte) (textproto.Header, error) {
+	return textproto.ReadHeader(bufio.NewReader(bytes.NewReader(header)))
 }

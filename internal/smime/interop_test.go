@@ -56,7 +56,7 @@ func TestOpenSSLDecryptsSeal(t *testing.T) {
 func TestOpenOpenSSLEncrypted(t *testing.T) {
 	t.Parallel()
 	keys := []cms.KeyPair{loadPair(t, "other"), loadPair(t, "rsa"), loadPair(t, "ec")}
-	msg := shapes["multipart with attachment"]
+	msg := shapes["multipart with 8-bit attachment"]
 	for _, c := range []struct {
 		name      string
 		args      []string
@@ -197,7 +197,11 @@ func TestSealSignedMessage(t *testing.T) {
 	}
 	out := sealed(t, signed, SealOptions{Recipients: []cms.Recipient{{Cert: rsa.Cert}}, Cipher: cms.AES256GCM})
 	r := Open(out, []cms.KeyPair{rsa}, OpenOptions{})
-	if r.Outcome != Opened || !bytes.Equal(r.Message, signed) {
+	// openssl writes the outer MIME structure with LF line ends; Open
+	// makes them CRLF, which S/MIME signatures are computed over anyway
+	// (RFC 8551 section 3.1.1).
+	want, _ := relayed(string(signed))
+	if r.Outcome != Opened || string(r.Message) != want {
 		t.Fatalf("%v, %v", r.Outcome, r.Err)
 	}
 	verify("after", r.Message)

@@ -22,7 +22,10 @@ func TestOpenOutcomes(t *testing.T) {
 
 	t.Run("not encrypted", func(t *testing.T) {
 		for _, m := range []string{msg, shapes["multipart with attachment"], "", "no header at all",
-			"Content-Type: application/pkcs7-mime; smime-type=signed-data\r\n\r\nMIAGCSqGSIb3DQEHAqCAMIACAQEx\r\n"} {
+			// A certs-only message (RFC 8551 section 3.6): a SignedData
+			// with no encapsulated content, which is looked into and
+			// found empty.
+			"Content-Type: application/pkcs7-mime; smime-type=certs-only\r\n\r\n" + certsOnly(t) + "\r\n"} {
 			if r := Open([]byte(m), keys, OpenOptions{}); r.Outcome != NotEncrypted || r.Err != nil || r.Message != nil {
 				t.Errorf("%.40q: %v, %v", m, r.Outcome, r.Err)
 			}
@@ -65,8 +68,14 @@ func TestOpenOutcomes(t *testing.T) {
 		if r := Open([]byte(badB64), keys, OpenOptions{}); r.Outcome != Failed || !strings.Contains(r.Err.Error(), "base64 body: illegal data at character 3") {
 			t.Errorf("bad base64: %v, %v", r.Outcome, r.Err)
 		}
-		if r := Open(toUs, keys, OpenOptions{MaxSize: int64(len(toUs) - 1)}); r.Outcome != Failed || !errors.Is(r.Err, ErrTooLarge) {
+		if r := Open(toUs, keys, OpenOptions{MaxSize: int64(len(toUs) / 2)}); r.Outcome != Failed || !errors.Is(r.Err, ErrTooLarge) {
 			t.Errorf("too large: %v, %v", r.Outcome, r.Err)
+		}
+		// A signed message whose SignedData is cut short cannot be
+		// looked into: it could hide anything.
+		truncated := "Content-Type: application/pkcs7-mime; smime-type=signed-data\r\n\r\nMIAGCSqGSIb3DQEHAqCAMIACAQEx\r\n"
+		if r := Open([]byte(truncated), keys, OpenOptions{}); r.Outcome != Failed || !strings.Contains(r.Err.Error(), "malformed BER") {
+			t.Errorf("truncated signed-data: %v, %v", r.Outcome, r.Err)
 		}
 		if r := Open(cbc, keys, OpenOptions{RequireAEAD: true}); r.Outcome != Failed || !strings.Contains(r.Err.Error(), "require_aead") {
 			t.Errorf("require AEAD: %v, %v", r.Outcome, r.Err)

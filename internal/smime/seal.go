@@ -42,11 +42,8 @@ func Seal(w io.Writer, msg []byte, opts SealOptions) error {
 		return errors.New("smime: seal: no recipient certificate")
 	}
 	header, _ := splitHeader(msg)
-	h, _ := readOuterHeader(header)
 	var outer bytes.Buffer
-	if err := writeOuterFields(&outer, h, opts.ProtectSubject); err != nil {
-		return fmt.Errorf("smime: seal: %w", err)
-	}
+	writeOuterFields(&outer, header, opts.ProtectSubject)
 	// RFC 8551 section 3.2.2: authEnveloped-data for AuthEnvelopedData
 	// (GCM), enveloped-data for EnvelopedData (CBC). Section 3.2.1: the
 	// file name smime.p7m.
