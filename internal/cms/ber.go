@@ -73,9 +73,13 @@ func newReader(b []byte, depth int) *berReader { return &berReader{b: b, depth: 
 func (r *berReader) empty() bool { return len(r.b) == 0 }
 
 // children returns a reader over the elements inside e.
+//
+// For a primitive element it returns an error and an empty reader, never
+// nil: a caller that has already checked the form may ignore the error, and
+// one that has not then finds nothing to read instead of dereferencing nil.
 func (e element) children() (*berReader, error) {
 	if !e.constructed {
-		return nil, malformed("expected a constructed element, found primitive tag %d", e.tag)
+		return newReader(nil, e.depth+1), malformed("expected a constructed element, found primitive tag %d", e.tag)
 	}
 	return newReader(e.body, e.depth+1), nil
 }
@@ -101,6 +105,11 @@ func (r *berReader) nextIs(class, tag int, what string) (element, error) {
 	}
 	if !e.is(class, tag) {
 		return element{}, malformed("%s: expected %s, found %s", what, tagString(class, tag), tagString(e.class, e.tag))
+	}
+	// X.690 sections 8.9.1 and 8.11.1: a SEQUENCE or SET is always
+	// constructed; a primitive one is malformed, whatever reads it next.
+	if class == classUniversal && (tag == tagSequence || tag == tagSet) && !e.constructed {
+		return element{}, malformed("%s: a %s in primitive form", what, tagString(class, tag))
 	}
 	return e, nil
 }
