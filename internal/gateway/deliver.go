@@ -203,7 +203,7 @@ func (g *Gateway) attempt(ctx context.Context, env *spool.Envelope, h hop, idx [
 		ID:       env.ID,
 		From:     env.Sender,
 		SMTPUTF8: env.SMTPUTF8,
-		EightBit: env.Body == "8BITMIME" || env.Body == "BINARYMIME",
+		EightBit: env.Body == "8BITMIME" || env.Body == "BINARYMIME" || v.EightBit,
 		RET:      env.RET,
 		EnvID:    env.EnvID,
 		Data:     data,

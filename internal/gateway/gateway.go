@@ -12,6 +12,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,6 +59,9 @@ type state struct {
 	cfg     *config.Config
 	certs   *certstore.Store
 	ownKeys []cms.KeyPair
+	// ownCerts are ownKeys' certificates (keyless ones included), for
+	// smime.Inspect at SMTP time.
+	ownCerts []*x509.Certificate
 }
 
 // Options are the parts New does not make itself.
@@ -113,6 +117,7 @@ func (g *Gateway) setState(cfg *config.Config, certs *certstore.Store) {
 	st := &state{cfg: cfg, certs: certs}
 	for _, c := range certs.Own() {
 		st.ownKeys = append(st.ownKeys, cms.KeyPair{Cert: c.X509, Key: c.Key})
+		st.ownCerts = append(st.ownCerts, c.X509)
 	}
 	g.state.Store(st)
 }

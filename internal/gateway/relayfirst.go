@@ -6,8 +6,10 @@ import (
 	"sync"
 	"time"
 
+	"smimegate/internal/config"
 	"smimegate/internal/courier"
 	"smimegate/internal/policy"
+	"smimegate/internal/smime"
 	"smimegate/internal/smtpd"
 	"smimegate/internal/spool"
 )
@@ -54,11 +56,27 @@ func (g *Gateway) InMemory() int {
 // Handoff is the receiver's Handoff: it relays a message that is in memory
 // first, and commits and queues every other one.
 func (g *Gateway) Handoff(env *spool.Envelope, in *spool.Incoming) error {
+	if err := g.checkQuarantineRoom(env, in); err != nil {
+		return err
+	}
 	data, inMemory := in.Bytes()
 	if !inMemory || g.stopped.Load() || !g.Config().Queue.RelayFirst {
 		if err := in.Commit(env); err != nil {
 			return err
 		}
+		g.Enqueue(env.ID)
+		return nil
+	}
+	if g.mayNeedOpening(env, data) {
+		// Encrypted to us (or not inspectable, which ends in the
+		// quarantine): committed before the 250 and opened from the
+		// queue, so that neither the reply nor its timing depends on
+		// whether it decrypts (the padding oracle of STANDARDS.md
+		// section 6).
+		if err := in.Commit(env); err != nil {
+			return err
+		}
+		g.metrics.relayFirst.WithLabelValues("encrypted_to_us").Inc()
 		g.Enqueue(env.ID)
 		return nil
 	}
@@ -81,7 +99,7 @@ func (g *Gateway) Handoff(env *spool.Envelope, in *spool.Incoming) error {
 			return err
 		}
 		g.metrics.memoryWaits.Inc()
-		g.metrics.relayFirst.WithLabelValues("skipped").Inc()
+		g.metrics.relayFirst.WithLabelValues("memory").Inc()
 		g.Enqueue(env.ID)
 		return nil
 	}
@@ -146,6 +164,59 @@ func (g *Gateway) relayFirst(env *spool.Envelope, vs *versions) (outcome string,
 		return "spooled", nil
 	}
 	return "relayed", nil
+}
+
+// hasLocalRecipient reports whether the inbound step (smime.Open) runs for
+// env: only recipients in a local domain are opened.
+func hasLocalRecipient(cfg *config.Config, env *spool.Envelope) bool {
+	for _, r := range env.Recipients {
+		if d, ok := policy.Domain(r.Addr); ok && cfg.IsLocal(d) {
+			return true
+		}
+	}
+	return false
+}
+
+// mayNeedOpening reports, from public facts only (smime.Inspect does no
+// private-key work), whether the inbound step would open or quarantine
+// data: it names one of our certificates, or cannot be inspected.
+func (g *Gateway) mayNeedOpening(env *spool.Envelope, data []byte) bool {
+	st := g.state.Load()
+	if !hasLocalRecipient(st.cfg, env) {
+		return false
+	}
+	ins := smime.Inspect(data, st.ownCerts, openOptions(st.cfg))
+	return ins.ForUs || ins.Err != nil
+}
+
+// checkQuarantineRoom refuses, while the quarantine is at its quota, a
+// message that may need it: one the inbound step would open (it may fail
+// to) or quarantine. The 452 depends only on what anyone can see of the
+// message, never on whether it decrypts; mail that needs no opening still
+// flows. A message too large to inspect within the memory budget now is
+// refused the same way: it may be such a message.
+func (g *Gateway) checkQuarantineRoom(env *spool.Envelope, in *spool.Incoming) error {
+	full, why := g.quarantineFull()
+	if !full || !hasLocalRecipient(g.Config(), env) {
+		return nil
+	}
+	refuse := &smtpd.Reject{Code: 452, Enhanced: [3]int{4, 3, 1}, Message: "Insufficient system storage: the quarantine for mail that cannot be decrypted is full, try again later"}
+	reserved, ok := g.memory.tryAcquire(2 * in.Size())
+	if !ok {
+		g.metrics.quarantineFull.Inc()
+		return refuse
+	}
+	defer g.memory.release(reserved)
+	data, err := in.ReadAll()
+	if err != nil {
+		return err
+	}
+	if g.mayNeedOpening(env, data) {
+		g.metrics.quarantineFull.Inc()
+		g.log.Warn("refused at DATA: the quarantine is full", "queue_id", env.ID, "quarantine", why)
+		return refuse
+	}
+	return nil
 }
 
 // unreachableHop returns a next hop of env's recipients that did not

@@ -279,10 +279,7 @@ func (g *Gateway) openInbound(env *spool.Envelope, dir policy.Direction, data []
 	// one of our certificates is opened or quarantined (draft section 5.2),
 	// never relayed inward still encrypted because its sender claimed to be
 	// one of ours.
-	res := smime.Open(data, st.ownKeys, smime.OpenOptions{
-		MaxSize:   st.cfg.SMTP.MaxMessageBytes * 2,
-		Allow3DES: st.cfg.Policy.Allow3DES,
-	})
+	res := smime.Open(data, st.ownKeys, openOptions(st.cfg))
 	switch res.Outcome {
 	case smime.NotEncrypted:
 		g.logDecision(env, dir, "pass", domain, nil, "", "not encrypted")
@@ -290,6 +287,17 @@ func (g *Gateway) openInbound(env *spool.Envelope, dir policy.Direction, data []
 	case smime.NotForUs:
 		g.logDecision(env, dir, "pass", domain, nil, "", "encrypted, not to one of our certificates")
 		return pass, false, nil
+	case smime.KeyUnavailable:
+		// Ours, but the key is not loaded: never passed (it is for us),
+		// never quarantined (it may open fine once the key is readable).
+		// The policy step is retried with backoff, like any temporary
+		// failure, and the operator is told at every attempt.
+		g.metrics.ownKeyUnavailable.Inc()
+		g.log.Error("inbound message encrypted to our certificate whose private key is not loaded; it waits in the queue", "queue_id", env.ID, "reason", res.Err)
+		if err := vs.ensureStored(); err != nil {
+			return v, false, err
+		}
+		return v, false, fmt.Errorf("encrypted to our certificate whose private key is not loaded: %w", res.Err)
 	case smime.Failed:
 		return v, true, g.quarantine(env, vs, dir, fmt.Sprintf("cannot decrypt: %v", res.Err))
 	}
@@ -298,9 +306,16 @@ func (g *Gateway) openInbound(env *spool.Envelope, dir policy.Direction, data []
 	if !res.Info.AEAD && st.cfg.PartnerPolicy(sender).RequireAEAD {
 		return v, true, g.quarantine(env, vs, dir, fmt.Sprintf("unauthenticated %s content refused by policy (require_aead) for %s", res.Info.Cipher, sender))
 	}
+	// Our own trace field, then the outer message's trace fields (ours
+	// from the receiver with the client's address among them: RFC 5321
+	// section 4.4 forbids deleting trace fields), then the message that
+	// was inside.
 	trace := receivedField(st.cfg.Hostname, env, "decrypted")
-	name, err := vs.write(fast, len(trace)+len(res.Message), func(w io.Writer) error {
+	name, err := vs.write(fast, len(trace)+len(res.Trace)+len(res.Message), func(w io.Writer) error {
 		if _, err := io.WriteString(w, trace); err != nil {
+			return err
+		}
+		if _, err := w.Write(res.Trace); err != nil {
 			return err
 		}
 		_, err := w.Write(res.Message)
@@ -311,7 +326,17 @@ func (g *Gateway) openInbound(env *spool.Envelope, dir policy.Direction, data []
 	}
 	g.metrics.decisions.WithLabelValues("decrypt").Inc()
 	g.logDecision(env, dir, "decrypt", domain, []string{fp}, res.Info.Cipher, "")
-	return spool.Version{Data: name, Action: "decrypt", Domain: domain, Fingerprints: []string{fp}, Cipher: res.Info.Cipher, Recipients: rcpts}, false, nil
+	return spool.Version{Data: name, Action: "decrypt", Domain: domain, Fingerprints: []string{fp}, Cipher: res.Info.Cipher, EightBit: res.EightBit, Recipients: rcpts}, false, nil
+}
+
+// openOptions are the inbound step's options for smime.Open and
+// smime.Inspect, which must be the same for both.
+func openOptions(cfg *config.Config) smime.OpenOptions {
+	return smime.OpenOptions{
+		MaxSize:        cfg.SMTP.MaxMessageBytes * 2,
+		Allow3DES:      cfg.Policy.Allow3DES,
+		MaxHeaderBytes: max(cfg.SMTP.MaxHeaderBytes, smime.DefaultMaxHeaderBytes),
+	}
 }
 
 // quarantine moves the message to the quarantine with the reason (a

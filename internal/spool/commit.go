@@ -76,6 +76,31 @@ func (in *Incoming) Bytes() (b []byte, ok bool) {
 	return in.mem, true
 }
 
+// ReadAll returns the message received so far, from memory or from its
+// file in tmp/ (the write buffer is flushed first), for a receiver that must
+// look at a large message before it answers. It allocates the whole
+// message; the caller bounds when it does so.
+func (in *Incoming) ReadAll() ([]byte, error) {
+	if b, ok := in.Bytes(); ok {
+		return b, nil
+	}
+	if in.done || in.f == nil {
+		return nil, fmt.Errorf("spool: message %s: read after commit or abort", in.ID)
+	}
+	if in.err != nil {
+		return nil, in.err
+	}
+	if err := in.w.Flush(); err != nil {
+		in.err = fmt.Errorf("spool: writing message %s: %w", in.ID, err)
+		return nil, in.err
+	}
+	b := make([]byte, in.n)
+	if _, err := in.f.ReadAt(b, 0); err != nil {
+		return nil, fmt.Errorf("spool: reading back message %s: %w", in.ID, err)
+	}
+	return b, nil
+}
+
 // spill moves an in-memory message into its file in tmp/.
 func (in *Incoming) spill() error {
 	f, err := in.s.createFile(filepath.Join(in.s.tmpDir, dataName(in.ID, "")))

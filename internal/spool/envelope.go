@@ -59,11 +59,14 @@ type Version struct {
 	// "hold" (a require=true partner without a usable certificate: the
 	// policy step is retried for these recipients, the courier skips them)
 	// or "refuse" (a domain that does not canonicalise: bounced at once).
-	Action       string     `json:"action"`
-	Domain       string     `json:"domain,omitempty"`       // destination domain for encrypt/hold
-	Fingerprints []string   `json:"fingerprints,omitempty"` // certificates sealed to / opened with
-	Cipher       string     `json:"cipher,omitempty"`
-	Recipients   []Delivery `json:"recipients"`
+	Action       string   `json:"action"`
+	Domain       string   `json:"domain,omitempty"`       // destination domain for encrypt/hold
+	Fingerprints []string `json:"fingerprints,omitempty"` // certificates sealed to / opened with
+	Cipher       string   `json:"cipher,omitempty"`
+	// EightBit says the version's content has 8-bit bytes (an opened
+	// message whose envelope said 7BIT): it is sent with BODY=8BITMIME.
+	EightBit   bool       `json:"eight_bit,omitempty"`
+	Recipients []Delivery `json:"recipients"`
 }
 
 // Envelope is everything the gateway knows about a queued message besides

@@ -75,3 +75,34 @@ func TestMessageInMemory(t *testing.T) {
 		t.Fatalf("queue holds %d messages, want the 2 committed", len(list))
 	}
 }
+
+// TestIncomingReadAll: a receiver can read a message back before it is
+// committed, from memory or from its file, and what it reads is what was
+// written.
+func TestIncomingReadAll(t *testing.T) {
+	t.Parallel()
+	sp, err := Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	small := bytes.Repeat([]byte("a"), 100)
+	big := bytes.Repeat([]byte("b"), 3*writeBuffer+7)
+	for name, in := range map[string]*Incoming{"memory": sp.NewMessageInMemory(1 << 20), "spilled": sp.NewMessageInMemory(10)} {
+		in.Write(small)
+		in.Write(big)
+		got, err := in.ReadAll()
+		if err != nil || !bytes.Equal(got, append(bytes.Clone(small), big...)) {
+			t.Errorf("%s: ReadAll gave %d bytes, %v", name, len(got), err)
+		}
+		// Writing goes on after a read.
+		in.Write(small)
+		if got, _ := in.ReadAll(); len(got) != 2*len(small)+len(big) {
+			t.Errorf("%s: after another write ReadAll gave %d bytes", name, len(got))
+		}
+		in.Abort()
+		if _, err := in.ReadAll(); err == nil {
+			t.Errorf("%s: ReadAll after Abort gave no error", name)
+		}
+	}
+}

@@ -68,7 +68,8 @@ func (s *Spool) recycle(path string) error {
 }
 
 // createFile makes the new, empty file path (in tmp/) for writing, from a
-// recycled inode when one is free.
+// recycled inode when one is free. It is open for reading too:
+// Incoming.ReadAll reads a message back before it is committed.
 func (s *Spool) createFile(path string) (*os.File, error) {
 	fl := s.free
 	for {
@@ -84,11 +85,11 @@ func (s *Spool) createFile(path string) (*os.File, error) {
 			os.Remove(name)
 			continue
 		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, fileMode)
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_TRUNC, fileMode)
 		if err == nil {
 			return f, nil
 		}
 		os.Remove(path)
 	}
-	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fileMode)
+	return os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, fileMode)
 }

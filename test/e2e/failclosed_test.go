@@ -6,16 +6,19 @@ package e2e
 // would.
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/base64"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/smtp"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -245,9 +248,22 @@ func TestRefusedDecryptedMailGivesNoOracle(t *testing.T) {
 	if n := transit.Count(); n != 0 {
 		t.Fatalf("%d report(s) went to the sender: one outcome differs from the other", n)
 	}
-	if strings.Contains(netgw.log.String(), "relayed first") && regexp.MustCompile(`smtpd: message refused.*eve@elsewhere`).MatchString(netgw.log.String()) {
-		t.Error("a message encrypted to us was refused to the client after decryption")
+	// Both were committed before their 250 and opened from the queue,
+	// never relayed first (which decrypts while the client waits).
+	if m := httpGet(t, "http://"+netgw.admin+"/metrics"); !strings.Contains(m, `smimegate_relay_first_total{outcome="encrypted_to_us"} 2`) {
+		t.Errorf("mail encrypted to us was not committed before its 250:\n%s", grepLines(m, "relay_first"))
 	}
+}
+
+// grepLines returns the lines of s that contain substr.
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // tamperLastBlock flips a bit in the next-to-last CBC block of a sealed
@@ -362,9 +378,9 @@ func TestOwnKeyUnreadableMakesMailWait(t *testing.T) {
 		t.Errorf("the message went to the quarantine; it should wait for the key:\n%s", out)
 	}
 	metrics := httpGet(t, "http://"+netgw.admin+"/metrics")
-	for _, want := range []string{"smimegate_own_certificates_without_key 1", "smimegate_own_key_unavailable_total 1"} {
-		if !strings.Contains(metrics, want) {
-			t.Errorf("/metrics lacks %q", want)
+	for _, want := range []string{`(?m)^smimegate_own_certificates_without_key 1$`, `(?m)^smimegate_own_key_unavailable_total [1-9]`} {
+		if !regexp.MustCompile(want).MatchString(metrics) {
+			t.Errorf("/metrics lacks %s", want)
 		}
 	}
 
@@ -427,5 +443,272 @@ func TestVerifyRecipientsRefusesUnknownBeforeContent(t *testing.T) {
 	}
 	if n := bob.Count(); n != 1 {
 		t.Errorf("%d messages reached the internal server, want 1", n)
+	}
+}
+
+// TestQuarantineQuotaRefusesAtDATA: outsiders once filled the disk with
+// undecryptable mail until every message got 452. Past the quarantine's
+// quota, new mail that may need it (anything encrypted to us, whatever it
+// decrypts to) is refused at DATA with 452 4.3.1, while other mail flows.
+func TestQuarantineQuotaRefusesAtDATA(t *testing.T) {
+	t.Parallel()
+	transit, bob := startSink(t), startSink(t)
+	netgw := startGateway(t, gatewayOptions{domain: "example.net", own: []string{"example.net"}, outbound: transit.Addr, inbound: bob.Addr, trusted: "[]",
+		extra: "[quarantine]\nmax_messages = 1\n"})
+	bad := tamper(opensslEncrypt(t, []byte(message("eve@elsewhere.test", "bob@example.net", "fills the quarantine")), "example.net", "-aes-256-gcm"))
+	mustSend(t, netgw.smtp, "eve@elsewhere.test", []string{"bob@example.net"}, string(bad))
+	netgw.waitRun("quarantine list", func(out string) bool { return strings.Contains(out, "1 message(s)") }, "quarantine", "list")
+
+	good := message("carol@example.org", "bob@example.net", "well formed, but the quarantine is full")
+	for name, m := range map[string][]byte{"undecryptable": bad, "decryptable": opensslEncrypt(t, []byte(good), "example.net", "-aes-256-gcm")} {
+		err := send(netgw.smtp, "eve@elsewhere.test", []string{"bob@example.net"}, string(m))
+		if err == nil || !strings.Contains(err.Error(), "452") || !strings.Contains(err.Error(), "4.3.1") {
+			t.Errorf("%s mail encrypted to us with the quarantine full: %v, want 452 4.3.1", name, err)
+		}
+	}
+	plain := message("carol@example.org", "bob@example.net", "plain mail still flows")
+	mustSend(t, netgw.smtp, "carol@example.org", []string{"bob@example.net"}, plain)
+	if got := waitMessages(t, bob, 1); len(got) != 1 || !bytes.Equal(withoutTrace(got[0].Data), []byte(plain)) {
+		t.Fatalf("bob got %d message(s)", len(got))
+	}
+	if out, _ := netgw.run("quarantine", "list"); !strings.Contains(out, "1 message(s)") {
+		t.Errorf("the quarantine went past its quota:\n%s", out)
+	}
+}
+
+// TestHiddenCiphertextIsOpened: EnvelopedData to our certificate behind a
+// signed-data label, or as the signed part of multipart/signed, was relayed
+// still encrypted. Ciphertext is found by its content: opened where it is
+// the message, quarantined where it is buried.
+func TestHiddenCiphertextIsOpened(t *testing.T) {
+	t.Parallel()
+	transit, bob := startSink(t), startSink(t)
+	netgw := startGateway(t, gatewayOptions{domain: "example.net", own: []string{"example.net"}, outbound: transit.Addr, inbound: bob.Addr, trusted: "[]"})
+
+	mislabelled := message("carol@example.org", "bob@example.net", "labelled signed-data")
+	sealed := opensslEncrypt(t, []byte(mislabelled), "example.net", "-aes-256-cbc")
+	sealed = bytes.Replace(sealed, []byte("smime-type=enveloped-data"), []byte("smime-type=signed-data"), 1)
+	if !bytes.Contains(sealed, []byte("smime-type=signed-data")) {
+		t.Fatalf("openssl's header changed:\n%.300s", sealed)
+	}
+	mustSend(t, netgw.smtp, "carol@example.org", []string{"bob@example.net"}, string(sealed))
+
+	inSigned := message("carol@example.org", "bob@example.net", "encrypted, then signed")
+	part := opensslEncrypt(t, []byte(inSigned), "example.net", "-aes-256-cbc")
+	part = part[bytes.Index(part, []byte("Content-")):] // the entity: its Content-* fields and body
+	signed := "From: <carol@example.org>\r\nTo: <bob@example.net>\r\nSubject: signed\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=sha-256; boundary=\"b1\"\r\n\r\n" +
+		"--b1\r\n" + string(part) + "\r\n--b1\r\nContent-Type: application/pkcs7-signature; name=smime.p7s\r\nContent-Transfer-Encoding: base64\r\n\r\nMIIB\r\n--b1--\r\n"
+	mustSend(t, netgw.smtp, "carol@example.org", []string{"bob@example.net"}, signed)
+
+	got := waitMessages(t, bob, 2)
+	opened := map[string]bool{}
+	for _, m := range got {
+		if bytes.Contains(m.Data, []byte("application/pkcs7-mime")) {
+			t.Errorf("ciphertext to our certificate was relayed still encrypted:\n%.400s", m.Data)
+		}
+		for _, want := range []string{mislabelled, inSigned} {
+			if bytes.Equal(withoutTrace(m.Data), []byte(want)) {
+				opened[want] = true
+			}
+		}
+	}
+	if len(opened) != 2 {
+		t.Errorf("opened %d of the 2 hidden messages", len(opened))
+	}
+
+	// Buried in an attachment, it is neither relayed nor opened.
+	buried := "From: <carol@example.org>\r\nTo: <bob@example.net>\r\nSubject: attachment\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/mixed; boundary=\"b2\"\r\n\r\n--b2\r\nContent-Type: text/plain\r\n\r\nsee attachment\r\n" +
+		"--b2\r\nContent-Type: application/octet-stream; name=data.bin\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+		string(sealed[bytes.Index(sealed, []byte("\r\n\r\n"))+4:]) + "--b2--\r\n"
+	mustSend(t, netgw.smtp, "carol@example.org", []string{"bob@example.net"}, buried)
+	out := netgw.waitRun("buried ciphertext quarantined", func(out string) bool { return strings.Contains(out, "1 message(s)") }, "quarantine", "list")
+	if !strings.Contains(out, "part 2") {
+		t.Errorf("the quarantine does not name the part:\n%s", out)
+	}
+	if n := bob.Count(); n != 2 {
+		t.Errorf("bob has %d messages; the buried ciphertext must not reach him", n)
+	}
+}
+
+// TestDecryptedContentIsChecked: decrypted content never passed the strict
+// DATA reader; bare CR and NUL reached the internal server raw, and a
+// "\r.\r\n" look-alike with a second MAIL/RCPT/DATA after it could split
+// the message in two there. Such content is quarantined; LF-only content
+// is normalised to CRLF.
+func TestDecryptedContentIsChecked(t *testing.T) {
+	t.Parallel()
+	transit, bob := startSink(t), startSink(t)
+	netgw := startGateway(t, gatewayOptions{domain: "example.net", own: []string{"example.net"}, outbound: transit.Addr, inbound: bob.Addr, trusted: "[]"})
+
+	smuggle := "From: <eve@elsewhere.test>\r\nTo: <bob@example.net>\r\nSubject: smuggle\r\n\r\nhello\r.\rMAIL FROM:<ceo@example.net>\rRCPT TO:<bob@example.net>\rDATA\r\n"
+	nul := "From: <eve@elsewhere.test>\r\nTo: <bob@example.net>\r\nSubject: nul\r\n\r\nhello\x00\r\n.\r\n"
+	for _, m := range []string{smuggle, nul} {
+		mustSend(t, netgw.smtp, "eve@elsewhere.test", []string{"bob@example.net"}, string(opensslEncrypt(t, []byte(m), "example.net", "-aes-256-gcm")))
+	}
+	out := netgw.waitRun("both quarantined", func(out string) bool { return strings.Contains(out, "2 message(s)") }, "quarantine", "list")
+	for _, want := range []string{"CR", "NUL"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the quarantine's reasons do not mention %s:\n%s", want, out)
+		}
+	}
+
+	lf := "From: <carol@example.org>\nTo: <bob@example.net>\nSubject: LF only\n\nline one\nline two\n"
+	mustSend(t, netgw.smtp, "carol@example.org", []string{"bob@example.net"}, string(opensslEncrypt(t, []byte(lf), "example.net", "-aes-256-gcm")))
+	got := waitMessages(t, bob, 1)
+	if len(got) != 1 {
+		t.Fatalf("bob got %d messages", len(got))
+	}
+	if want := strings.ReplaceAll(lf, "\n", "\r\n"); !bytes.Equal(withoutTrace(got[0].Data), []byte(want)) {
+		t.Errorf("LF-only content arrived as\n%q\nwant\n%q", got[0].Data, want)
+	}
+}
+
+// TestTraceFieldsSurviveDecryption: decrypting dropped the outer header,
+// our own Received field with the client's address among it (RFC 5321
+// section 4.4 forbids deleting trace fields).
+func TestTraceFieldsSurviveDecryption(t *testing.T) {
+	t.Parallel()
+	transit, bob := startSink(t), startSink(t)
+	netgw := startGateway(t, gatewayOptions{domain: "example.net", own: []string{"example.net"}, outbound: transit.Addr, inbound: bob.Addr, trusted: "[]"})
+	msg := message("carol@example.org", "bob@example.net", "traced")
+	partner := "Received: from gw.example.org (gw.example.org [192.0.2.7])\r\n\tby mx.example.net; Tue, 1 Dec 2026 10:00:00 +0000\r\n"
+	mustSend(t, netgw.smtp, "carol@example.org", []string{"bob@example.net"}, partner+string(opensslEncrypt(t, []byte(msg), "example.net", "-aes-256-gcm")))
+	got := waitMessages(t, bob, 1)[0].Data
+	if !bytes.HasSuffix(got, []byte(msg)) {
+		t.Fatalf("the inner message is not what was sent:\n%.500s", got)
+	}
+	trace := string(got[:len(got)-len(msg)])
+	iOurs, iClient, iPartner := strings.Index(trace, "(smimegate, decrypted)"), strings.Index(trace, "[127.0.0.1]"), strings.Index(trace, "[192.0.2.7]")
+	if iOurs < 0 || iClient < 0 || iPartner < 0 || !(iOurs < iClient && iClient < iPartner) {
+		t.Errorf("the trace above the decrypted message is not ours (decrypted), ours (received, with the client), the partner's, in that order:\n%s", trace)
+	}
+}
+
+// TestNULInDataIsRefused: NUL in DATA was accepted and relayed, and
+// "\r\n\x00.\r\n" was not even dot-stuffed on the way out.
+func TestNULInDataIsRefused(t *testing.T) {
+	t.Parallel()
+	transit, bob := startSink(t), startSink(t)
+	netgw := startGateway(t, gatewayOptions{domain: "example.net", own: []string{"example.net"}, outbound: transit.Addr, inbound: bob.Addr, trusted: "[]"})
+	err := send(netgw.smtp, "eve@elsewhere.test", []string{"bob@example.net"}, "Subject: nul\r\n\r\nbefore\r\n\x00.\r\nMAIL FROM:<x@y>\r\n")
+	if err == nil || !strings.Contains(err.Error(), "550") || !strings.Contains(err.Error(), "5.6.0") {
+		t.Fatalf("NUL in DATA: %v, want 550 5.6.0", err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if bob.Count() != 0 {
+		t.Error("a message with NUL reached the internal server")
+	}
+}
+
+// TestRelayFirstDribblingNextHopIsCut: a next hop that dribbles its reply to
+// the final dot held a relay-first client 48 s against relay_first_timeout
+// = 10s. The whole attempt has a deadline now: the client gets its 250 while
+// the next hop is still dribbling, and the message is delivered from the
+// queue (the next hop may then have it twice; it never has it not at all).
+func TestRelayFirstDribblingNextHopIsCut(t *testing.T) {
+	t.Parallel()
+	hop := startDribbler(t)
+	org := startGateway(t, gatewayOptions{domain: "example.org", own: []string{"example.org"}, outbound: hop.addr, inbound: hop.addr,
+		extra: "[queue]\nmin_backoff = \"1s\"\nmax_backoff = \"1s\"\nrelay_first_timeout = \"1s\"\n"})
+	mustSend(t, org.smtp, "alice@example.org", []string{"carol@plain.test"}, message("alice@example.org", "carol@plain.test", "dribbled"))
+	answered := time.Now()
+	select {
+	case done := <-hop.dribbleDone:
+		t.Fatalf("the client got its answer only once the next hop had dribbled its whole reply (%s after it)", answered.Sub(done))
+	default:
+	}
+	org.waitLog("did not answer in time")
+	// The queue delivers it again, to a next hop that now answers at once.
+	deadline := time.Now().Add(waitTimeout)
+	for hop.received() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the message was not delivered from the queue after the cut attempt:\n%s", org.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitQueueEmpty(t, org)
+}
+
+// dribbler is an SMTP server whose first reply to a final dot comes one
+// byte every 400 ms; later ones come at once.
+type dribbler struct {
+	addr        string
+	dribbleDone chan time.Time
+	mu          sync.Mutex
+	n           int
+}
+
+func (d *dribbler) received() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.n
+}
+
+func startDribbler(t *testing.T) *dribbler {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	d := &dribbler{addr: l.Addr().String(), dribbleDone: make(chan time.Time, 1)}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go d.serve(c)
+		}
+	}()
+	return d
+}
+
+func (d *dribbler) serve(c net.Conn) {
+	defer c.Close()
+	br := bufio.NewReader(c)
+	fmt.Fprint(c, "220 dribbler ESMTP\r\n")
+	inData := false
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return
+		}
+		if inData {
+			if line != ".\r\n" {
+				continue
+			}
+			inData = false
+			d.mu.Lock()
+			d.n++
+			first := d.n == 1
+			d.mu.Unlock()
+			if !first {
+				fmt.Fprint(c, "250 2.0.0 ok\r\n")
+				continue
+			}
+			for _, b := range []byte("250 2.0.0 ok, slowly\r\n") {
+				if _, err := c.Write([]byte{b}); err != nil {
+					break
+				}
+				time.Sleep(400 * time.Millisecond)
+			}
+			d.dribbleDone <- time.Now()
+			continue
+		}
+		switch cmd := strings.ToUpper(strings.TrimSpace(line)); {
+		case strings.HasPrefix(cmd, "EHLO"), strings.HasPrefix(cmd, "HELO"):
+			fmt.Fprint(c, "250-dribbler\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")
+		case cmd == "DATA":
+			inData = true
+			fmt.Fprint(c, "354 go ahead\r\n")
+		case cmd == "QUIT":
+			fmt.Fprint(c, "221 bye\r\n")
+			return
+		default:
+			fmt.Fprint(c, "250 2.0.0 ok\r\n")
+		}
 	}
 }
