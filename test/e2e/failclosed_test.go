@@ -689,13 +689,17 @@ func (d *dribbler) serve(c net.Conn) {
 				fmt.Fprint(c, "250 2.0.0 ok\r\n")
 				continue
 			}
-			for _, b := range []byte("250 2.0.0 ok, slowly\r\n") {
+			reply := []byte("250 2.0.0 ok, slowly\r\n")
+			for _, b := range reply[:len(reply)-1] {
 				if _, err := c.Write([]byte{b}); err != nil {
 					break
 				}
 				time.Sleep(400 * time.Millisecond)
 			}
+			// Said before the last byte goes: a client answered after
+			// this waited for the whole dribble.
 			d.dribbleDone <- time.Now()
+			c.Write(reply[len(reply)-1:])
 			continue
 		}
 		switch cmd := strings.ToUpper(strings.TrimSpace(line)); {
