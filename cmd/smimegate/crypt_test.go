@@ -330,3 +330,23 @@ func TestDecryptGPGSM(t *testing.T) {
 		t.Errorf("decrypt: exit %d, %q, %s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// TestDecryptKeepsTrace: `decrypt` writes the outer message's trace fields
+// above the decrypted message, as the gateway does (RFC 5321 section 4.4).
+func TestDecryptKeepsTrace(t *testing.T) {
+	t.Parallel()
+	dir := cryptTestGateway(t, "")
+	enc := cryptTestRun(t, dir, []byte(cryptMsg), "encrypt", "-to", "sub.example.net")
+	if enc.code != 0 {
+		t.Fatalf("encrypt: exit %d: %s", enc.code, enc.stderr)
+	}
+	trace := "Received: from gw.example.org ([192.0.2.7]) by mx.example.net; Tue, 1 Dec 2026 10:00:00 +0000\r\nReturn-Path: <a@example.net>\r\n"
+	sealed := enc.stdout
+	if bytes.HasPrefix(sealed, []byte("Received:")) {
+		t.Fatalf("encrypt wrote a trace field of its own:\n%.200s", sealed)
+	}
+	dec := cryptTestRun(t, dir, append([]byte(trace), sealed...), "decrypt")
+	if dec.code != 0 || string(dec.stdout) != trace+cryptMsg {
+		t.Errorf("decrypt: exit %d, %q, %s\nwant %q", dec.code, dec.stdout, dec.stderr, trace+cryptMsg)
+	}
+}

@@ -32,6 +32,14 @@ func (g *Gateway) work(ctx context.Context, id string, force bool) time.Time {
 		g.log.Error("cannot read queued message; retrying later", "queue_id", id, "err", err)
 		return time.Now().Add(g.Config().Queue.MinBackoff.D())
 	}
+	if !env.QuarantinedAt.IsZero() {
+		// A move to the quarantine that a crash interrupted and recovery
+		// could not finish: the message belongs to the quarantine, so it
+		// is neither delivered nor opened again; the next start retries
+		// the move.
+		g.log.Error("message is half-way to the quarantine; not processed until a restart finishes the move", "queue_id", id)
+		return time.Now().Add(g.Config().Queue.MaxBackoff.D())
+	}
 	// A work marker outlives the process if the pass kills it (out of
 	// memory, a crash in a parser): a message that did so twice is moved
 	// to the quarantine instead of being replayed at every start.
