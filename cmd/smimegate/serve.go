@@ -233,8 +233,11 @@ func restartOnly(a, b *config.Config) []string {
 	if a.StateDir != b.StateDir {
 		keys = append(keys, "state_dir")
 	}
-	if a.Admin != b.Admin {
+	if !reflect.DeepEqual(a.Admin, b.Admin) {
 		keys = append(keys, "[admin]")
+	}
+	if !reflect.DeepEqual(a.Discovery, b.Discovery) {
+		keys = append(keys, "[discovery]")
 	}
 	if !reflect.DeepEqual(a.Relay, b.Relay) {
 		keys = append(keys, "[relay] (connection settings; routes apply at once)")

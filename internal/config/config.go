@@ -42,6 +42,7 @@ type Config struct {
 	Queue      Queue      `toml:"queue"`
 	Quarantine Quarantine `toml:"quarantine"`
 	Limits     Limits     `toml:"limits"`
+	Discovery  Discovery  `toml:"discovery"`
 	Admin      Admin      `toml:"admin"`
 
 	// File is the configuration file this was read from ("" for defaults only).
@@ -122,6 +123,18 @@ type Certs struct {
 	// A certificate naming any other public suffix is refused: it would
 	// capture the mail of every domain under it.
 	AllowPublicSuffix []string `toml:"allow_public_suffix"`
+	// Revocation says how CRL and OCSP answers are used when TrustAnchors
+	// is set: strict (revoked, or status unknown for longer than
+	// RevocationGrace, means unusable), soft (only a known revocation), off.
+	Revocation      string   `toml:"revocation"`
+	RevocationGrace Duration `toml:"revocation_grace"`
+	// RevocationMaxAge bounds how long an OCSP answer is trusted when its
+	// nextUpdate is later or absent.
+	RevocationMaxAge Duration `toml:"revocation_max_age"`
+	// Harvest adds partner encryption certificates learnt from verified
+	// domain signatures to partners/harvested/; the default is true when
+	// TrustAnchors is set.
+	Harvest bool `toml:"harvest"`
 	// KeyPassphraseFile / KeyPassphraseEnv unlock encrypted PKCS#8 and PKCS#12 keys.
 	KeyPassphraseFile string `toml:"key_passphrase_file"`
 	KeyPassphraseEnv  string `toml:"key_passphrase_env"`
@@ -139,6 +152,12 @@ type Policy struct {
 	// RequireAEAD quarantines inbound messages that use unauthenticated CBC
 	// (EFAIL). Off by default because many peers still send CBC.
 	RequireAEAD bool `toml:"require_aead"`
+	// Sign: mail to partner domains is signed with our domain certificate
+	// (RFC 3183) before it is encrypted.
+	Sign bool `toml:"sign"`
+	// KeepDomainSignature keeps a verified domain signature layer on
+	// inbound mail instead of removing it (RFC 3183 section 3.2.3).
+	KeepDomainSignature bool `toml:"keep_domain_signature"`
 
 	Partners map[string]Partner `toml:"partners"`
 }
@@ -151,6 +170,14 @@ type Partner struct {
 	KeyID       string `toml:"key_id"`
 	Require     bool   `toml:"require"`
 	RequireAEAD *bool  `toml:"require_aead"`
+	// Sign overrides policy.sign for mail to this partner.
+	Sign *bool `toml:"sign"`
+	// RequireSignature: inbound mail claiming this domain must carry its
+	// valid domain signature (RFC 3183), else it is quarantined.
+	RequireSignature bool `toml:"require_signature"`
+	// RequirePQ: encrypt only to this partner's post-quantum (ML-KEM or
+	// composite) certificates, and hold mail when it has none.
+	RequirePQ bool `toml:"require_pq"`
 }
 
 // Queue holds the queue manager's timers (Postfix names beside each).
@@ -200,6 +227,27 @@ type Limits struct {
 // commands of a running gateway.
 type Admin struct {
 	Listen string `toml:"listen"`
+	// Hosts are further Host header values the admin listener answers
+	// (beside its own address and hostname): no DNS-rebinding page reads it.
+	Hosts []string `toml:"hosts"`
+	// MetricsAuth requires the token for /metrics and /healthz too.
+	MetricsAuth bool `toml:"metrics_auth"`
+	// PProf serves /debug/pprof (with the token).
+	PProf bool `toml:"pprof"`
+	// TLSCert and TLSKey serve the listener over TLS; required for a
+	// listener that is not on loopback.
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
+}
+
+// Discovery configures the lookup of partner certificates in DNS.
+type Discovery struct {
+	// SMIMEA looks domain certificates up as SMIMEA records (RFC 8162),
+	// DNSSEC-validated answers only.
+	SMIMEA bool `toml:"smimea"`
+	// DNSServer is a validating resolver (host:port) whose AD bit is
+	// trusted; "" is the system resolver.
+	DNSServer string `toml:"dns_server"`
 }
 
 // The accepted values of the enumerated keys.
@@ -209,6 +257,7 @@ var (
 	KeyIDs          = []string{"issuer_serial", "ski"}
 	MixedPolicies   = []string{"split", "reject"}
 	TLSModes        = []string{"none", "opportunistic", "required", "verify"}
+	RevocationModes = []string{"strict", "soft", "off"}
 	LogLevels       = []string{"debug", "info", "warn", "error"}
 	defaultCertName = []string{"smg_encryptor", "domain-confidentiality-authority"}
 )
@@ -261,6 +310,9 @@ func Default() *Config {
 			HostNames: true,
 			// Empty rather than nil, as a file's "[]" decodes.
 			AllowPublicSuffix: []string{},
+			Revocation:        "strict",
+			RevocationGrace:   Duration(24 * time.Hour),
+			RevocationMaxAge:  Duration(7 * 24 * time.Hour),
 		},
 		Policy: Policy{
 			MixedRecipients: "split",
@@ -285,7 +337,7 @@ func Default() *Config {
 			Lifetime:    Duration(30 * 24 * time.Hour),
 		},
 		Limits: Limits{Memory: "25%"},
-		Admin:  Admin{Listen: "127.0.0.1:8025"},
+		Admin:  Admin{Listen: "127.0.0.1:8025", Hosts: []string{}},
 	}
 }
 
@@ -414,18 +466,21 @@ func plainTypeError(msg string) string {
 // specific [policy.partners] entry that is the domain or one of its parents,
 // over the global [policy].
 type PartnerPolicy struct {
-	Cipher      string
-	RSAPadding  string
-	KeyID       string
-	Require     bool
-	RequireAEAD bool
+	Cipher           string
+	RSAPadding       string
+	KeyID            string
+	Require          bool
+	RequireAEAD      bool
+	Sign             bool
+	RequireSignature bool
+	RequirePQ        bool
 	// Entry is the [policy.partners] key that matched, "" if none did.
 	Entry string
 }
 
 // PartnerPolicy returns the effective policy for domain (an A-label domain).
 func (c *Config) PartnerPolicy(domain string) PartnerPolicy {
-	pp := PartnerPolicy{Cipher: c.Policy.Cipher, RSAPadding: c.Policy.RSAPadding, KeyID: c.Policy.KeyID, RequireAEAD: c.Policy.RequireAEAD}
+	pp := PartnerPolicy{Cipher: c.Policy.Cipher, RSAPadding: c.Policy.RSAPadding, KeyID: c.Policy.KeyID, RequireAEAD: c.Policy.RequireAEAD, Sign: c.Policy.Sign}
 	for d := domain; d != ""; d = Parent(d) {
 		p, ok := c.Policy.Partners[d]
 		if !ok {
@@ -445,6 +500,11 @@ func (c *Config) PartnerPolicy(domain string) PartnerPolicy {
 		if p.RequireAEAD != nil {
 			pp.RequireAEAD = *p.RequireAEAD
 		}
+		if p.Sign != nil {
+			pp.Sign = *p.Sign
+		}
+		pp.RequireSignature = p.RequireSignature
+		pp.RequirePQ = p.RequirePQ
 		break
 	}
 	return pp

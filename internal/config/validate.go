@@ -318,6 +318,14 @@ func (v *validator) validate() {
 		}
 	}
 
+	v.oneOf("certs.revocation", c.Certs.Revocation, RevocationModes)
+	v.positive("certs.revocation_grace", int64(c.Certs.RevocationGrace))
+	v.positive("certs.revocation_max_age", int64(c.Certs.RevocationMaxAge))
+	if _, set := v.lines["certs.harvest"]; !set {
+		// Harvesting needs a chain to trust: on by default only with
+		// trust anchors.
+		c.Certs.Harvest = c.Certs.TrustAnchors != ""
+	}
 	for i, d := range c.Certs.AllowPublicSuffix {
 		c.Certs.AllowPublicSuffix[i] = v.domain("certs.allow_public_suffix", d)
 	}
@@ -372,9 +380,26 @@ func (v *validator) validate() {
 		c.Limits.MemoryBytes = n
 	}
 
+	// [discovery]
+	if c.Discovery.DNSServer != "" {
+		v.listenAddr("discovery.dns_server", c.Discovery.DNSServer)
+	}
+
 	// [admin]
 	if c.Admin.Listen != "" {
 		v.listenAddr("admin.listen", c.Admin.Listen)
+	}
+	if (c.Admin.TLSCert == "") != (c.Admin.TLSKey == "") {
+		v.fail("admin.tls_cert", "tls_cert and tls_key must be set together")
+	}
+	v.path("admin.tls_cert", &c.Admin.TLSCert)
+	v.path("admin.tls_key", &c.Admin.TLSKey)
+	for i, h := range c.Admin.Hosts {
+		if h == "" || strings.ContainsAny(h, "/ \t") {
+			v.fail("admin.hosts", "%q is not a host name or host:port", h)
+			continue
+		}
+		c.Admin.Hosts[i] = strings.ToLower(h)
 	}
 }
 
