@@ -113,7 +113,14 @@ func serve(ctx context.Context, cfgPath string, cfg *config.Config, logger *slog
 	gw := gateway.New(cfg, store, sp, gateway.Options{Logger: logger, Courier: cour})
 
 	// smtpd loads smtp.tls_cert and smtp.tls_key itself.
-	srv, err := smtpd.New(cfg, sp, smtpd.Options{Logger: logger, Check: gw.Check, Handoff: gw.Handoff, InMemory: gw.InMemory, VerifyRecipient: gw.VerifyRecipient})
+	opts := smtpd.Options{Logger: logger, Check: gw.Check, Handoff: gw.Handoff, InMemory: gw.InMemory}
+	if cfg.SMTP.VerifyRecipients {
+		// Only then: the receiver watches the client during each probe,
+		// which costs a goroutine per local RCPT. [smtp] changes need a
+		// restart, so the choice holds for the process.
+		opts.VerifyRecipient = gw.VerifyRecipient
+	}
+	srv, err := smtpd.New(cfg, sp, opts)
 	if err != nil {
 		return err
 	}
