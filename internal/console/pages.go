@@ -54,6 +54,7 @@ func newPages(s *Server) *pages {
 		"'; img-src data:; connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
 	p.tmpl = template.Must(template.New("").Funcs(template.FuncMap{
 		"utc":     func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04") },
+		"date":    func(t time.Time) string { return t.UTC().Format(time.DateOnly) },
 		"age":     func(t time.Time) string { return humanAge(s.opts.Now().Sub(t)) },
 		"join":    strings.Join,
 		"num":     func(f float64) string { return fmt.Sprintf("%.0f", f) },
