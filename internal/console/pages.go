@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"html/template"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -390,7 +391,7 @@ func (p *pages) partners(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	var rows []partnerRow
-	for _, d := range slices.Sorted(mapKeys(domains)) {
+	for _, d := range slices.Sorted(maps.Keys(domains)) {
 		if cfg.IsLocal(d) {
 			continue
 		}
@@ -401,16 +402,6 @@ func (p *pages) partners(w http.ResponseWriter, r *http.Request) {
 		Rows    []partnerRow
 		Default config.PartnerPolicy
 	}{rows, cfg.PartnerPolicy("")})
-}
-
-func mapKeys(m map[string]bool) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // decisionRow is one decision line.

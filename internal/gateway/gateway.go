@@ -115,6 +115,7 @@ func New(cfg *config.Config, certs *certstore.Store, sp *spool.Spool, opts Optio
 	g.metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "smimegate_quarantine_bytes", Help: "Bytes the quarantine takes on disk (bounded by quarantine.max_bytes)."},
 		func() float64 { _, b := g.spool.QuarantineUsage(); return float64(b) }))
+	g.metrics.Registry.MustRegister(opCollector{g})
 	return g
 }
 
