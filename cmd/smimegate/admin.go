@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -23,7 +24,7 @@ func adminCommand(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "url" {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help") {
 			fmt.Fprintf(stderr, "usage: smimegate admin %s\n  url   print a link that logs a browser into the console of the running gateway, once, within five minutes\n", adminSynopsis)
-			return nil
+			return flag.ErrHelp
 		}
 		return fmt.Errorf("%w: say admin %s", errUsage, adminSynopsis)
 	}
@@ -63,6 +64,6 @@ func adminCommand(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("the gateway answered an unexpected login path %q", lc.Path)
 	}
 	fmt.Fprintln(stdout, c.base+lc.Path)
-	fmt.Fprintf(stderr, "smimegate: the link logs one browser in, once, until %s; the session lasts 8 hours\n", lc.Expires.Local().Format(time.TimeOnly))
+	fmt.Fprintf(stderr, "smimegate: the link logs one browser in, once, until %s; the session lasts %s\n", lc.Expires.Local().Format(time.TimeOnly), console.SessionLifetime)
 	return nil
 }

@@ -43,7 +43,7 @@ func (c *clock) add(d time.Duration) {
 func newClock() *clock { return &clock{t: time.Date(2026, 3, 4, 9, 30, 0, 0, time.UTC)} }
 
 // TestLoginCodes: a code opens one session once, and not after
-// loginCodeLifetime; a session ends after sessionLifetime; the counts stay
+// loginCodeLifetime; a session ends after SessionLifetime; the counts stay
 // within their bounds however many are made.
 func TestLoginCodes(t *testing.T) {
 	t.Parallel()
@@ -62,13 +62,13 @@ func TestLoginCodes(t *testing.T) {
 	if _, _, ok := l.useCode(late); ok {
 		t.Error("an expired code opened a session")
 	}
-	c.add(sessionLifetime - loginCodeLifetime - time.Second)
+	c.add(SessionLifetime - loginCodeLifetime - time.Second)
 	if !l.validSession(s) {
 		t.Error("the session ended early")
 	}
 	c.add(time.Second)
 	if l.validSession(s) {
-		t.Error("the session outlived sessionLifetime")
+		t.Error("the session outlived SessionLifetime")
 	}
 	if l.validSession("") || l.validSession("forged") {
 		t.Error("a forged session is valid")

@@ -254,7 +254,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		Value:    session,
 		Path:     "/",
 		Expires:  exp,
-		MaxAge:   int(sessionLifetime / time.Second),
+		MaxAge:   int(SessionLifetime / time.Second),
 		HttpOnly: true,
 		Secure:   s.opts.TLS,
 		SameSite: http.SameSiteStrictMode,

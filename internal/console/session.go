@@ -19,9 +19,9 @@ const (
 	// maxLoginCodes is how many unused codes may wait at once; the oldest
 	// is dropped for a new one.
 	maxLoginCodes = 16
-	// sessionLifetime is how long a console session lasts after its login,
+	// SessionLifetime is how long a console session lasts after its login,
 	// however busy: a working day, after which `admin url` is run again.
-	sessionLifetime = 8 * time.Hour
+	SessionLifetime = 8 * time.Hour
 	// maxSessions is how many console sessions may be open at once (a few
 	// operators with a phone and a desktop each); the oldest is ended for a
 	// new one.
@@ -84,7 +84,7 @@ func (l *logins) useCode(code string) (session string, expiry time.Time, ok bool
 		return "", time.Time{}, false
 	}
 	session = newSecret()
-	expiry = now.Add(sessionLifetime)
+	expiry = now.Add(SessionLifetime)
 	dropExpired(l.sessions, now)
 	evictOldest(l.sessions, maxSessions-1)
 	l.sessions[keyOf(session)] = expiry
