@@ -27,6 +27,12 @@ func adminTestGateway(t *testing.T) (srv *httptest.Server, sp *spool.Spool, queu
 // adminTestGatewayLog is adminTestGateway with the gateway logging to logger.
 func adminTestGatewayLog(t *testing.T, gwLogger *slog.Logger) (srv *httptest.Server, sp *spool.Spool, queued, quarantined string) {
 	t.Helper()
+	return adminTestGatewayConfig(t, gwLogger, config.Default())
+}
+
+// adminTestGatewayConfig is adminTestGatewayLog with the configuration cfg.
+func adminTestGatewayConfig(t *testing.T, gwLogger *slog.Logger, cfg *config.Config) (srv *httptest.Server, sp *spool.Spool, queued, quarantined string) {
+	t.Helper()
 	dir := t.TempDir()
 	for _, d := range []string{"own", "partners"} {
 		if err := os.Mkdir(filepath.Join(dir, d), 0o700); err != nil {
@@ -63,7 +69,7 @@ func adminTestGatewayLog(t *testing.T, gwLogger *slog.Logger) (srv *httptest.Ser
 	if err := sp.Quarantine(env, "no key"); err != nil {
 		t.Fatal(err)
 	}
-	g := New(config.Default(), store, sp, Options{Logger: gwLogger})
+	g := New(cfg, store, sp, Options{Logger: gwLogger})
 	h, err := g.AdminHandler(AdminOptions{Token: testToken})
 	if err != nil {
 		t.Fatal(err)

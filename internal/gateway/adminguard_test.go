@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"smimegate/internal/config"
 	"smimegate/internal/spool"
 )
 
@@ -272,5 +273,26 @@ func TestAdminIDsStillChecked(t *testing.T) {
 	}
 	if !spool.ValidID(queued) {
 		t.Fatal("test setup: not an id")
+	}
+}
+
+// TestAdminPProf: with admin.pprof the profiler answers the token, and
+// neither a console session (it shows the process's memory) nor anyone
+// without credentials.
+func TestAdminPProf(t *testing.T) {
+	t.Parallel()
+	cfg := config.Default()
+	cfg.Admin.PProf = true
+	srv, _, _, _ := adminTestGatewayConfig(t, slog.New(slog.DiscardHandler), cfg)
+	a := &adminClient{t: t, srv: srv, c: &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	session := a.login()
+	if code, body, _ := a.do(adminReq{method: "GET", path: "/debug/pprof/", token: true}); code != http.StatusOK || !strings.Contains(body, "goroutine") {
+		t.Errorf("pprof with the token: %d", code)
+	}
+	for _, r := range []adminReq{{method: "GET", path: "/debug/pprof/"}, {method: "GET", path: "/debug/pprof/goroutine", cookie: session},
+		{method: "GET", path: "/debug/pprof/heap", host: "rebind.attacker.example", token: true}} {
+		if code, _, _ := a.do(r); code != http.StatusForbidden {
+			t.Errorf("pprof %s (token %v, session %v, Host %q): %d, want 403", r.path, r.token, r.cookie != nil, r.host, code)
+		}
 	}
 }

@@ -1,7 +1,17 @@
 package e2e
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +19,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
 )
@@ -142,5 +153,109 @@ func TestRulesAndDashboardUseExportedMetrics(t *testing.T) {
 	cmd.Stdin = strings.NewReader(metrics)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// writeAdminTLS writes a self-signed certificate for 127.0.0.1 and its key
+// into dir, as an operator's admin.tls_cert and admin.tls_key.
+func writeAdminTLS(t *testing.T, dir, name string) (crt, key string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crt, key = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+	if err := os.WriteFile(crt, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return crt, key
+}
+
+// TestAdminOverTLS: with admin.tls_cert the listener speaks only TLS; the
+// commands work while the gateway runs, over TLS pinned to that
+// certificate, and refuse a listener with any other one; `admin url` prints
+// an https link; the token file is 0600.
+func TestAdminOverTLS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	crt, key := writeAdminTLS(t, dir, "admin")
+	transit, inner := startSink(t), startSink(t)
+	transit.Reject(&smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 5}, Message: "busy"})
+	g := startGateway(t, gatewayOptions{domain: "example.org", own: []string{"example.org"}, outbound: transit.Addr, inbound: inner.Addr,
+		extra: "[queue]\nmin_backoff = \"1h\"\nmax_backoff = \"2h\"\n"})
+	cfg, err := os.ReadFile(g.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.stop()
+	cfg = []byte(strings.Replace(string(cfg), "[admin]\n", fmt.Sprintf("[admin]\ntls_cert = %q\ntls_key = %q\n", crt, key), 1))
+	if err := os.WriteFile(g.cfgPath, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g.start()
+	g.waitLog("smimegate running")
+	mustSend(t, g.smtp, "alice@example.org", []string{"carol@plain.test"}, message("alice@example.org", "carol@plain.test", "over tls"))
+	out := g.waitRun("queue list over TLS", func(out string) bool { return strings.Contains(out, "carol@plain.test") }, "queue", "list")
+	id := firstField(t, out, "carol@plain.test")
+	if show, err := g.run("queue", "show", id); err != nil || !strings.Contains(show, "Subject: over tls") {
+		t.Errorf("queue show over TLS: %v\n%s", err, show)
+	}
+	link, err := exec.Command(bin, "admin", "url", "-config", g.cfgPath).Output()
+	if err != nil || !strings.HasPrefix(string(link), "https://127.0.0.1:") {
+		t.Errorf("admin url over TLS: %v %q", err, link)
+	}
+	if resp, err := http.Get("http://" + g.admin + "/healthz"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Error("the TLS listener answered plain HTTP")
+		}
+	}
+	fi, err := os.Stat(filepath.Join(g.dir, "state", "admin.token"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("admin.token: %v, mode %v", err, fi.Mode())
+	}
+
+	// The commands pin admin.tls_cert: with another certificate named
+	// there, they refuse the gateway's.
+	other, _ := writeAdminTLS(t, dir, "other")
+	pinned := strings.Replace(string(cfg), fmt.Sprintf("tls_cert = %q", crt), fmt.Sprintf("tls_cert = %q", other), 1)
+	otherCfg := filepath.Join(g.dir, "other.toml")
+	if err := os.WriteFile(otherCfg, []byte(pinned), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(bin, "queue", "list", "-config", otherCfg).CombinedOutput(); err == nil || !strings.Contains(string(out), "not the one in admin.tls_cert") {
+		t.Errorf("queue list with another pinned certificate: %v\n%s", err, out)
+	}
+}
+
+// TestAdminOffLoopbackNeedsTLS: an admin listener on every address without
+// TLS is refused at start with a clear error, and no port is opened.
+func TestAdminOffLoopbackNeedsTLS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "smimegate.toml")
+	if err := os.WriteFile(cfg, []byte("local_domains = [\"example.org\"]\nstate_dir = \"state\"\n[relay]\ninbound = \"127.0.0.1:2700\"\n[certs]\nown = \".\"\npartners = \".\"\n[admin]\nlisten = \":0\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "serve", "-config", cfg).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "admin.listen: :0 is not a loopback address: set admin.tls_cert and admin.tls_key") {
+		t.Errorf("serve with admin.listen = \":0\": %v\n%s", err, out)
+	}
+	if out, err := exec.Command(bin, "check-config", "-config", cfg).CombinedOutput(); err == nil || !strings.Contains(string(out), "not a loopback address") {
+		t.Errorf("check-config: %v\n%s", err, out)
 	}
 }
