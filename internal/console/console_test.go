@@ -272,7 +272,7 @@ func (b *testBackend) Decisions() []Decision {
 
 // testServer is a console over testBackend with a partner certificate
 // that expires in 5 days, served on loopback.
-func testServer(t *testing.T) (*httptest.Server, *Server, *clock) {
+func testServer(t testing.TB) (*httptest.Server, *Server, *clock) {
 	t.Helper()
 	c := newClock()
 	dir := t.TempDir()

@@ -102,7 +102,7 @@ func consoleGateway(t *testing.T) (g *gateway, bob *mailsink.Sink, queued, tampe
 		copyFile(t, filepath.Join(dir, domain+".crt"), filepath.Join(g.dir, "partners", domain+".crt"))
 	}
 	g.hup()
-	g.waitLog("reloaded")
+	waitLogCount(t, g, "msg=reloaded", 1)
 
 	mustSend(t, g.smtp, "bob@example.net", []string{"carol@example.org"}, message("bob@example.net", "carol@example.org", "quarterly figures"))
 	sealed := opensslEncrypt(t, []byte(message("carol@example.org", "bob@example.net", "tampered")), "example.net", "-aes-256-gcm")
@@ -274,8 +274,9 @@ Promise.allSettled(tries).then(() => {
 	if err := os.WriteFile(g.cfgPath, bytes.Replace(cfg, []byte("[admin]"), []byte("[policy]\nallow_3des = true\n\n[admin]"), 1), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	reloads := strings.Count(g.log.String(), "msg=reloaded")
 	g.hup()
-	g.waitLog("reloaded")
+	waitLogCount(t, g, "msg=reloaded", reloads+1)
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/console/quarantine/"+legacy),
 		chromedp.Click(chromedp.CSS(`a[href="/console/confirm/quarantine/release/`+legacy+`"]`)),
 		chromedp.WaitEnabled(chromedp.ID("confirm"))); err != nil {
@@ -353,6 +354,19 @@ func TestConsoleWithoutLogin(t *testing.T) {
 		if !strings.Contains(body, "smimegate admin url") {
 			t.Errorf("%s without a login does not say how to log in:\n%s", p, body)
 		}
+	}
+}
+
+// waitLogCount waits until the gateway's log holds substr n times (a
+// second reload's line, not the first one's).
+func waitLogCount(t *testing.T, g *gateway, substr string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for strings.Count(g.log.String(), substr) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the gateway never logged %q %d times:\n%s", substr, n, g.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

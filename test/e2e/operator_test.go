@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -251,8 +252,12 @@ func TestAdminOffLoopbackNeedsTLS(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("local_domains = [\"example.org\"]\nstate_dir = \"state\"\n[relay]\ninbound = \"127.0.0.1:2700\"\n[certs]\nown = \".\"\npartners = \".\"\n[admin]\nlisten = \":0\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(bin, "serve", "-config", cfg).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "admin.listen: :0 is not a loopback address: set admin.tls_cert and admin.tls_key") {
+	// A gateway that did start would serve until killed: the deadline
+	// turns that into a failure rather than a hung test.
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "serve", "-config", cfg).CombinedOutput()
+	if err == nil || ctx.Err() != nil || !strings.Contains(string(out), "admin.listen: :0 is not a loopback address: set admin.tls_cert and admin.tls_key") {
 		t.Errorf("serve with admin.listen = \":0\": %v\n%s", err, out)
 	}
 	if out, err := exec.Command(bin, "check-config", "-config", cfg).CombinedOutput(); err == nil || !strings.Contains(string(out), "not a loopback address") {
