@@ -80,7 +80,7 @@ func main() {
 			var profiled chan error
 			if *pprofOut != "" && i == 0 && keyType == keyList[0] {
 				profiled = make(chan error, 1)
-				go func() { profiled <- rig.FetchProfile(gw.Admin, *pprofSeconds, *pprofOut) }()
+				go func() { profiled <- rig.FetchProfile(gw, *pprofSeconds, *pprofOut) }()
 			}
 			cpu0 := cpuTime(h, gw)
 			d := run(h, gw.Addr, sink, *sessions, jobs)

@@ -98,7 +98,7 @@ func main() {
 				var profiled chan error
 				if *pprofOut != "" && k == 0 && i == 0 && size == sizeList[0] {
 					profiled = make(chan error, 1)
-					go func() { profiled <- rig.FetchProfile(gw.Admin, *pprofSeconds, *pprofOut) }()
+					go func() { profiled <- rig.FetchProfile(gw, *pprofSeconds, *pprofOut) }()
 				}
 				wall, cpu := systems[k].RunSource(h, *messages, *sessions, size)
 				if profiled != nil {

@@ -91,8 +91,14 @@ func keygenCommand(args []string, stdout io.Writer) error {
 	if err := os.MkdirAll(*out, 0o700); err != nil {
 		return err
 	}
+	keyGID, keyGroup, toGroup := serviceKeyGroup(*out)
 	var written []string
-	for _, f := range files {
+	for i, f := range files {
+		if i == 0 && toGroup {
+			// The key file is first; see serviceKeyGroup.
+			f.perm = 0o640
+			f.what = fmt.Sprintf("private key, mode 0640, group %s: run as root, so the key goes to the group of %s, which the gateway reads it as", keyGroup, *out)
+		}
 		if err := certstore.WriteFile(f.path, f.data, f.perm, false); err != nil {
 			for _, p := range written {
 				os.Remove(p)
@@ -103,6 +109,14 @@ func keygenCommand(args []string, stdout io.Writer) error {
 			return err
 		}
 		written = append(written, f.path)
+		if i == 0 && toGroup {
+			if err := giveKeyToGroup(f.path, keyGID); err != nil {
+				for _, p := range written {
+					os.Remove(p)
+				}
+				return err
+			}
+		}
 		fmt.Fprintf(stdout, "wrote %s (%s)\n", f.path, f.what)
 	}
 	c := g.Cert

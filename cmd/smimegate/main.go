@@ -34,7 +34,7 @@ type command struct {
 var commands = map[string]command{}
 
 // order is the order in which `smimegate -h` lists the commands.
-var order = []string{"serve", "demo", "keygen", "cert", "queue", "quarantine", "encrypt", "decrypt", "check-config"}
+var order = []string{"serve", "demo", "keygen", "cert", "queue", "quarantine", "admin", "encrypt", "decrypt", "check-config"}
 
 func init() {
 	commands = map[string]command{
@@ -44,6 +44,7 @@ func init() {
 		"cert":         {"list | import FILE... | show DOMAIN: the domain certificates", runCert},
 		"queue":        {"list | show ID | flush | delete ID: the delivery queue", runQueue},
 		"quarantine":   {"list | show ID | release ID | delete ID: messages that could not be opened", runQuarantine},
+		"admin":        {"url: a link that logs a browser into the running gateway's console", runAdmin},
 		"encrypt":      {"-to DOMAIN: seal a message from stdin as the gateway would, to stdout", runEncrypt},
 		"decrypt":      {"open a sealed message from stdin as the gateway would, to stdout", runDecrypt},
 		"check-config": {"validate the configuration and print the effective one", runCheckConfig},

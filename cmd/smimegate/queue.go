@@ -3,12 +3,10 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -130,6 +128,7 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 type queueAccess struct {
 	cfg     *config.Config
 	running bool
+	client  *adminClient // made at the first API call
 }
 
 func newQueueAccess(cfg *config.Config) *queueAccess {
@@ -137,45 +136,14 @@ func newQueueAccess(cfg *config.Config) *queueAccess {
 }
 
 func (q *queueAccess) api(method, path string, out any) error {
-	if q.cfg.Admin.Listen == "" {
-		return errors.New("a gateway is running on this state_dir but admin.listen is empty: the queue can be changed only through it; set admin.listen")
-	}
-	req, err := http.NewRequest(method, "http://"+q.cfg.Admin.Listen+path, nil)
-	if err != nil {
-		return err
-	}
-	client := &http.Client{
-		Timeout: 30 * time.Second,
-		// The API never redirects. A redirect is what Go's ServeMux answers
-		// to a path it cleans ("/quarantine/../queue/ID/delete" becomes
-		// "/queue/ID/delete"): following it would act on another URL than
-		// the one the command built, so it is an error.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("the gateway's admin API (admin.listen %s): %w", q.cfg.Admin.Listen, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
-		return fmt.Errorf("the gateway's admin API (admin.listen %s) answered %s to %s %s, redirecting to %q: refused, nothing was done", q.cfg.Admin.Listen, resp.Status, method, path, resp.Header.Get("Location"))
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e struct{ Error string }
-		_ = json.Unmarshal(body, &e)
-		if e.Error == "" {
-			e.Error = resp.Status
+	if q.client == nil {
+		c, err := newAdminClient(q.cfg)
+		if err != nil {
+			return err
 		}
-		return errors.New(e.Error)
+		q.client = c
 	}
-	if out != nil {
-		return json.Unmarshal(body, out)
-	}
-	return nil
+	return q.client.do(method, path, out)
 }
 
 func (q *queueAccess) spool() (*spool.Spool, error) {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"smimegate/internal/console"
 	"smimegate/internal/spool"
 )
 
@@ -269,6 +270,9 @@ func queueTestGatewayRunning(t *testing.T, state string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(unlock)
+	if _, _, _, err := console.LoadOrCreateToken(state); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestCommandsRefuseBadIDs: an argument that is not a queue id is a usage

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"syscall"
-	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
 
@@ -143,16 +142,12 @@ func serve(ctx context.Context, cfgPath string, cfg *config.Config, logger *slog
 	}
 	var admin *http.Server
 	if cfg.Admin.Listen != "" {
-		l, err := net.Listen("tcp", cfg.Admin.Listen)
-		if err != nil {
-			return fmt.Errorf("admin.listen %s: %w", cfg.Admin.Listen, err)
-		}
-		admin = &http.Server{Handler: gw.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
-		go func() {
-			if err := admin.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				logger.Error("admin listener failed", "err", err)
+		if admin, err = startAdmin(ctx, cfg, gw, logger); err != nil {
+			for _, l := range listeners {
+				l.Close()
 			}
-		}()
+			return err
+		}
 	}
 
 	gwDone := make(chan error, 1)

@@ -208,8 +208,8 @@ func (s *Store) readDir(dir string, kind fileKind, prev *Store) error {
 			}
 			continue
 		}
-		if kind == ownFile && len(fc.keys) > 0 && fi.Mode().Perm()&0o077 != 0 {
-			s.problem(path, fmt.Sprintf("holds a private key but is readable by others (mode %04o): chmod 600", fi.Mode().Perm()))
+		if why := keyModeProblem(fi.Mode().Perm()); kind == ownFile && len(fc.keys) > 0 && why != "" {
+			s.problem(path, why)
 		}
 		for _, n := range fc.notes {
 			s.problem(path, n)

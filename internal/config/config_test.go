@@ -146,6 +146,9 @@ func TestValidationRules(t *testing.T) {
 
 		{"bad admin listen", "", "[admin]\nlisten = \"8025\"\n", "admin.listen", "listen =", "not host:port"},
 		{"bad admin port", "", "[admin]\nlisten = \"127.0.0.1:http\"\n", "admin.listen", "listen =", "no valid port"},
+		{"admin on all addresses without TLS", "", "[admin]\nlisten = \":8025\"\n", "admin.listen", "listen =", "not a loopback address: set admin.tls_cert"},
+		{"admin on a LAN address without TLS", "", "[admin]\nlisten = \"192.0.2.7:8025\"\n", "admin.listen", "listen =", "not a loopback address"},
+		{"admin on a name without TLS", "", "[admin]\nlisten = \"gw.example.org:8025\"\n", "admin.listen", "listen =", "not a loopback address"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -394,6 +394,11 @@ func (v *validator) validate() {
 	}
 	v.path("admin.tls_cert", &c.Admin.TLSCert)
 	v.path("admin.tls_key", &c.Admin.TLSKey)
+	// The token, the session cookie and message headers cross the
+	// listener: off loopback, only over TLS.
+	if _, _, err := net.SplitHostPort(c.Admin.Listen); err == nil && c.Admin.TLSCert == "" && !LoopbackListen(c.Admin.Listen) {
+		v.fail("admin.listen", "%s is not a loopback address: set admin.tls_cert and admin.tls_key, or listen on 127.0.0.1 or [::1]; the admin token and message headers would cross the network in the clear", c.Admin.Listen)
+	}
 	for i, h := range c.Admin.Hosts {
 		if h == "" || strings.ContainsAny(h, "/ \t") {
 			v.fail("admin.hosts", "%q is not a host name or host:port", h)

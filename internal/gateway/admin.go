@@ -6,31 +6,58 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
-	"net/http/pprof"
 	"sort"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"smimegate/internal/console"
 	"smimegate/internal/spool"
 )
 
-// AdminHandler serves the admin listener: /metrics (Prometheus), /healthz,
-// a plain-text status page at /, and the JSON API that the queue and
-// quarantine commands use while the gateway runs. It has no authentication:
-// bind admin.listen to loopback (the default) or a management network.
-func (g *Gateway) AdminHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(g.metrics.Registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /{$}", g.statusPage)
-	// Go's profiler, for measuring where a busy gateway spends its time
-	// (go tool pprof http://ADMIN/debug/pprof/profile).
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+// AdminOptions are what the admin listener needs besides the gateway.
+type AdminOptions struct {
+	// Token is the admin token (console.LoadOrCreateToken).
+	Token string
+	// TLS says the listener serves HTTPS (admin.tls_cert).
+	TLS bool
+	// Now is the console's clock; time.Now when nil.
+	Now func() time.Time
+}
 
+// AdminHandler returns the handler of the admin listener: /metrics
+// (Prometheus) and /healthz, open unless admin.metrics_auth; the JSON API
+// that the queue and quarantine commands use while the gateway runs; the
+// operator console; /debug/pprof with admin.pprof. Every request passes
+// console's guard first: the Host allow-list, no state change from another
+// origin or by a form, and the admin token or a console session for
+// everything but /metrics and /healthz. Run the returned server's Run for
+// the console's history.
+func (g *Gateway) AdminHandler(opts AdminOptions) (*console.Server, error) {
+	cfg := g.Config()
+	return console.New(console.Options{
+		Listen:      cfg.Admin.Listen,
+		Hostname:    cfg.Hostname,
+		Hosts:       cfg.Admin.Hosts,
+		TLS:         opts.TLS,
+		MetricsAuth: cfg.Admin.MetricsAuth,
+		PProf:       cfg.Admin.PProf,
+		Token:       opts.Token,
+		Backend:     g,
+		API:         g.apiHandler(),
+		Metrics:     promhttp.HandlerFor(g.metrics.Registry, promhttp.HandlerOpts{}),
+		Gatherer:    g.metrics.Registry,
+		Registerer:  g.metrics.Registry,
+		Logger:      g.log,
+		Now:         opts.Now,
+	})
+}
+
+// apiHandler is the JSON API of the queue and the quarantine. Its state
+// changes are POSTs without a body; console's guard has checked the
+// request before it gets here.
+func (g *Gateway) apiHandler() http.Handler {
+	mux := http.NewServeMux()
 	mux.HandleFunc("GET /queue", func(w http.ResponseWriter, r *http.Request) {
 		envs, err := g.spool.List()
 		writeJSON(w, sortEnvelopes(envs), err)
@@ -147,27 +174,32 @@ func writeJSON(w http.ResponseWriter, v any, err error) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func (g *Gateway) statusPage(w http.ResponseWriter, r *http.Request) {
-	st := g.state.Load()
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	fmt.Fprintf(w, "smimegate on %s\n\n", st.cfg.Hostname)
-	fmt.Fprintf(w, "local domains:   %v\n", st.cfg.LocalDomains)
-	fmt.Fprintf(w, "queued messages: %d\n", g.Pending())
-	if q, err := g.spool.ListQuarantine(); err == nil {
-		fmt.Fprintf(w, "quarantined:     %d\n", len(q))
-	}
-	fmt.Fprintf(w, "\ncertificates:\n")
-	for _, c := range st.certs.All() {
-		kind := "partner"
-		if c.Own {
-			kind = "own"
-		}
-		fmt.Fprintf(w, "  %-7s %-40v %s %s\n", kind, c.Domains, c.Status, c.Fingerprint)
-	}
-	if p := st.certs.Problems(); len(p) > 0 {
-		fmt.Fprintf(w, "\nfiles not loaded:\n")
-		for _, pr := range p {
-			fmt.Fprintf(w, "  %s: %s\n", pr.File, pr.Reason)
-		}
-	}
+// Queue lists the queued messages, oldest first (console.Backend).
+func (g *Gateway) Queue() ([]*spool.Envelope, error) {
+	envs, err := g.spool.List()
+	return sortEnvelopes(envs), err
 }
+
+// Quarantine lists the quarantined messages, oldest first (console.Backend).
+func (g *Gateway) Quarantine() ([]*spool.Envelope, error) {
+	envs, err := g.spool.ListQuarantine()
+	return sortEnvelopes(envs), err
+}
+
+// QuarantinedHeader returns a quarantined message's envelope and header
+// section, never its body (console.Backend).
+func (g *Gateway) QuarantinedHeader(id string) (*spool.Envelope, []byte, error) {
+	env, err := g.spool.LoadQuarantined(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	data, err := g.spool.ReadQuarantinedData(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	return env, headerOf(data), nil
+}
+
+// Decisions returns the last decision log lines, oldest first
+// (console.Backend).
+func (g *Gateway) Decisions() []console.Decision { return g.decisions.Lines() }

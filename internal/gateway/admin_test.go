@@ -21,6 +21,18 @@ import (
 // served on loopback, with one queued and one quarantined message.
 func adminTestGateway(t *testing.T) (srv *httptest.Server, sp *spool.Spool, queued, quarantined string) {
 	t.Helper()
+	return adminTestGatewayLog(t, slog.New(slog.DiscardHandler))
+}
+
+// adminTestGatewayLog is adminTestGateway with the gateway logging to logger.
+func adminTestGatewayLog(t *testing.T, gwLogger *slog.Logger) (srv *httptest.Server, sp *spool.Spool, queued, quarantined string) {
+	t.Helper()
+	return adminTestGatewayConfig(t, gwLogger, config.Default())
+}
+
+// adminTestGatewayConfig is adminTestGatewayLog with the configuration cfg.
+func adminTestGatewayConfig(t *testing.T, gwLogger *slog.Logger, cfg *config.Config) (srv *httptest.Server, sp *spool.Spool, queued, quarantined string) {
+	t.Helper()
 	dir := t.TempDir()
 	for _, d := range []string{"own", "partners"} {
 		if err := os.Mkdir(filepath.Join(dir, d), 0o700); err != nil {
@@ -43,7 +55,7 @@ func adminTestGateway(t *testing.T) (srv *httptest.Server, sp *spool.Spool, queu
 		if err != nil {
 			t.Fatal(err)
 		}
-		in.Write([]byte("Subject: x\r\n\r\nbody\r\n"))
+		in.Write([]byte("Subject: x\r\nBcc: hidden@example.org\r\n\r\nbody\r\n"))
 		env := &spool.Envelope{Sender: "a@example.net", Recipients: []spool.Recipient{{Addr: "b@example.org"}}, Client: "192.0.2.1:25", Arrival: time.Now().UTC()}
 		if err := in.Commit(env); err != nil {
 			t.Fatal(err)
@@ -57,11 +69,18 @@ func adminTestGateway(t *testing.T) (srv *httptest.Server, sp *spool.Spool, queu
 	if err := sp.Quarantine(env, "no key"); err != nil {
 		t.Fatal(err)
 	}
-	g := New(config.Default(), store, sp, Options{Logger: logger})
-	srv = httptest.NewServer(g.AdminHandler())
+	g := New(cfg, store, sp, Options{Logger: gwLogger})
+	h, err := g.AdminHandler(AdminOptions{Token: testToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv = httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv, sp, ids[0], ids[1]
 }
+
+// testToken is the admin token of the tests' gateways.
+const testToken = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 // TestAdminRefusesBadIDs: every handler that takes an id answers 400 for
 // one that is not a queue id, and does nothing; a path the ServeMux cleans
@@ -77,6 +96,7 @@ func TestAdminRefusesBadIDs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		req.Header.Set("Authorization", "Bearer "+testToken)
 		resp, err := client.Do(req)
 		if err != nil {
 			t.Fatal(err)

@@ -26,6 +26,7 @@ import (
 	"smimegate/internal/certstore"
 	"smimegate/internal/cms"
 	"smimegate/internal/config"
+	"smimegate/internal/console"
 	"smimegate/internal/courier"
 	"smimegate/internal/smtpd"
 	"smimegate/internal/spool"
@@ -52,6 +53,8 @@ type Gateway struct {
 	hops       *hopHealth   // next hops that did not answer lately (relay first bypasses them)
 	memory     *memoryBudget
 	verify     *verifyCache
+	// decisions keeps the last decision log lines for the console.
+	decisions *console.DecisionLog
 }
 
 // state is what a reload replaces as a whole: configuration and certificates.
@@ -88,6 +91,8 @@ func New(cfg *config.Config, certs *certstore.Store, sp *spool.Spool, opts Optio
 	if g.log == nil {
 		g.log = slog.Default()
 	}
+	g.decisions = console.NewDecisionLog()
+	g.log = slog.New(g.decisions.Handler(g.log.Handler()))
 	if g.metrics == nil {
 		g.metrics = NewMetrics(nil)
 	}
@@ -110,6 +115,7 @@ func New(cfg *config.Config, certs *certstore.Store, sp *spool.Spool, opts Optio
 	g.metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "smimegate_quarantine_bytes", Help: "Bytes the quarantine takes on disk (bounded by quarantine.max_bytes)."},
 		func() float64 { _, b := g.spool.QuarantineUsage(); return float64(b) }))
+	g.metrics.Registry.MustRegister(opCollector{g})
 	return g
 }
 

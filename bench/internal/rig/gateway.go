@@ -76,6 +76,8 @@ type Gateway struct {
 	Admin string // admin listener (/metrics)
 	Dir   string
 	Log   string // the process's stderr and stdout
+	// StateDir is state_dir, where the admin token is.
+	StateDir string
 
 	cmd    *exec.Cmd
 	exited chan struct{}
@@ -126,6 +128,10 @@ var errPortTaken = errors.New("port taken by another process")
 // startGateway makes one attempt at StartGateway with fresh ports.
 func startGateway(h *Harness, bin string, o GatewayOptions, dir, stateDir string) (*Gateway, error) {
 	g := &Gateway{Addr: FreeAddr(h), Admin: FreeAddr(h), Dir: dir, Log: filepath.Join(dir, "gateway.log"), exited: make(chan struct{})}
+	g.StateDir = stateDir
+	if !filepath.IsAbs(stateDir) {
+		g.StateDir = filepath.Join(dir, stateDir)
+	}
 	hostname := "gw." + o.Domain
 	cfg := fmt.Sprintf(`hostname = "%[8]s"
 state_dir = "%[9]s"
@@ -147,6 +153,8 @@ partners = "partners"
 
 [admin]
 listen = "%[6]s"
+# The benchmarks' -pprof flag profiles the gateway (with the admin token).
+pprof = true
 
 %[7]s
 `, o.Domain, g.Addr, o.SMTP, o.Outbound, o.Inbound, g.Admin, o.Extra, hostname, stateDir)

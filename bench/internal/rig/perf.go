@@ -10,6 +10,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"smimegate/internal/console"
 )
 
 // Perf is a `perf record` attached to one process: the gateway's binary has
@@ -97,9 +99,18 @@ func splitLines(s string) []string {
 }
 
 // FetchProfile saves a Go CPU profile of seconds from a gateway's admin
-// listener (/debug/pprof/profile) into out.
-func FetchProfile(admin string, seconds int, out string) error {
-	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, seconds))
+// listener (/debug/pprof/profile, which needs the admin token) into out.
+func FetchProfile(gw *Gateway, seconds int, out string) error {
+	token, err := console.ReadToken(gw.StateDir)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequest("GET", fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", gw.Admin, seconds), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
 	}
