@@ -18,6 +18,7 @@ type candidate struct {
 	key      KeyPair
 	keyTrans *keyTransInfo
 	keyAgree *keyAgreeInfo
+	kem      *kemRecipientInfo
 	ref      keyRef
 }
 
@@ -178,6 +179,11 @@ func (env *envelope) firstMatch(cert *x509.Certificate) (candidate, bool) {
 			}
 		}
 	}
+	for _, ki := range env.kem {
+		if ki.ref.rid.matches(cert) {
+			return candidate{kem: ki, ref: ki.ref}, true
+		}
+	}
 	return candidate{}, false
 }
 
@@ -251,6 +257,9 @@ func (env *envelope) describeRecipients() string {
 			add(ref.rid)
 		}
 	}
+	for _, ki := range env.kem {
+		add(ki.ref.rid)
+	}
 	if more > 0 {
 		ids = append(ids, fmt.Sprintf("%d more", more))
 	}
@@ -271,6 +280,13 @@ func (env *envelope) typeName() string {
 // facts visible without any key: an unsupported algorithm, or a key whose
 // type does not fit the RecipientInfo.
 func (c candidate) unwrap(keyLen int) ([]byte, string, error) {
+	if c.kem != nil {
+		priv, ok := c.key.Key.(*KEMPrivateKey)
+		if !ok {
+			return nil, "", fmt.Errorf("certificate %q is named in a KEMRecipientInfo but its key is a %T", c.key.Cert.Subject, c.key.Key)
+		}
+		return c.kem.unwrap(priv, keyLen)
+	}
 	if c.keyTrans != nil {
 		priv, ok := c.key.Key.(*rsa.PrivateKey)
 		if !ok {
