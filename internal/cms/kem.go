@@ -677,3 +677,17 @@ func (k *KEMPrivateKey) standIn(ct []byte, n int) []byte {
 	h.Read(out)
 	return out
 }
+
+// KEMName names the KEM whose object identifier is oid: our name for one
+// this package implements ("mlkem768"), the standard's for one it knows
+// but does not ("id-alg-ml-kem-512"). ok is false when oid is no KEM.
+func KEMName(oid asn1.ObjectIdentifier) (name string, ok bool) {
+	a, err := kemAlgByOID(oid, "")
+	switch {
+	case err == nil:
+		return a.name, true
+	case errors.Is(err, ErrNotKEM):
+		return "", false
+	}
+	return oidName(oid), true
+}
