@@ -251,6 +251,18 @@ func NewKEMPublicKey(oid asn1.ObjectIdentifier, raw []byte) (*KEMPublicKey, erro
 		if k.ecdhPub, err = alg.curve.NewPublicKey(trad); err != nil {
 			return nil, fmt.Errorf("cms: %s public key: traditional part: %w", alg.name, err)
 		}
+		if alg.curve == ecdh.X25519() {
+			// crypto/ecdh takes any 32 bytes as an X25519 key; a point of
+			// small order gives every sender the all-zero secret, which
+			// ECDH refuses. One agreement finds it now, not at each seal.
+			probe, err := ecdh.X25519().GenerateKey(rand.Reader)
+			if err == nil {
+				_, err = probe.ECDH(k.ecdhPub)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("cms: %s public key: the X25519 part is a point of small order", alg.name)
+			}
+		}
 	case tradRSA:
 		if k.rsaPub, err = x509.ParsePKCS1PublicKey(trad); err != nil {
 			return nil, fmt.Errorf("cms: %s public key: RSA part: %w", alg.name, err)
@@ -690,4 +702,21 @@ func KEMName(oid asn1.ObjectIdentifier) (name string, ok bool) {
 		return "", false
 	}
 	return oidName(oid), true
+}
+
+// Encapsulate makes a fresh shared secret for k and the ciphertext that
+// carries it (RFC 9629 section 1), as a KEMRecipientInfo does.
+func (k *KEMPublicKey) Encapsulate() (sharedKey, ciphertext []byte, err error) {
+	return k.encapsulate()
+}
+
+// Decapsulate recovers the shared secret from a ciphertext of the key's
+// KEM. Only a ciphertext of the wrong length is an error: a wrong one
+// gives a wrong secret (ML-KEM's implicit rejection, and the stand-in of
+// decapsulate for a failed traditional half).
+func (k *KEMPrivateKey) Decapsulate(ciphertext []byte) ([]byte, error) {
+	if n := k.pub.alg.ciphertextSize(); len(ciphertext) != n {
+		return nil, fmt.Errorf("cms: %s ciphertext of %d bytes (want %d)", k.pub.alg.name, len(ciphertext), n)
+	}
+	return k.decapsulate(ciphertext), nil
 }
