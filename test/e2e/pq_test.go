@@ -119,12 +119,46 @@ func TestPostQuantumPartner(t *testing.T) {
 		!strings.Contains(ris[0], "1.2.840.113549.1.9.16.13.3") || !strings.Contains(ris[0], "1.3.6.1.5.5.7.6.58") {
 		t.Fatalf("RecipientInfos on the wire: %q", ris)
 	}
-	// The partner opens it and delivers the original byte for byte.
+	// A copy whose kemct was changed is for pq.test (its RecipientInfo
+	// names pq.test's certificate) but does not open: it is quarantined,
+	// never relayed, as any undecryptable mail to us.
+	mustSend(t, pqgw.smtp, crossed.From, crossed.To, string(tamperKEMCiphertext(t, crossed.Data)))
+	pqgw.waitRun("the tampered KEM message is not quarantined", func(out string) bool { return strings.Contains(out, "1 message(s)") }, "quarantine", "list")
+
+	// The partner opens the real one and delivers the original byte for byte.
 	mustSend(t, pqgw.smtp, crossed.From, crossed.To, string(crossed.Data))
-	got := waitMessages(t, bob, 1)[0]
-	if !bytes.Equal(withoutTrace(got.Data), []byte(msg)) {
-		t.Errorf("bob received\n%q\nwant\n%q", got.Data, msg)
+	got := waitMessages(t, bob, 1)
+	if len(got) != 1 || !bytes.Equal(withoutTrace(got[0].Data), []byte(msg)) {
+		t.Errorf("bob received %d message(s), first\n%q\nwant\n%q", len(got), got[0].Data, msg)
 	}
+}
+
+// tamperKEMCiphertext flips a byte inside the ML-KEM ciphertext of a
+// sealed message (after the OID of id-MLKEM768-X25519-SHA3-256 and the
+// header of the kemct OCTET STRING), leaving its structure intact.
+func tamperKEMCiphertext(t *testing.T, sealed []byte) []byte {
+	t.Helper()
+	head, body, _ := bytes.Cut(sealed, []byte("\r\n\r\n"))
+	der, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(string(body)), ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oid := []byte{0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x06, 0x3a}
+	i := bytes.Index(der, oid)
+	if i < 0 {
+		t.Fatal("no id-MLKEM768-X25519-SHA3-256 in the message")
+	}
+	der[i+len(oid)+4+100] ^= 0x01 // OCTET STRING, 0x82 and two length octets, then the kemct
+	enc := base64.StdEncoding.EncodeToString(der)
+	var b bytes.Buffer
+	b.Write(head)
+	b.WriteString("\r\n\r\n")
+	for len(enc) > 76 {
+		b.WriteString(enc[:76] + "\r\n")
+		enc = enc[76:]
+	}
+	b.WriteString(enc + "\r\n")
+	return b.Bytes()
 }
 
 // TestPostQuantumMigration: a partner with an RSA and an ML-KEM
