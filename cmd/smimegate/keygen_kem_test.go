@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -178,5 +179,52 @@ require_pq = true
 	out, _, err = certTestRun(t, "show", "-config", cfgPath, "classic.example")
 	if err != nil || !strings.Contains(out, "is held: no usable post-quantum") || !strings.Contains(out, "skip") || !strings.Contains(out, "not post-quantum") {
 		t.Errorf("show classic.example: %v\n%s", err, out)
+	}
+}
+
+// TestEncryptRequirePQ: `smimegate encrypt` applies require_pq as the
+// gateway does: sealed to the KEM certificate alone, and refused (nothing
+// written) for a partner with none.
+func TestEncryptRequirePQ(t *testing.T) {
+	dir := t.TempDir()
+	var o bytes.Buffer
+	for _, c := range []struct{ domain, key, out string }{{"pq.example", "mlkem768", "pq"}, {"pq.example", "p256", "pq-ec"}, {"classic.example", "p256", "classic"}} {
+		if err := keygenCommand([]string{"-domain", c.domain, "-key", c.key, "-out", filepath.Join(dir, c.out)}, &o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	partners := filepath.Join(dir, "partners")
+	for _, d := range []string{partners, filepath.Join(dir, "own")} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{"pq/pq.example.crt", "pq-ec/pq.example.crt", "classic/classic.example.crt"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(partners, strings.ReplaceAll(f, "/", "-")), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfgPath := filepath.Join(dir, "smimegate.toml")
+	cfg := "local_domains = [\"example.org\"]\nstate_dir = \"state\"\n[relay]\ninbound = \"127.0.0.1:1\"\n[certs]\nown = \"own\"\npartners = \"partners\"\n" +
+		"[policy.partners.\"pq.example\"]\nrequire_pq = true\n[policy.partners.\"classic.example\"]\nrequire_pq = true\n"
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	msg := "From: a@example.org\r\nTo: b@pq.example\r\nSubject: x\r\n\r\nbody\r\n"
+	var out, errOut bytes.Buffer
+	if err := encryptCommand([]string{"-config", cfgPath, "-to", "pq.example"}, strings.NewReader(msg), &out, &errOut); err != nil {
+		t.Fatalf("encrypt: %v\n%s", err, errOut.String())
+	}
+	if fps := regexp.MustCompile(`fingerprints=(\S+)`).FindStringSubmatch(errOut.String()); fps == nil || strings.Contains(fps[1], ",") {
+		t.Errorf("sealed to more than the KEM certificate:\n%s", errOut.String())
+	}
+	out.Reset()
+	err := encryptCommand([]string{"-config", cfgPath, "-to", "classic.example"}, strings.NewReader(msg), &out, &errOut)
+	if err == nil || out.Len() != 0 || !strings.Contains(err.Error(), "not post-quantum") {
+		t.Errorf("encrypt to a require_pq partner without a KEM certificate: %v, %d bytes written", err, out.Len())
 	}
 }
