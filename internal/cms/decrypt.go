@@ -36,9 +36,11 @@ type candidate struct {
 //
 // Errors: ErrNotForUs when no RecipientInfo names one of keys'
 // certificates; ErrKeyUnavailable as above; ErrDecrypt (always the same
-// value, whatever went wrong in key transport or content decryption);
-// ErrMalformed; ErrTooLarge; or an *UnsupportedAlgorithmError naming the
-// refused algorithm.
+// value, whatever went wrong in key transport, key encapsulation or
+// content decryption); ErrMalformed (for a KEMRecipientInfo also a
+// kekLength that does not fit its wrap, or a kemct of the wrong length);
+// ErrTooLarge; or an *UnsupportedAlgorithmError naming the refused
+// algorithm (for a KEMRecipientInfo: its KEM, KDF or key wrap).
 func Decrypt(input []byte, keys []KeyPair, opts DecryptOptions) ([]byte, *Info, error) {
 	if opts.MaxSize > 0 && int64(len(input)) > opts.MaxSize {
 		return nil, nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(input), opts.MaxSize)
