@@ -20,7 +20,7 @@ import (
 )
 
 // Certificates and private keys of ML-KEM (RFC 9935) and composite ML-KEM
-// (draft-ietf-lamps-pq-composite-kem sections 6 and 5.2). crypto/x509
+// (draft-ietf-lamps-pq-composite-kem sections 5 and 4.2). crypto/x509
 // parses such certificates but leaves PublicKey nil, and refuses such
 // PKCS#8 keys; the store reads both itself, so that a KEM certificate is
 // judged, paired with its key, listed and imported like any other.
@@ -52,7 +52,7 @@ func kemKeyProblem(x *x509.Certificate) string {
 }
 
 // checkKEMKey judges a KEM certificate's key usage. RFC 9935 section 5 and
-// the composite draft section 6.2: when the extension is present,
+// the composite draft section 5.2: when the extension is present,
 // keyEncipherment MUST be the only bit; and RFC 9629 section 3 needs
 // keyEncipherment for KEMRecipientInfo.
 func checkKEMKey(x *x509.Certificate, pub *cms.KEMPublicKey) (Status, string) {
@@ -142,7 +142,7 @@ const maxKEMKeyInfo = 8192
 // parseKEMPKCS8 reads a OneAsymmetricKey (RFC 5958 section 2) whose
 // algorithm is a KEM: version 0, or 1 with the optional publicKey, which
 // must then be the key's own (RFC 9935 section 8, composite draft section
-// 6.3). isKEM is false when the algorithm is none of ours, so that the
+// 5.3). isKEM is false when the algorithm is none of ours, so that the
 // caller reports its own error.
 func parseKEMPKCS8(der []byte) (key *cms.KEMPrivateKey, isKEM bool, err error) {
 	if len(der) > maxKEMKeyInfo {

@@ -68,7 +68,7 @@ type GeneratedKEM struct {
 // GenerateKEM makes a KEM domain key and a domain certificate for it that
 // carries both naming conventions (draft section 4, RFC 3183 section 4.1),
 // with keyEncipherment as its only key usage (RFC 9935 section 5; the
-// composite draft section 6.2) and emailProtection, signed by the issuer
+// composite draft section 5.2) and emailProtection, signed by the issuer
 // of opts or by a new one.
 func GenerateKEM(opts KEMKeygenOptions) (*GeneratedKEM, error) {
 	if !IsKEMKeyType(opts.KeyType) {

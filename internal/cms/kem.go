@@ -27,12 +27,12 @@ import (
 //
 // The composite construction follows the draft as the IETF PQC hackathon's
 // artifacts implement it (the CryptoNext vectors in testdata/pqc-cryptonext
-// decrypt with it): section 4 for encapsulation and decapsulation, section
-// 4.4 for the combiner
+// decrypt with it): sections 3.2 and 3.3 for encapsulation and
+// decapsulation, section 3.4 for the combiner
 //
 //	ss = SHA3-256(mlkemSS || tradSS || tradCT || tradPK || Label)
 //
-// and section 5 for the serialisation of keys and ciphertexts, each the
+// and section 4 for the serialisation of keys and ciphertexts, each the
 // ML-KEM part followed by the traditional part.
 
 // tradKind is the traditional half of a composite KEM.
@@ -45,7 +45,7 @@ const (
 )
 
 // compositeSecretSize is the length of the secret that RSA-OAEP carries in
-// a composite KEM (draft section 7.1, ss_len of 256 bits).
+// a composite KEM (draft section 6.1, ss_len of 256 bits).
 const compositeSecretSize = 32
 
 // kemAlg is one KEM that a KEMRecipientInfo may name.
@@ -56,7 +56,7 @@ type kemAlg struct {
 	trad    tradKind
 	curve   ecdh.Curve // tradECDH
 	rsaBits int        // tradRSA: the modulus size, which the draft fixes per OID
-	label   []byte     // the combiner label (draft section 7)
+	label   []byte     // the combiner label (draft section 6)
 }
 
 // kemAlgs are the KEMs this package implements. ML-KEM-512 is missing
@@ -135,7 +135,7 @@ func (a *kemAlg) mlkemCiphertextSize() int {
 }
 
 // tradCiphertextSize is the length of the traditional ciphertext: an
-// ephemeral public key (draft section 5: uncompressed point, or the raw
+// ephemeral public key (draft section 4: uncompressed point, or the raw
 // X25519 key) or an RSA-OAEP ciphertext as long as the modulus.
 func (a *kemAlg) tradCiphertextSize() int {
 	switch a.trad {
@@ -148,7 +148,7 @@ func (a *kemAlg) tradCiphertextSize() int {
 }
 
 // ciphertextSize is the length of a kemct for a: fixed for every KEM here,
-// since the draft fixes the RSA modulus size per OID (section 7.1).
+// since the draft fixes the RSA modulus size per OID (section 6.1).
 func (a *kemAlg) ciphertextSize() int {
 	return a.mlkemCiphertextSize() + a.tradCiphertextSize()
 }
@@ -177,7 +177,7 @@ func ecdhSecretSize(c ecdh.Curve) int {
 	return (ecdhPointSize(c) - 1) / 2
 }
 
-// combine is the composite KEM combiner (draft section 4.4).
+// combine is the composite KEM combiner (draft section 3.4).
 func (a *kemAlg) combine(mlkemSS, tradSS, tradCT, tradPK []byte) []byte {
 	h := sha3.New256()
 	h.Write(mlkemSS)
@@ -189,8 +189,8 @@ func (a *kemAlg) combine(mlkemSS, tradSS, tradCT, tradPK []byte) []byte {
 }
 
 // KEMPublicKey is a recipient's ML-KEM or composite ML-KEM public key, as
-// a certificate carries it (RFC 9935 section 4, composite draft section
-// 6). crypto/x509 leaves such keys unparsed; see ParseKEMPublicKey.
+// a certificate carries it (RFC 9935 section 4, composite draft sections
+// 4.1 and 5). crypto/x509 leaves such keys unparsed; see ParseKEMPublicKey.
 type KEMPublicKey struct {
 	alg     *kemAlg
 	raw     []byte // the subjectPublicKey: mlkemPK || tradPK
@@ -220,7 +220,7 @@ func (k *KEMPublicKey) Equal(x crypto.PublicKey) bool {
 }
 
 // tradPK is the traditional public key as the combiner takes it: its
-// serialisation inside the composite key (draft section 5).
+// serialisation inside the composite key (draft section 4.1).
 func (k *KEMPublicKey) tradPK() []byte { return k.raw[k.alg.mlkemKeySize():] }
 
 // NewKEMPublicKey decodes the subjectPublicKey of a KEM key with algorithm
@@ -344,7 +344,7 @@ func (k *KEMPublicKey) encapsulate() (ss, ct []byte, err error) {
 		}
 		tct = eph.PublicKey().Bytes()
 	case tradRSA:
-		// Draft section 2.1 and 7.1: a random 256-bit secret under
+		// Draft sections 2.1 and 6.1: a random 256-bit secret under
 		// RSAES-OAEP with SHA-256, MGF1-SHA-256 and an empty label.
 		tss = randomBytes(compositeSecretSize)
 		if tct, err = rsa.EncryptOAEP(sha256.New(), rand.Reader, k.rsaPub, tss, nil); err != nil {
@@ -387,7 +387,7 @@ const rejectionLabel = "smimegate cms composite ML-KEM rejection"
 
 // GenerateKEMKey makes a fresh key of the named KEM (one of
 // KEMAlgorithms), both components generated anew as the composite draft
-// requires (section 4.1).
+// requires (section 3.1).
 func GenerateKEMKey(name string) (*KEMPrivateKey, error) {
 	alg := kemAlgByName(name)
 	if alg == nil {
@@ -415,7 +415,7 @@ func GenerateKEMKey(name string) (*KEMPrivateKey, error) {
 }
 
 // newKEMPrivateKey expands a seed and a traditional private key in the
-// draft's encoding (section 5.2) into a key.
+// draft's encoding (section 4.2) into a key.
 func newKEMPrivateKey(alg *kemAlg, seed, trad []byte) (*KEMPrivateKey, error) {
 	if len(seed) != mlkem.SeedSize {
 		return nil, fmt.Errorf("cms: %s: ML-KEM seed of %d bytes (want %d)", alg.name, len(seed), mlkem.SeedSize)
@@ -453,7 +453,7 @@ func newKEMPrivateKey(alg *kemAlg, seed, trad []byte) (*KEMPrivateKey, error) {
 		if k.rsaPriv.N.BitLen() != alg.rsaBits {
 			return nil, fmt.Errorf("cms: %s: RSA modulus of %d bits (the algorithm fixes %d)", alg.name, k.rsaPriv.N.BitLen(), alg.rsaBits)
 		}
-		// Draft section 10.4.1: the public key is in the private key.
+		// Draft section 10.4: the public key is in the private key.
 		tradPK = x509.MarshalPKCS1PublicKey(&k.rsaPriv.PublicKey)
 	}
 	raw := append(ek, tradPK...)
@@ -499,7 +499,7 @@ func parseTradECDH(alg *kemAlg, trad []byte) (*ecdh.PrivateKey, error) {
 }
 
 // marshalTradECDH encodes the traditional private key of an ECDH
-// composite as the draft requires (section 5): raw for X25519, else an
+// composite as the draft requires (section 4): raw for X25519, else an
 // ECPrivateKey with the named curve and without the publicKey field, which
 // x509.MarshalECPrivateKey would write.
 func marshalTradECDH(k *ecdh.PrivateKey) []byte {
@@ -538,7 +538,7 @@ var ErrExpandedKeyOnly = errors.New("cms: the ML-KEM private key holds only the 
 // CHOICE of RFC 9935 section 6: the seed form, or the "both" form, whose
 // expanded key must agree with its seed; the expanded form alone gives
 // ErrExpandedKeyOnly. For a composite it is the ML-KEM seed followed by the
-// traditional private key (draft section 5.2).
+// traditional private key (draft section 4.2).
 func NewKEMPrivateKey(oid asn1.ObjectIdentifier, privateKey []byte) (*KEMPrivateKey, error) {
 	alg, err := kemAlgByOID(oid, "private key")
 	if err != nil {
@@ -625,7 +625,7 @@ func (k *KEMPrivateKey) PrivateKeyBytes() []byte {
 // when the traditional half fails (an invalid point, RSA-OAEP padding
 // that does not check) a stand-in secret keyed by the private key takes
 // its place. The composite draft asks for an explicit error there (section
-// 4.5); in CMS that error would be an oracle on RSA-OAEP (Manger's attack:
+// 3.5); in CMS that error would be an oracle on RSA-OAEP (Manger's attack:
 // an attacker who made the ML-KEM half knows its secret, and a known
 // stand-in would let them tell a failure from a success), so the failure
 // shows only as a key that does not unwrap, like every other one.

@@ -15,9 +15,9 @@ import (
 )
 
 // The worked examples of RFC 9936 appendix C (ML-KEM-512) and
-// draft-ietf-lamps-cms-composite-kem appendix A (id-MLKEM768-ECDH-P256),
-// the composite draft's KEM combiner examples (appendix E) and its test
-// vectors (appendix F); see testdata/*/README.md for where each file comes
+// draft-ietf-lamps-cms-composite-kem appendix B (id-MLKEM768-ECDH-P256),
+// the composite draft's KEM combiner examples (appendix F) and its test
+// vectors (appendix G); see testdata/*/README.md for where each file comes
 // from.
 
 // example is one of the two CMS worked examples, read from its directory.
@@ -174,7 +174,7 @@ func openExampleContent(t *testing.T, env *envelope, cek []byte) []byte {
 }
 
 // TestCompositeCMSExample checks the id-MLKEM768-ECDH-P256-SHA3-256
-// example of draft-ietf-lamps-cms-composite-kem appendix A: our
+// example of draft-ietf-lamps-cms-composite-kem appendix B: our
 // decapsulation with the example's private key gives its shared secret,
 // and the KDF, the wraps, the RecipientInfo and the whole decryption agree.
 func TestCompositeCMSExample(t *testing.T) {
@@ -212,7 +212,7 @@ func TestCompositeCMSExample(t *testing.T) {
 }
 
 // TestCompositeCombinerExamples reproduces the composite draft's KEM
-// combiner examples (appendix E) from their inputs.
+// combiner examples (appendix F) from their inputs.
 func TestCompositeCombinerExamples(t *testing.T) {
 	for _, c := range []struct {
 		file string
@@ -285,7 +285,7 @@ func combinerExample(t *testing.T, path string) map[string][]byte {
 }
 
 // TestCompositeKEMTestVectors decapsulates the composite draft's test
-// vectors (appendix F, made by its reference implementation) for every
+// vectors (appendix G, made by its reference implementation) for every
 // algorithm this package has: the key from its PKCS#8, the certificate's
 // key, and the shared secret of the given ciphertext.
 func TestCompositeKEMTestVectors(t *testing.T) {

@@ -37,7 +37,7 @@ const (
 )
 
 // kemKDFs are the KeyDerivationAlgorithmIdentifiers of RFC 8619 that
-// KEMRecipientInfo may name. RFC 9936 section 3 requires HKDF-SHA256.
+// KEMRecipientInfo may name. RFC 9936 section 2.1 requires HKDF-SHA256.
 var kemKDFs = []struct {
 	oid  asn1.ObjectIdentifier
 	hash crypto.Hash
@@ -229,7 +229,7 @@ func (ki *kemRecipientInfo) resolve() (kemParams, error) {
 		return p, &UnsupportedAlgorithmError{OID: ki.kem.oid, Where: "KEMRecipientInfo kem"}
 	}
 	if ki.kem.hasParams {
-		// RFC 9935 section 3 and the composite draft section 6: absent.
+		// RFC 9936 section 2.1 and the composite draft section 6: absent.
 		return p, malformed("KEMRecipientInfo kem %s with parameters, which must be absent", p.alg.name)
 	}
 	for _, k := range kemKDFs {
@@ -289,7 +289,7 @@ func oriForKEMOtherInfo(wrapDER []byte, kekLen int, ukm []byte, hasUKM bool) []b
 
 // kemKEK derives the key-encryption key from the shared secret: HKDF with
 // an empty salt, the secret as IKM and CMSORIforKEMOtherInfo as info
-// (RFC 9936 section 3.1, RFC 9629 section 5).
+// (RFC 9936 section 2.2.1, RFC 9629 section 5).
 func kemKEK(h crypto.Hash, ss, info []byte, kekLen int) ([]byte, error) {
 	return hkdf.Key(h.New, ss, nil, string(info), kekLen)
 }
@@ -356,7 +356,7 @@ type kemEncapsulator func() (ss, ct []byte, err error)
 
 // addKEMRecipient writes an ori [4] OtherRecipientInfo holding a
 // KEMRecipientInfo for one recipient: HKDF-SHA256, the KDF that RFC 9936
-// section 3 and the composite CMS draft require, the key wrap of
+// section 2.1 and the composite CMS draft require, the key wrap of
 // kemAlg.sendWrap, and no ukm, on which ML-KEM's security does not depend.
 func addKEMRecipient(b *cryptobyte.Builder, r Recipient, pub *KEMPublicKey, cek []byte, encaps kemEncapsulator) error {
 	wrapOID, kekLength := pub.alg.sendWrap()
@@ -401,9 +401,9 @@ func addKEMRecipient(b *cryptobyte.Builder, r Recipient, pub *KEMPublicKey, cek 
 }
 
 // sendWrap is the key wrap, and so the kekLength, sent for a: AES-256 key
-// wrap, which RFC 9936 section 3 requires for ML-KEM-768 and ML-KEM-1024
-// and draft-ietf-lamps-cms-composite-kem section 3 for every composite;
-// AES-128 key wrap for ML-KEM-512, as RFC 9936 pairs them (this package
+// wrap, which RFC 9936 section 2.1 requires for ML-KEM-768 and ML-KEM-1024
+// and draft-ietf-lamps-cms-composite-kem section 2.1 for every composite;
+// AES-128 key wrap for ML-KEM-512, as RFC 9936 section 2.1 pairs them (this package
 // has no ML-KEM-512 key, but rebuilds the RFC's ML-KEM-512 example).
 func (a *kemAlg) sendWrap() (asn1.ObjectIdentifier, int) {
 	if a.mlkem == 512 {

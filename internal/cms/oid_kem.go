@@ -9,7 +9,7 @@ var (
 	// RFC 9629 section 3: OtherRecipientInfo type of KEMRecipientInfo.
 	oidORIKEM = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 13, 3}
 
-	// RFC 9936 section 4 (from NIST's CSOR): the ML-KEM parameter sets.
+	// RFC 9936 section 3 (from NIST's CSOR): the ML-KEM parameter sets.
 	oidMLKEM512  = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 4, 1}
 	oidMLKEM768  = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 4, 2}
 	oidMLKEM1024 = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 4, 3}
@@ -19,7 +19,7 @@ var (
 	oidHKDFSHA384 = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 3, 29}
 	oidHKDFSHA512 = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 3, 30}
 
-	// draft-ietf-lamps-pq-composite-kem section 7: id-MLKEM768-RSA2048-SHA3-256
+	// draft-ietf-lamps-pq-composite-kem section 6: id-MLKEM768-RSA2048-SHA3-256
 	// and its siblings, 1.3.6.1.5.5.7.6.55 to .66.
 	oidMLKEM768RSA2048    = compositeOID(55)
 	oidMLKEM768RSA3072    = compositeOID(56)
