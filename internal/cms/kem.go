@@ -226,7 +226,7 @@ func (k *KEMPublicKey) tradPK() []byte { return k.raw[k.alg.mlkemKeySize():] }
 // NewKEMPublicKey decodes the subjectPublicKey of a KEM key with algorithm
 // oid: the raw ML-KEM encapsulation key (RFC 9935 section 4), or for a
 // composite the ML-KEM key followed by the traditional key (draft section
-// 5.1): an uncompressed point, a raw X25519 key, or a DER RSAPublicKey.
+// 4.1): an uncompressed point, a raw X25519 key, or a DER RSAPublicKey.
 func NewKEMPublicKey(oid asn1.ObjectIdentifier, raw []byte) (*KEMPublicKey, error) {
 	alg, err := kemAlgByOID(oid, "public key")
 	if err != nil {
