@@ -85,7 +85,7 @@ func certList(args []string, stdout io.Writer) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "DOMAINS\tKIND\tSUBJECT\tSHA-256\tNOT AFTER\tSTATUS")
+	fmt.Fprintln(tw, "DOMAINS\tKIND\tKEY\tSUBJECT\tSHA-256\tNOT AFTER\tSTATUS")
 	for _, c := range store.All() {
 		kind := "partner"
 		if c.Own {
@@ -95,7 +95,7 @@ func certList(args []string, stdout io.Writer) error {
 		if domains == "" {
 			domains = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", domains, kind, c.X509.Subject.String(), c.Fingerprint,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", domains, kind, c.KeyType(), c.X509.Subject.String(), c.Fingerprint,
 			c.X509.NotAfter.UTC().Format(time.DateOnly), c.Status)
 	}
 	if err := tw.Flush(); err != nil {
@@ -165,8 +165,8 @@ func certImport(args []string, stdout, stderr io.Writer) error {
 			if im.Exists {
 				verb = "already present"
 			}
-			fmt.Fprintf(stdout, "%s: %s %s for %s (sha256 %s, %s until %s) as %s\n", im.Source, verb, c.X509.Subject, strings.Join(c.Domains, ", "),
-				c.Fingerprint, c.Status, c.X509.NotAfter.UTC().Format(time.DateOnly), im.Dest)
+			fmt.Fprintf(stdout, "%s: %s %s for %s (%s, sha256 %s, %s until %s) as %s\n", im.Source, verb, c.X509.Subject, strings.Join(c.Domains, ", "),
+				c.KeyType(), c.Fingerprint, c.Status, c.X509.NotAfter.UTC().Format(time.DateOnly), im.Dest)
 		}
 	}
 	fmt.Fprintln(stdout, "a running gateway uses them after its next reload (SIGHUP)")
@@ -202,6 +202,9 @@ func certShow(args []string, stdout, stderr io.Writer) error {
 	}
 	m := store.Lookup(domain)
 	pp := cfg.PartnerPolicy(domain)
+	if pp.RequirePQ {
+		m = m.PostQuantumOnly() // as the policy step does
+	}
 	switch {
 	case len(m.Certs) > 0:
 		fmt.Fprintf(stdout, "mail to %s is encrypted to %d certificate(s) of %s, with %s", domain, len(m.Certs), m.Domain, pp.Cipher)
@@ -209,6 +212,8 @@ func certShow(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stdout, " and RSA %s", pp.RSAPadding)
 		}
 		fmt.Fprintln(stdout)
+	case pp.RequirePQ:
+		fmt.Fprintf(stdout, "mail to %s is held: no usable post-quantum (ML-KEM or composite) certificate, and policy.partners.%q has require_pq\n", domain, pp.Entry)
 	case pp.Require:
 		fmt.Fprintf(stdout, "mail to %s is held: no usable certificate, and policy.partners.%q requires encryption\n", domain, pp.Entry)
 	case m.Domain != "":
@@ -228,7 +233,7 @@ func certShow(args []string, stdout, stderr io.Writer) error {
 
 // certLine describes one certificate on one line.
 func certLine(c *certstore.Cert) string {
-	return fmt.Sprintf("%s  sha256 %s  not after %s  %s  (%s)", c.X509.Subject, c.Fingerprint,
+	return fmt.Sprintf("%s  %s  sha256 %s  not after %s  %s  (%s)", c.X509.Subject, c.KeyType(), c.Fingerprint,
 		c.X509.NotAfter.UTC().Format(time.DateOnly), c.Status, c.File)
 }
 

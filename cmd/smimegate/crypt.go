@@ -65,10 +65,13 @@ func encryptCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) er
 	// Fail closed (shared/spec/STANDARDS.md section 5): without a usable
 	// certificate nothing is written, never the message in the clear.
 	m := store.Lookup(domain)
+	pp := cfg.PartnerPolicy(domain)
+	if pp.RequirePQ {
+		m = m.PostQuantumOnly() // as the policy step does
+	}
 	if len(m.Certs) == 0 {
 		return noCertificateError(domain, m)
 	}
-	pp := cfg.PartnerPolicy(domain)
 	cipher, err := cms.ParseCipher(pp.Cipher)
 	if err != nil {
 		return fmt.Errorf("policy for %s: %w", domain, err)

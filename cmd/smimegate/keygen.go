@@ -30,18 +30,21 @@ func runKeygen(args []string) error {
 }
 
 func keygenCommand(args []string, stdout io.Writer) error {
-	fs := newFlagSet("keygen", "-domain D [-domain D2 ...] [-key rsa3072|rsa2048|rsa4096|p256|p384] [-days N] [-csr | -csr-only] [-passphrase-file FILE] -out DIR")
+	fs := newFlagSet("keygen", "-domain D [-domain D2 ...] [-key rsa3072|rsa2048|rsa4096|p256|p384|mlkem768|mlkem1024|mlkem768-x25519|mlkem768-p256|...] [-days N] [-csr | -csr-only] [-issuer-cert FILE -issuer-key FILE] [-passphrase-file FILE] -out DIR")
 	var domains keygenDomains
 	fs.Var(&domains, "domain", "domain `D` the certificate serves (repeat for several; the first names the files)")
-	keyType := fs.String("key", certstore.KeyTypes[0], "key `type`: "+strings.Join(certstore.KeyTypes, ", "))
+	keyType := fs.String("key", certstore.KeyTypes[0], "key `type`: "+strings.Join(certstore.KeyTypes, ", ")+"; post-quantum (ML-KEM, composite recommended): "+strings.Join(certstore.KEMKeyTypes, ", "))
 	days := fs.Int("days", certstore.DefaultValidityDays, "validity in `days`")
 	out := fs.String("out", "", "`DIR` to write D.key (mode 0600) and D.crt into")
 	csr := fs.Bool("csr", false, "also write DIR/D.csr, a certificate signing request to give to a CA")
 	csrOnly := fs.Bool("csr-only", false, "write DIR/D.key and DIR/D.csr but no self-signed certificate")
 	passFile := fs.String("passphrase-file", "", "encrypt the key with the first line of `FILE` (PKCS#8, PBES2 with AES-256)")
+	issuerCert := fs.String("issuer-cert", "", "KEM keys: the CA certificate `FILE` that signs the new certificate (default: make a new domain issuer in DIR/issuer)")
+	issuerKey := fs.String("issuer-key", "", "KEM keys: the private key `FILE` of -issuer-cert (decrypted with -passphrase-file if encrypted)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	kem := certstore.IsKEMKeyType(*keyType)
 	switch {
 	case fs.NArg() > 0:
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
@@ -49,10 +52,16 @@ func keygenCommand(args []string, stdout io.Writer) error {
 		return fmt.Errorf("%w: -domain is required", errUsage)
 	case *out == "":
 		return fmt.Errorf("%w: -out is required", errUsage)
-	case !slices.Contains(certstore.KeyTypes, *keyType):
-		return fmt.Errorf("%w: -key %q is not one of %s", errUsage, *keyType, strings.Join(certstore.KeyTypes, ", "))
+	case !slices.Contains(certstore.KeyTypes, *keyType) && !kem:
+		return fmt.Errorf("%w: -key %q is not one of %s, %s", errUsage, *keyType, strings.Join(certstore.KeyTypes, ", "), strings.Join(certstore.KEMKeyTypes, ", "))
 	case *days < 1:
 		return fmt.Errorf("%w: -days must be positive", errUsage)
+	case !kem && (*issuerCert != "" || *issuerKey != ""):
+		return fmt.Errorf("%w: -issuer-cert and -issuer-key are for KEM keys; a %s certificate is self-signed", errUsage, *keyType)
+	case kem && (*csr || *csrOnly):
+		return fmt.Errorf("%w: a %s key cannot sign a certificate signing request (RFC 2986 section 3 wants the subject's signature); its certificate is signed by -issuer-cert or by a new domain issuer", errUsage, *keyType)
+	case (*issuerCert == "") != (*issuerKey == ""):
+		return fmt.Errorf("%w: -issuer-cert and -issuer-key go together", errUsage)
 	}
 	opts := certstore.KeygenOptions{Domains: domains, KeyType: *keyType, Days: *days}
 	if *passFile != "" {
@@ -62,62 +71,24 @@ func keygenCommand(args []string, stdout io.Writer) error {
 		}
 		opts.Passphrase = p
 	}
+	if kem {
+		return keygenKEM(opts, *issuerCert, *issuerKey, *out, stdout)
+	}
 	g, err := certstore.Generate(opts)
 	if err != nil {
 		return err
 	}
 
-	type output struct {
-		path string
-		data []byte
-		perm os.FileMode
-		what string
-	}
 	base := filepath.Join(*out, g.Domain)
-	files := []output{{base + ".key", g.KeyPEM, 0o600, "private key"}}
+	files := []keygenOutput{{base + ".key", g.KeyPEM, 0o600, "private key", true}}
 	if !*csrOnly {
-		files = append(files, output{base + ".crt", g.CertPEM, 0o644, "self-signed domain certificate"})
+		files = append(files, keygenOutput{base + ".crt", g.CertPEM, 0o644, "self-signed domain certificate", false})
 	}
 	if *csr || *csrOnly {
-		files = append(files, output{base + ".csr", g.CSRPEM, 0o644, "certificate signing request"})
+		files = append(files, keygenOutput{base + ".csr", g.CSRPEM, 0o644, "certificate signing request", false})
 	}
-	// Refuse before writing anything: overwriting a domain key would lose
-	// the key that mail in flight is encrypted to.
-	for _, f := range files {
-		if _, err := os.Lstat(f.path); err == nil {
-			return fmt.Errorf("%s exists; move it away or choose another -out (a domain key is never overwritten)", f.path)
-		}
-	}
-	if err := os.MkdirAll(*out, 0o700); err != nil {
+	if err := writeKeygenOutputs(files, stdout); err != nil {
 		return err
-	}
-	keyGID, keyGroup, toGroup := serviceKeyGroup(*out)
-	var written []string
-	for i, f := range files {
-		if i == 0 && toGroup {
-			// The key file is first; see serviceKeyGroup.
-			f.perm = 0o640
-			f.what = fmt.Sprintf("private key, mode 0640, group %s: run as root, so the key goes to the group of %s, which the gateway reads it as", keyGroup, *out)
-		}
-		if err := certstore.WriteFile(f.path, f.data, f.perm, false); err != nil {
-			for _, p := range written {
-				os.Remove(p)
-			}
-			if errors.Is(err, certstore.ErrExists) {
-				return fmt.Errorf("%s appeared while keygen ran; nothing written", f.path)
-			}
-			return err
-		}
-		written = append(written, f.path)
-		if i == 0 && toGroup {
-			if err := giveKeyToGroup(f.path, keyGID); err != nil {
-				for _, p := range written {
-					os.Remove(p)
-				}
-				return err
-			}
-		}
-		fmt.Fprintf(stdout, "wrote %s (%s)\n", f.path, f.what)
 	}
 	c := g.Cert
 	fmt.Fprintf(stdout, "names: %s\n", strings.Join(c.EmailAddresses, ", "))
@@ -127,6 +98,64 @@ func keygenCommand(args []string, stdout io.Writer) error {
 			filepath.Base(base+".key"), filepath.Base(base+".crt"), filepath.Base(base+".crt"))
 	} else {
 		fmt.Fprintf(stdout, "have %s signed by a CA, then put the certificate beside %s in certs.own\n", filepath.Base(base+".csr"), filepath.Base(base+".key"))
+	}
+	return nil
+}
+
+// keygenOutput is one file that keygen writes.
+type keygenOutput struct {
+	path string
+	data []byte
+	perm os.FileMode
+	what string
+	// serviceKey marks a private key the gateway itself reads: run as
+	// root into a directory of the service's group, it is written 0640
+	// with that group (see serviceKeyGroup).
+	serviceKey bool
+}
+
+// writeKeygenOutputs writes every file or none: it refuses before writing
+// anything when one exists, since overwriting a domain key would lose the
+// key that mail in flight is encrypted to, and removes what it wrote when
+// a later file fails.
+func writeKeygenOutputs(files []keygenOutput, stdout io.Writer) error {
+	for _, f := range files {
+		if _, err := os.Lstat(f.path); err == nil {
+			return fmt.Errorf("%s exists; move it away or choose another -out (a domain key is never overwritten)", f.path)
+		}
+	}
+	var written []string
+	undo := func() {
+		for _, p := range written {
+			os.Remove(p)
+		}
+	}
+	for _, f := range files {
+		dir := filepath.Dir(f.path)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		keyGID, keyGroup, toGroup := serviceKeyGroup(dir)
+		toGroup = toGroup && f.serviceKey
+		if toGroup {
+			f.perm = 0o640
+			f.what = fmt.Sprintf("%s, mode 0640, group %s: run as root, so the key goes to the group of %s, which the gateway reads it as", f.what, keyGroup, dir)
+		}
+		if err := certstore.WriteFile(f.path, f.data, f.perm, false); err != nil {
+			undo()
+			if errors.Is(err, certstore.ErrExists) {
+				return fmt.Errorf("%s appeared while keygen ran; nothing written", f.path)
+			}
+			return err
+		}
+		written = append(written, f.path)
+		if toGroup {
+			if err := giveKeyToGroup(f.path, keyGID); err != nil {
+				undo()
+				return err
+			}
+		}
+		fmt.Fprintf(stdout, "wrote %s (%s)\n", f.path, f.what)
 	}
 	return nil
 }

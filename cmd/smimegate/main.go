@@ -40,7 +40,7 @@ func init() {
 	commands = map[string]command{
 		"serve":        {"run the gateway (SIGTERM drains, SIGHUP reloads certificates and configuration)", runServe},
 		"demo":         {"two gateways and mail sinks on loopback: one message encrypted in transit, decrypted on arrival", runDemo},
-		"keygen":       {"make a private key and a self-signed domain certificate (and optionally a CSR)", runKeygen},
+		"keygen":       {"make a private key and its domain certificate (self-signed; for ML-KEM keys, signed by a domain issuer; optionally a CSR)", runKeygen},
 		"cert":         {"list | import FILE... | show DOMAIN: the domain certificates", runCert},
 		"queue":        {"list | show ID | flush | delete ID: the delivery queue", runQueue},
 		"quarantine":   {"list | show ID | release ID | delete ID: messages that could not be opened", runQuarantine},

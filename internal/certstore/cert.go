@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/net/publicsuffix"
+
+	"smimegate/internal/cms"
 )
 
 // Status says whether a certificate may be used, and if not, why not.
@@ -264,7 +266,14 @@ func checkKey(x *x509.Certificate) (Status, string) {
 		if x.KeyUsage&x509.KeyUsageKeyAgreement == 0 {
 			return WrongKeyUsage, "X25519 certificate whose key usage lacks keyAgreement"
 		}
+	case *cms.KEMPublicKey:
+		if s, why := checkKEMKey(x, pub); s != Valid {
+			return s, why
+		}
 	default:
+		if why := kemKeyProblem(x); why != "" {
+			return BadKey, why
+		}
 		return BadKey, fmt.Sprintf("%s key, which cannot receive encrypted mail", x.PublicKeyAlgorithm)
 	}
 	// RFC 8550 section 4.4.4: if extended key usage is present, it must

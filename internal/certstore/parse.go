@@ -86,7 +86,7 @@ func parsePEM(data []byte, kind fileKind, passphrase []byte) (*fileContent, erro
 		}
 		switch block.Type {
 		case "CERTIFICATE", "X509 CERTIFICATE":
-			c, err := x509.ParseCertificate(block.Bytes)
+			c, err := parseCertificate(block.Bytes)
 			if err != nil {
 				return nil, fmt.Errorf("PEM block %d (%s): %w", n, block.Type, err)
 			}
@@ -140,7 +140,7 @@ func parsePEMKey(block *pem.Block, passphrase []byte) (crypto.PrivateKey, error)
 	}
 	switch block.Type {
 	case "PRIVATE KEY":
-		return x509.ParsePKCS8PrivateKey(block.Bytes)
+		return parsePKCS8Key(block.Bytes)
 	case "RSA PRIVATE KEY":
 		return x509.ParsePKCS1PrivateKey(block.Bytes)
 	case "EC PRIVATE KEY":
@@ -156,7 +156,7 @@ func parsePEMKey(block *pem.Block, passphrase []byte) (crypto.PrivateKey, error)
 // parseDER tries the binary forms in turn: certificate, PKCS#7, then (own
 // files only) the unencrypted key encodings and PKCS#12.
 func parseDER(data []byte, kind fileKind, passphrase []byte) (*fileContent, error) {
-	if c, err := x509.ParseCertificate(data); err == nil {
+	if c, err := parseCertificate(data); err == nil {
 		return &fileContent{certs: []*x509.Certificate{c}}, nil
 	}
 	certs, p7err := parsePKCS7Certs(data)
@@ -164,7 +164,7 @@ func parseDER(data []byte, kind fileKind, passphrase []byte) (*fileContent, erro
 		return &fileContent{certs: certs}, nil
 	}
 	if kind == ownFile {
-		if k, err := x509.ParsePKCS8PrivateKey(data); err == nil {
+		if k, err := parsePKCS8Key(data); err == nil {
 			return &fileContent{keys: []crypto.PrivateKey{k}}, nil
 		}
 		if k, err := x509.ParsePKCS1PrivateKey(data); err == nil {

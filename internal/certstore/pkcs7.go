@@ -77,7 +77,7 @@ func parsePKCS7DER(der []byte) ([]*x509.Certificate, error) {
 		if len(certs) == maxCertsPerFile {
 			return nil, fmt.Errorf("more than %d certificates in one PKCS#7 file", maxCertsPerFile)
 		}
-		c, err := x509.ParseCertificate(raw)
+		c, err := parseCertificate(raw)
 		if err != nil {
 			return nil, fmt.Errorf("certificate %d in PKCS#7: %w", len(certs)+1, err)
 		}

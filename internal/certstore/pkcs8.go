@@ -11,7 +11,6 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/subtle"
-	"crypto/x509"
 	"encoding/asn1"
 	"errors"
 	"fmt"
@@ -184,7 +183,7 @@ func decryptPKCS8(der, passphrase []byte) (any, error) {
 	if !ok {
 		return nil, errWrongPassphrase
 	}
-	k, err := x509.ParsePKCS8PrivateKey(plain)
+	k, err := parsePKCS8Key(plain)
 	if err != nil {
 		return nil, errWrongPassphrase
 	}

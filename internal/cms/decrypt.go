@@ -18,6 +18,7 @@ type candidate struct {
 	key      KeyPair
 	keyTrans *keyTransInfo
 	keyAgree *keyAgreeInfo
+	kem      *kemRecipientInfo
 	ref      keyRef
 }
 
@@ -35,9 +36,11 @@ type candidate struct {
 //
 // Errors: ErrNotForUs when no RecipientInfo names one of keys'
 // certificates; ErrKeyUnavailable as above; ErrDecrypt (always the same
-// value, whatever went wrong in key transport or content decryption);
-// ErrMalformed; ErrTooLarge; or an *UnsupportedAlgorithmError naming the
-// refused algorithm.
+// value, whatever went wrong in key transport, key encapsulation or
+// content decryption); ErrMalformed (for a KEMRecipientInfo also a
+// kekLength that does not fit its wrap, or a kemct of the wrong length);
+// ErrTooLarge; or an *UnsupportedAlgorithmError naming the refused
+// algorithm (for a KEMRecipientInfo: its KEM, KDF or key wrap).
 func Decrypt(input []byte, keys []KeyPair, opts DecryptOptions) ([]byte, *Info, error) {
 	if opts.MaxSize > 0 && int64(len(input)) > opts.MaxSize {
 		return nil, nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(input), opts.MaxSize)
@@ -178,6 +181,11 @@ func (env *envelope) firstMatch(cert *x509.Certificate) (candidate, bool) {
 			}
 		}
 	}
+	for _, ki := range env.kem {
+		if ki.ref.rid.matches(cert) {
+			return candidate{kem: ki, ref: ki.ref}, true
+		}
+	}
 	return candidate{}, false
 }
 
@@ -251,6 +259,9 @@ func (env *envelope) describeRecipients() string {
 			add(ref.rid)
 		}
 	}
+	for _, ki := range env.kem {
+		add(ki.ref.rid)
+	}
 	if more > 0 {
 		ids = append(ids, fmt.Sprintf("%d more", more))
 	}
@@ -271,6 +282,13 @@ func (env *envelope) typeName() string {
 // facts visible without any key: an unsupported algorithm, or a key whose
 // type does not fit the RecipientInfo.
 func (c candidate) unwrap(keyLen int) ([]byte, string, error) {
+	if c.kem != nil {
+		priv, ok := c.key.Key.(*KEMPrivateKey)
+		if !ok {
+			return nil, "", fmt.Errorf("certificate %q is named in a KEMRecipientInfo but its key is a %T", c.key.Cert.Subject, c.key.Key)
+		}
+		return c.kem.unwrap(priv, keyLen)
+	}
 	if c.keyTrans != nil {
 		priv, ok := c.key.Key.(*rsa.PrivateKey)
 		if !ok {

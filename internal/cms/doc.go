@@ -4,8 +4,10 @@
 //
 // It encrypts to recipient certificates with RSA key transport (PKCS #1 v1.5
 // or RSAES-OAEP, RFC 3370 and RFC 4055), ECDH ephemeral-static key agreement
-// on the NIST curves (RFC 5753) and X25519 (RFC 8418), and it decrypts with
-// any of several private keys. It knows nothing about mail.
+// on the NIST curves (RFC 5753) and X25519 (RFC 8418), and key encapsulation
+// in a KEMRecipientInfo (RFC 9629) with ML-KEM (RFC 9936) or composite
+// ML-KEM (draft-ietf-lamps-pq-composite-kem), and it decrypts with any of
+// several private keys. It knows nothing about mail.
 //
 // # Memory
 //

@@ -110,12 +110,14 @@ func Encrypt(w io.Writer, content []byte, recipients []Recipient, opts EncryptOp
 }
 
 // recipientInfos encodes the SET OF RecipientInfo and returns the
-// enveloping structure's version: 0 when every RecipientInfo is version 0,
-// else 2 (RFC 5652 section 6.1). That rule is for EnvelopedData only;
+// enveloping structure's version: 3 when there is an ori (a
+// KEMRecipientInfo), else 0 when every RecipientInfo is version 0, else 2
+// (RFC 5652 section 6.1). That rule is for EnvelopedData only;
 // AuthEnvelopedData is always version 0 (RFC 5083 section 2.1).
 func recipientInfos(recipients []Recipient, cek []byte) ([]byte, int, error) {
 	b := cryptobyte.NewBuilder(nil)
 	allV0 := true
+	hasORI := false
 	var err error
 	b.AddASN1(casn1.SET, func(b *cryptobyte.Builder) {
 		for _, r := range recipients {
@@ -137,6 +139,9 @@ func recipientInfos(recipients []Recipient, cek []byte) ([]byte, int, error) {
 			case *ecdh.PublicKey:
 				allV0 = false
 				err = addKeyAgreeRecipient(b, r, pub, cek)
+			case *KEMPublicKey:
+				allV0, hasORI = false, true
+				err = addKEMRecipient(b, r, pub, cek, pub.encapsulate)
 			default:
 				err = fmt.Errorf("cms: recipient %q: unsupported public key type %T", r.Cert.Subject, pub)
 			}
@@ -153,7 +158,10 @@ func recipientInfos(recipients []Recipient, cek []byte) ([]byte, int, error) {
 		return nil, 0, fmt.Errorf("cms: encoding RecipientInfos: %w", berr)
 	}
 	version := 2
-	if allV0 {
+	switch {
+	case hasORI:
+		version = 3 // RFC 5652 section 6.1: an ori RecipientInfo makes it 3
+	case allV0:
 		version = 0
 	}
 	return der, version, nil
@@ -161,16 +169,19 @@ func recipientInfos(recipients []Recipient, cek []byte) ([]byte, int, error) {
 
 // recipientPublicKey returns cert's public key. crypto/x509 leaves
 // PublicKey nil for X25519 certificates (RFC 8410), which
-// ParsePKIXPublicKey does read.
+// ParsePKIXPublicKey does read, and for ML-KEM and composite keys, which
+// ParseKEMPublicKey reads (certstore fills PublicKey in with them).
 func recipientPublicKey(cert *x509.Certificate) any {
 	if cert.PublicKey != nil {
 		return cert.PublicKey
 	}
-	pub, err := x509.ParsePKIXPublicKey(cert.RawSubjectPublicKeyInfo)
-	if err != nil {
-		return nil
+	if pub, err := x509.ParsePKIXPublicKey(cert.RawSubjectPublicKeyInfo); err == nil {
+		return pub
 	}
-	return pub
+	if pub, err := ParseKEMPublicKey(cert.RawSubjectPublicKeyInfo); err == nil {
+		return pub
+	}
+	return nil
 }
 
 // encryptedContentInfoPrefix encodes the fields of EncryptedContentInfo that

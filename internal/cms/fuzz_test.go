@@ -161,7 +161,7 @@ func FuzzRecipientInfos(f *testing.F) {
 			}
 			return
 		}
-		if n := len(env.keyTrans) + len(env.keyAgree) + env.otherKinds; n == 0 || n > MaxRecipientInfos {
+		if n := len(env.keyTrans) + len(env.keyAgree) + len(env.kem) + env.otherKinds; n == 0 || n > MaxRecipientInfos {
 			t.Fatalf("%d RecipientInfos read (limit %d)", n, MaxRecipientInfos)
 		}
 		keys := 0

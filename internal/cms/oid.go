@@ -86,5 +86,10 @@ func oidName(oid asn1.ObjectIdentifier) string {
 			return n.name
 		}
 	}
+	for _, n := range kemOIDNames {
+		if n.oid.Equal(oid) {
+			return n.name
+		}
+	}
 	return ""
 }

@@ -19,7 +19,8 @@ type envelope struct {
 	auth       bool
 	keyTrans   []keyTransInfo
 	keyAgree   []*keyAgreeInfo
-	otherKinds int // kekri, pwri, ori: never for a certificate
+	kem        []*kemRecipientInfo // ori of type id-ori-kem (RFC 9629)
+	otherKinds int                 // kekri, pwri, other ori: never for a certificate
 	// encryptedKeys counts the RecipientEncryptedKeys of all keyAgree
 	// entries, against MaxRecipientInfos.
 	encryptedKeys int
@@ -186,6 +187,16 @@ func (env *envelope) readRecipientInfos(set element) error {
 				return err
 			}
 			env.keyAgree = append(env.keyAgree, ka)
+		case ri.is(classContext, 4) && ri.constructed:
+			ki, err := readOtherRecipientInfo(ri)
+			if err != nil {
+				return err
+			}
+			if ki == nil {
+				env.otherKinds++
+			} else {
+				env.kem = append(env.kem, ki)
+			}
 		case ri.class == classContext && ri.tag >= 2 && ri.tag <= 4:
 			// kekri, pwri, ori: symmetric or other keys, never a certificate.
 			env.otherKinds++

@@ -9,7 +9,7 @@ import (
 // Recipient is one certificate to encrypt to.
 type Recipient struct {
 	Cert       *x509.Certificate
-	RSAPadding RSAPadding // for RSA certificates; ignored for EC and X25519
+	RSAPadding RSAPadding // for RSA certificates; ignored for EC, X25519 and KEM keys
 	UseSKI     bool       // name the recipient by subjectKeyIdentifier instead of issuerAndSerialNumber
 }
 
@@ -19,9 +19,10 @@ type EncryptOptions struct {
 }
 
 // KeyPair is one of our certificates with its private key, which is an
-// *rsa.PrivateKey, an *ecdsa.PrivateKey or an *ecdh.PrivateKey (P-256,
-// P-384, P-521 or X25519). Key is nil for a certificate of ours whose key
-// could not be loaded; see Decrypt and ErrKeyUnavailable.
+// *rsa.PrivateKey, an *ecdsa.PrivateKey, an *ecdh.PrivateKey (P-256,
+// P-384, P-521 or X25519) or a *KEMPrivateKey (ML-KEM or composite
+// ML-KEM). Key is nil for a certificate of ours whose key could not be
+// loaded; see Decrypt and ErrKeyUnavailable.
 type KeyPair struct {
 	Cert *x509.Certificate
 	Key  crypto.PrivateKey
@@ -42,7 +43,7 @@ type Info struct {
 	ContentType  string            // "authEnvelopedData" or "envelopedData"
 	Cipher       string            // e.g. "aes256-gcm", "aes128-cbc", "des-ede3-cbc"
 	AEAD         bool              // the content was authenticated (AES-GCM)
-	KeyTransport string            // e.g. "rsa-pkcs1v15", "rsa-oaep-sha256", "ecdh-p256-sha256kdf", "ecdh-x25519-hkdf-sha256"
+	KeyTransport string            // e.g. "rsa-pkcs1v15", "rsa-oaep-sha256", "ecdh-p256-sha256kdf", "ecdh-x25519-hkdf-sha256", "mlkem768-x25519-hkdf-sha256"
 	Cert         *x509.Certificate // our certificate that the message was encrypted to
 }
 

@@ -206,12 +206,16 @@ func (g *Gateway) route(env *spool.Envelope, vs *versions) (done bool, err error
 			versions = append(versions, v)
 			g.logDecision(env, plan.Direction, "encrypt", grp.Domain, v.Fingerprints, v.Cipher, "")
 		case policy.Hold:
+			lastError, reason := "no usable certificate for "+grp.Domain+", which requires encryption", "partner requires encryption and has no usable certificate"
+			if grp.Policy.RequirePQ {
+				lastError, reason = "no usable post-quantum (ML-KEM or composite) certificate for "+grp.Domain+", which requires one (require_pq)", "partner requires post-quantum encryption and has no usable ML-KEM or composite certificate"
+			}
 			for i := range rcpts {
 				rcpts[i].NextAttempt = time.Now().Add(st.cfg.Queue.MinBackoff.D())
-				rcpts[i].LastError = "no usable certificate for " + grp.Domain + ", which requires encryption"
+				rcpts[i].LastError = lastError
 			}
 			versions = append(versions, spool.Version{Action: "hold", Domain: grp.Domain, Recipients: rcpts})
-			g.logDecision(env, plan.Direction, "hold", grp.Domain, nil, "", "partner requires encryption and has no usable certificate")
+			g.logDecision(env, plan.Direction, "hold", grp.Domain, nil, "", reason)
 		case policy.Pass:
 			versions = append(versions, spool.Version{Action: "pass", Domain: grp.Domain, Recipients: rcpts})
 			g.logDecision(env, plan.Direction, "pass", grp.Domain, nil, "", "")
@@ -559,11 +563,13 @@ func (g *Gateway) readOriginal(id string) ([]byte, error) {
 // sealedSize is a bound on the size of a message of n bytes sealed for
 // recipients certificates, so that its buffer is allocated once: the
 // content plus the CMS structure (a recipient info is at most about 1 KiB
-// for RSA-4096), as base64 lines of 76 characters and CRLF (78 bytes for
-// every 57), plus our trace field and the outer header. An estimate that
-// falls short makes the buffer double, and 100 messages of 1 MiB at once
-// then peaked at 410 MiB instead of 210.
+// for RSA-4096, and 2.2 KiB for a KEMRecipientInfo of
+// id-MLKEM1024-RSA3072, whose kemct alone is 1,952 bytes), as base64
+// lines of 76 characters and CRLF (78 bytes for every 57), plus our trace
+// field and the outer header. An estimate that falls short makes the
+// buffer double, and 100 messages of 1 MiB at once then peaked at 410 MiB
+// instead of 210.
 func sealedSize(n, recipients int) int {
-	cms := n + 1024 + 1024*recipients
+	cms := n + 1024 + 2560*recipients
 	return (cms+56)/57*78 + 8192
 }

@@ -38,8 +38,10 @@ const (
 	Local Action = "local"
 	// Encrypt: a partner domain with usable certificate(s): seal to all.
 	Encrypt Action = "encrypt"
-	// Hold: a partner that requires encryption, or whose certificates are
-	// all unusable now: keep the message, retry, bounce at hold_lifetime.
+	// Hold: a partner that requires encryption (or post-quantum
+	// encryption, require_pq, and has no such certificate), or whose
+	// certificates are all unusable now: keep the message, retry, bounce
+	// at hold_lifetime.
 	Hold Action = "hold"
 	// Pass: a foreign domain without a certificate: relayed unaltered.
 	Pass Action = "pass"
@@ -128,10 +130,18 @@ func classifyDomain(cfg *config.Config, certs Lookup, domain string) Group {
 	}
 	g.Policy = cfg.PartnerPolicy(domain)
 	g.Match = certs.Lookup(domain)
+	if g.Policy.RequirePQ {
+		// Only the partner's ML-KEM and composite certificates are
+		// recipients: mail recorded now stays confidential once RSA and
+		// ECDH fall to a quantum computer.
+		g.Match = g.Match.PostQuantumOnly()
+	}
 	switch {
 	case len(g.Match.Certs) > 0:
 		g.Action = Encrypt
-	case g.Policy.Require:
+	case g.Policy.Require || g.Policy.RequirePQ:
+		// require_pq is a requirement of encryption too: without a
+		// post-quantum certificate the mail waits, never goes in the clear.
 		g.Action = Hold
 	case g.Match.Domain != "":
 		// The domain has certificates, but none is usable now (expired,
