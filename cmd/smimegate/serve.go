@@ -124,6 +124,12 @@ func serve(ctx context.Context, cfgPath string, cfg *config.Config, logger *slog
 		return err
 	}
 
+	// SIGHUP is caught before anything listens: its default action ends
+	// the process, and a reload sent as soon as the port answers (by an
+	// operator's script, or a test) must not kill the gateway.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
@@ -165,9 +171,6 @@ func serve(ctx context.Context, cfgPath string, cfg *config.Config, logger *slog
 		close(ready)
 	}
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for {
 		select {
 		case <-hup:
