@@ -245,8 +245,10 @@ func (dc *Discovery) cached(d, stopAt string, now time.Time) discoveryResult {
 				return discoveryResult{state: outcomeFailed, why: fmt.Sprintf("the SMIMEA lookup of %s failed: %s", owner, e.Why)}
 			case outcomeFound:
 				return discoveryResult{state: outcomeFound, level: level, entry: e}
-			case outcomeInsecure:
-				notes = append(notes, fmt.Sprintf("%s: %s", owner, e.Why))
+			case outcomeInsecure, outcomeNone:
+				if e.Why != "" {
+					notes = append(notes, fmt.Sprintf("%s: %s", owner, e.Why))
+				}
 			}
 		}
 	}
