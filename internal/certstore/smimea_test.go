@@ -279,7 +279,6 @@ func FuzzJudgeSMIMEA(f *testing.F) {
 	})
 }
 
-
 // TestSMIMEARevocation: a discovered usage 1 certificate is checked for
 // revocation like a local one; revoked, it is not used.
 func TestSMIMEARevocation(t *testing.T) {
