@@ -137,8 +137,10 @@ func load(opts Options, prev *Store) (*Store, error) {
 	s.pairOwn()
 	s.collectPartners(roots)
 	s.ownChains()
-	s.finish(prev)
+	// Tracking first: it reads the revocation cache, which finish's
+	// problems then reflect.
 	s.trackRevocation()
+	s.finish(prev)
 	return s, nil
 }
 

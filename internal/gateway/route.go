@@ -72,6 +72,9 @@ func (g *Gateway) work(ctx context.Context, id string, force bool) time.Time {
 		if !force && env.NextAttempt.After(time.Now()) {
 			return env.NextAttempt
 		}
+		if err := g.discover(ctx, g.state.Load(), id, foreignDomains(g.state.Load(), env, false)); err != nil {
+			return g.routeFailed(env, err)
+		}
 		done, err := g.route(env, vs)
 		if err != nil {
 			return g.routeFailed(env, err)
@@ -84,6 +87,10 @@ func (g *Gateway) work(ctx context.Context, id string, force bool) time.Time {
 		// Versions still in memory are dropped: the envelope on disk says
 		// "received", and the next start repeats the policy step.
 		return nextDue(env)
+	}
+	if st := g.state.Load(); st.cfg.Discovery.SMIMEA {
+		// A held domain's certificate may have been published since.
+		_ = g.discover(ctx, st, id, foreignDomains(st, env, true))
 	}
 	g.retryHolds(env, force)
 	next, err := g.deliver(ctx, env, force, vs)
@@ -146,6 +153,12 @@ func classify(st *state, env *spool.Envelope) *policy.Plan {
 func (g *Gateway) route(env *spool.Envelope, vs *versions) (done bool, err error) {
 	st := g.state.Load()
 	plan := classify(st, env)
+	if err := discoveryDeferred(plan); err != nil {
+		if serr := vs.ensureStored(); serr != nil {
+			return false, serr
+		}
+		return false, err
+	}
 
 	if plan.Mixed() && st.cfg.Policy.MixedRecipients == "reject" {
 		// Accepted before the policy said "reject" (a reload in between):
@@ -206,12 +219,18 @@ func (g *Gateway) route(env *spool.Envelope, vs *versions) (done bool, err error
 			versions = append(versions, v)
 			g.logDecision(env, plan.Direction, "encrypt", grp.Domain, v.Fingerprints, v.Cipher, "")
 		case policy.Hold:
+			why := "partner requires encryption and has no usable certificate"
+			lastErr := "no usable certificate for " + grp.Domain + ", which requires encryption"
+			if grp.Match.Deferred != "" {
+				why += ": " + grp.Match.Deferred
+				lastErr += ": " + grp.Match.Deferred
+			}
 			for i := range rcpts {
 				rcpts[i].NextAttempt = time.Now().Add(st.cfg.Queue.MinBackoff.D())
-				rcpts[i].LastError = "no usable certificate for " + grp.Domain + ", which requires encryption"
+				rcpts[i].LastError = lastErr
 			}
 			versions = append(versions, spool.Version{Action: "hold", Domain: grp.Domain, Recipients: rcpts})
-			g.logDecision(env, plan.Direction, "hold", grp.Domain, nil, "", "partner requires encryption and has no usable certificate")
+			g.logDecision(env, plan.Direction, "hold", grp.Domain, nil, "", why)
 		case policy.Pass:
 			versions = append(versions, spool.Version{Action: "pass", Domain: grp.Domain, Recipients: rcpts})
 			g.logDecision(env, plan.Direction, "pass", grp.Domain, nil, "", "")
