@@ -8,12 +8,15 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 
 	"smimegate/test/dnstest"
 	"smimegate/test/pkitest"
@@ -24,6 +27,7 @@ import (
 type lifecycleOptions struct {
 	outbound, inbound string
 	certs             string   // more [certs] keys
+	ownFiles          []string // copied into certs.own instead of keygen's example.org pair
 	partnerFiles      []string // copied into certs.partners
 	anchors           []string // copied into certs.trust_anchors (set when not empty)
 	extra             string   // more TOML after everything
@@ -39,9 +43,13 @@ func startLifecycleGateway(t *testing.T, o lifecycleOptions) *gateway {
 			t.Fatal(err)
 		}
 	}
-	crt, key := keyFiles("example.org")
-	copyFile(t, crt, filepath.Join(dir, "own", "example.org.crt"))
-	copyFile(t, key, filepath.Join(dir, "own", "example.org.key"))
+	if len(o.ownFiles) == 0 {
+		crt, key := keyFiles("example.org")
+		o.ownFiles = []string{crt, key}
+	}
+	for _, f := range o.ownFiles {
+		copyFile(t, f, filepath.Join(dir, "own", filepath.Base(f)))
+	}
 	for _, f := range o.partnerFiles {
 		copyFile(t, f, filepath.Join(dir, "partners", filepath.Base(f)))
 	}
@@ -269,4 +277,80 @@ func TestSMIMEADiscovery(t *testing.T) {
 	if !strings.Contains(out, "found") || !strings.Contains(out, "used") || !strings.Contains(out, "use   CN=signed.test") {
 		t.Errorf("cert show signed.test:\n%s", out)
 	}
+}
+
+// TestOwnRevokedStillDecrypts: one of our own certificates, issued by a CA
+// of the trust anchors, is revoked: the gateway warns (log line and
+// metric) and still opens mail encrypted to it.
+func TestOwnRevokedStillDecrypts(t *testing.T) {
+	t.Parallel()
+	ca := pkitest.New(t, "Our CA")
+	crt, key := ca.Issue("example.org")
+	ca.StartOCSP()
+	ca.Revoke(crt)
+	inner := startSink(t)
+	org := startLifecycleGateway(t, lifecycleOptions{outbound: "127.0.0.1:1", inbound: inner.Addr, ownFiles: []string{crt, key}, anchors: []string{ca.CertFile}})
+	org.waitLog(`msg="certificate revoked" certificate="own example.org`)
+	if m := httpGet(t, "http://"+org.admin+"/metrics"); !strings.Contains(m, "smimegate_own_certificates_revoked 1") || !strings.Contains(m, `smimegate_certificate_usable{domain="example.org"`) {
+		t.Errorf("/metrics does not count the revoked own certificate")
+	}
+	sealed := crlf(runOpenSSL(t, []byte(message("bob@example.net", "alice@example.org", "to a revoked key")), "cms", "-encrypt", "-binary", "-aes-256-gcm", crt))
+	mustSend(t, org.smtp, "bob@example.net", []string{"alice@example.org"}, string(sealed))
+	if m := waitMessages(t, inner, 1)[0]; !bytes.Contains(m.Data, []byte(secretLine)) {
+		t.Fatal("mail encrypted to our revoked certificate was not opened")
+	}
+}
+
+// runOpenSSL runs openssl with stdin and returns its output.
+func runOpenSSL(t *testing.T, stdin []byte, args ...string) []byte {
+	t.Helper()
+	cmd := exec.Command("openssl", args...)
+	cmd.Stdin = bytes.NewReader(stdin)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("openssl %v: %v: %s", args, err, stderr.String())
+	}
+	return out
+}
+
+// TestDiscoveryNeverHoldsTheSession: with SMIMEA discovery on and a
+// resolver that does not answer, a client's message is accepted at once
+// (queued, not relayed first) and the lookup happens in the queue. The
+// resolver here is a stand-in that holds every question until the test
+// lets it go (no real resolver can be made to wait on cue); its answer is
+// an authenticated NXDOMAIN, after which the mail goes as without a
+// certificate.
+func TestDiscoveryNeverHoldsTheSession(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		<-release
+		m := new(dns.Msg)
+		m.SetRcode(r, dns.RcodeNameError)
+		m.AuthenticatedData = true
+		w.WriteMsg(m)
+	})}
+	go srv.ActivateAndServe()
+	t.Cleanup(func() { srv.Shutdown() })
+	transit, inner := startSink(t), startSink(t)
+	org := startLifecycleGateway(t, lifecycleOptions{outbound: transit.Addr, inbound: inner.Addr,
+		extra: fmt.Sprintf("[discovery]\nsmimea = true\ndns_server = %q\n", pc.LocalAddr().String())})
+
+	mustSend(t, org.smtp, "alice@example.org", []string{"bob@nowhere.test"}, message("alice@example.org", "bob@nowhere.test", "no waiting"))
+	// Accepted while the resolver holds the question: no lookup has
+	// ended, failed or not (it could only end by a timeout now).
+	if strings.Contains(org.log.String(), "SMIMEA lookup") {
+		t.Fatalf("a lookup ended before the client's 250: the session waited for DNS:\n%s", org.log.String())
+	}
+	if got := org.metric(`smimegate_relay_first_total{outcome="discovery"}`); got != `smimegate_relay_first_total{outcome="discovery"} 1` {
+		t.Errorf("the message was not queued for discovery: %q", got)
+	}
+	close(release)
+	waitMessages(t, transit, 1)
 }
