@@ -342,11 +342,23 @@ func TestDiscoveryNeverHoldsTheSession(t *testing.T) {
 	org := startLifecycleGateway(t, lifecycleOptions{outbound: transit.Addr, inbound: inner.Addr,
 		extra: fmt.Sprintf("[discovery]\nsmimea = true\ndns_server = %q\n", pc.LocalAddr().String())})
 
-	mustSend(t, org.smtp, "alice@example.org", []string{"bob@nowhere.test"}, message("alice@example.org", "bob@nowhere.test", "no waiting"))
-	// Accepted while the resolver holds the question: no lookup has
-	// ended, failed or not (it could only end by a timeout now).
-	if strings.Contains(org.log.String(), "SMIMEA lookup") {
-		t.Fatalf("a lookup ended before the client's 250: the session waited for DNS:\n%s", org.log.String())
+	sent := make(chan error, 1)
+	go func() {
+		sent <- send(org.smtp, "alice@example.org", []string{"bob@nowhere.test"}, message("alice@example.org", "bob@nowhere.test", "no waiting"))
+	}()
+	// The 250 must come while the resolver holds the question: before
+	// any lookup has ended (which, now, only a timeout could end).
+	deadline := time.Now().Add(waitTimeout)
+	for !strings.Contains(org.log.String(), "smtpd: message accepted") {
+		if strings.Contains(org.log.String(), `msg="SMIMEA lookup`) || time.Now().After(deadline) {
+			close(release)
+			t.Fatalf("no 250 before a lookup ended: the session waited for DNS:\n%s", org.log.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := <-sent; err != nil {
+		close(release)
+		t.Fatal(err)
 	}
 	if got := org.metric(`smimegate_relay_first_total{outcome="discovery"}`); got != `smimegate_relay_first_total{outcome="discovery"} 1` {
 		t.Errorf("the message was not queued for discovery: %q", got)
