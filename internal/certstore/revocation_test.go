@@ -353,6 +353,11 @@ func TestOCSPSigner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Signed by our CA, but its responderID names another responder.
+	misnamed, err := ocsp.CreateResponse(pki.ca, stranger.ca, good, pki.key)
+	if err != nil {
+		t.Fatal(err)
+	}
 	otherSerial := good
 	otherSerial.SerialNumber = new(big.Int).Add(leaf.SerialNumber, big.NewInt(1000))
 	cases := []struct {
@@ -369,6 +374,7 @@ func TestOCSPSigner(t *testing.T) {
 		{"signed by another CA", sign(other.ca, other.ca, other.key, good), "another issuer"},
 		{"signed by a CA of another name", sign(stranger.ca, stranger.ca, stranger.key, good), "another issuer"},
 		{"about our CA's certificate, signed by another key", forged, "not signed by the certificate's issuer"},
+		{"a responderID that names another responder", misnamed, "responderID names another"},
 		{"about another serial", sign(pki.ca, pki.ca, pki.key, otherSerial), "no response matching"},
 	}
 	for _, c := range cases {
