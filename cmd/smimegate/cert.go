@@ -38,9 +38,10 @@ func certCommand(args []string, stdout, stderr io.Writer) error {
 		return certShow(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintf(stderr, "usage: smimegate cert %s\n", certSynopsis)
-		fmt.Fprintln(stderr, "  list          every domain certificate: domain(s), own/partner, subject, SHA-256 fingerprint, not-after, status")
+		fmt.Fprintln(stderr, "  list          every domain certificate, most urgent first: domain(s), own/partner, subject, SHA-256 fingerprint, not-after,")
+		fmt.Fprintln(stderr, "                days left (! within 30), source (file, smimea), revocation, status; then why each unusable one is")
 		fmt.Fprintln(stderr, "  import FILE   validate partner certificates (PEM, DER, PKCS#7 .p7b/.p7c) and copy them into certs.partners")
-		fmt.Fprintln(stderr, "  show DOMAIN   which certificate(s) mail to DOMAIN would be encrypted to, and why")
+		fmt.Fprintln(stderr, "  show DOMAIN   which certificate(s) mail to DOMAIN would be encrypted to, and why; with [discovery] smimea, asks DNS")
 		return flag.ErrHelp
 	}
 	return fmt.Errorf("%w: unknown cert subcommand %q (%s)", errUsage, args[0], certSynopsis)
