@@ -120,6 +120,8 @@ type Cert struct {
 	// the best verified chain of a partner certificate, the issuers found
 	// for an own one. Each link is checked for revocation.
 	chain []*x509.Certificate
+	// pairs are chain's links as the Revocation checks them (revPairs).
+	pairs []revPair
 }
 
 // The values of Cert.Source.

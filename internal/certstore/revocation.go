@@ -304,6 +304,7 @@ var crlReasons = map[int]string{0: "unspecified", 1: "keyCompromise", 2: "cAComp
 type revPair struct {
 	cert, issuer *x509.Certificate
 	label        string
+	key          string // subjectKey, computed once
 }
 
 func subjectKey(cert, issuer *x509.Certificate) string {
@@ -324,7 +325,7 @@ func (r *Revocation) track(group string, pairs []revPair) {
 	var fresh []*revSubject
 	r.mu.Lock()
 	for _, p := range pairs {
-		k := subjectKey(p.cert, p.issuer)
+		k := p.key
 		keys = append(keys, k)
 		if s, ok := r.subjects[k]; ok {
 			s.label = p.label
@@ -368,7 +369,7 @@ func (r *Revocation) status(pairs []revPair, now time.Time) RevocationInfo {
 	defer r.mu.Unlock()
 	worst := RevocationInfo{State: RevNotChecked}
 	for i, p := range pairs {
-		s := r.subjects[subjectKey(p.cert, p.issuer)]
+		s := r.subjects[p.key]
 		var info RevocationInfo
 		if s == nil {
 			// Not tracked (a Store built without this Revocation's

@@ -56,6 +56,7 @@ func (s *Store) discoveredCert(x *x509.Certificate, usage uint8, level, owner st
 			c.verifyChain(s.roots, s.intermediates, s.opts.Now(), s.opts.TrustDir)
 		}
 	}
+	c.pairs = c.revPairs()
 	s.discovered.mu.Lock()
 	if s.discovered.certs == nil || len(s.discovered.certs) >= maxDiscoveredMemo {
 		s.discovered.certs = map[string]*Cert{}
@@ -78,7 +79,7 @@ func (s *Store) trackDiscovered() {
 	s.discovered.mu.Lock()
 	var pairs []revPair
 	for _, c := range s.discovered.certs {
-		pairs = append(pairs, c.revPairs()...)
+		pairs = append(pairs, c.pairs...)
 	}
 	s.discovered.mu.Unlock()
 	s.opts.Revocation.track("smimea", pairs)

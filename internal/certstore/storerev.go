@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/x509"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -21,11 +22,10 @@ func (s *Store) judge(c *Cert, now time.Time) *Cert {
 	if r == nil || s.opts.TrustDir == "" || r.Mode() == RevocationOff {
 		return e
 	}
-	pairs := c.revPairs()
-	if len(pairs) == 0 {
+	if len(c.pairs) == 0 {
 		return e
 	}
-	e.Revocation = r.status(pairs, now)
+	e.Revocation = r.status(c.pairs, now)
 	if !e.Usable() {
 		return e
 	}
@@ -60,7 +60,7 @@ func (c *Cert) revPairs() []revPair {
 		if i > 0 {
 			label = fmt.Sprintf("issuing CA %q of %s", c.chain[i].Subject.String(), name)
 		}
-		pairs = append(pairs, revPair{cert: c.chain[i], issuer: c.chain[i+1], label: label})
+		pairs = append(pairs, revPair{cert: c.chain[i], issuer: c.chain[i+1], label: label, key: subjectKey(c.chain[i], c.chain[i+1])})
 	}
 	return pairs
 }
@@ -106,17 +106,22 @@ func (s *Store) ownChains() {
 
 // trackRevocation hands the chains of the loaded certificates to the
 // Revocation, which checks them from now on.
+//
+// It also fixes each certificate's pairs, which every lookup then uses.
 func (s *Store) trackRevocation() {
+	for _, c := range append(slices.Clone(s.own), s.partners...) {
+		c.pairs = c.revPairs()
+	}
 	r := s.opts.Revocation
 	if r == nil || s.opts.TrustDir == "" {
 		return
 	}
 	var pairs []revPair
 	for _, c := range s.own {
-		pairs = append(pairs, c.revPairs()...)
+		pairs = append(pairs, c.pairs...)
 	}
 	for _, c := range s.partners {
-		pairs = append(pairs, c.revPairs()...)
+		pairs = append(pairs, c.pairs...)
 	}
 	r.track("files", pairs)
 }
