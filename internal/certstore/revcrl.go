@@ -20,9 +20,10 @@ import (
 // x509.ParseRevocationList from a copy without the revoked certificates;
 // its revokedCertificates are scanned here, straight into a sorted index
 // of serial numbers. ParseRevocationList alone would do, but it builds two
-// structures per entry: a CRL of 8.5 MB with 250,000 entries took 128 MiB
-// of live heap (262 MiB allocated) where this takes the DER and about 40
-// bytes an entry. The signature is checked over the original tbsCertList,
+// structures per entry: for a CRL of 8.5 MB with 250,000 entries it keeps
+// 68 MiB live and allocates 263 MiB, where this keeps 10 MiB (about 40
+// bytes an entry) and allocates 56 MiB, in less time (BenchmarkParseCRL).
+// The signature is checked over the original tbsCertList,
 // so nothing of the CRL goes unverified. The scanner is our own parser and
 // is fuzzed (FuzzParseCRL).
 //
