@@ -56,8 +56,12 @@ func foreignDomains(st *state, env *spool.Envelope, held bool) []string {
 // an error naming the domains whose lookup failed and that would otherwise
 // go in the clear; a failed domain with require = true is only logged (the
 // policy step holds its mail).
+//
+// Whether discovery is on is the store's to say (it has a Discovery or
+// not), not the configuration's: [discovery] takes effect at a restart,
+// and a store that consults the cache must have it filled.
 func (g *Gateway) discover(ctx context.Context, st *state, id string, domains []string) error {
-	if !st.cfg.Discovery.SMIMEA || len(domains) == 0 {
+	if len(domains) == 0 || st.certs.Options().Discovery == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, discoveryWait)
@@ -105,9 +109,6 @@ func planDeferred(plan *policy.Plan) bool {
 // has no answer cached, or "": such a message is not relayed first.
 func (g *Gateway) discoveryPending(env *spool.Envelope) string {
 	st := g.state.Load()
-	if !st.cfg.Discovery.SMIMEA {
-		return ""
-	}
 	for _, d := range foreignDomains(st, env, false) {
 		if st.certs.DiscoveryPending(d) {
 			return d

@@ -88,10 +88,8 @@ func (g *Gateway) work(ctx context.Context, id string, force bool) time.Time {
 		// "received", and the next start repeats the policy step.
 		return nextDue(env)
 	}
-	if st := g.state.Load(); st.cfg.Discovery.SMIMEA {
-		// A held domain's certificate may have been published since.
-		_ = g.discover(ctx, st, id, foreignDomains(st, env, true))
-	}
+	// A held domain's certificate may have been published in DNS since.
+	_ = g.discover(ctx, g.state.Load(), id, foreignDomains(g.state.Load(), env, true))
 	g.retryHolds(env, force)
 	next, err := g.deliver(ctx, env, force, vs)
 	vs.release()
