@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -90,6 +91,10 @@ func certList(args []string, stdout io.Writer) error {
 	}
 	if err := writeCertTable(stdout, append(store.All(), store.Discovered()...), time.Now()); err != nil {
 		return err
+	}
+	if r := store.Options().Revocation; r != nil && r.CacheProblem() != "" && cfg.Certs.TrustAnchors != "" {
+		fmt.Fprintf(stdout, "\nnote: the revocation cache in %s cannot be read (%s): the statuses above are not what serve knows; run as the gateway's user\n",
+			filepath.Join(cfg.StateDir, "revocation"), r.CacheProblem())
 	}
 	reportOwnWithoutKey(stdout, store)
 	if ps := store.Problems(); len(ps) > 0 {

@@ -35,23 +35,24 @@ type revState struct {
 	FirstSeen map[string]time.Time `json:"first_seen"`
 }
 
+// openCache reads the state of the cache directory. The directory is made
+// when something is first written to it, so that a gateway that checks
+// no revocation leaves no trace in state_dir.
 func (r *Revocation) openCache() {
 	if r.opts.Dir == "" {
 		return
 	}
 	if !r.opts.ReadOnly {
-		for _, d := range []string{"ocsp", "crl"} {
-			if err := os.MkdirAll(filepath.Join(r.opts.Dir, d), 0o700); err != nil {
-				r.opts.Logger.Error("revocation cache: cannot create its directory; answers are kept in memory only", "dir", r.opts.Dir, "err", err)
-				r.opts.Dir = ""
-				return
-			}
-		}
 		r.pruneCache()
 	}
 	st := r.readState()
 	r.seen = st.FirstSeen
 }
+
+// CacheProblem says why the cache directory could not be read ("" if it
+// could, or does not exist yet): `cert list` run as a user that cannot
+// read state_dir knows no revocation status, and says so.
+func (r *Revocation) CacheProblem() string { return r.cacheProblem }
 
 // readState reads state.json; a missing or damaged file is an empty state
 // (every certificate then starts its grace now, as on a first start).
@@ -60,6 +61,7 @@ func (r *Revocation) readState() revState {
 	data, err := readBounded(filepath.Join(r.opts.Dir, "state.json"), maxStateBytes)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
+			r.cacheProblem = failureReason(err)
 			r.opts.Logger.Warn("revocation cache: state not readable; grace periods start now", "err", err)
 		}
 		return st
@@ -111,6 +113,9 @@ func (r *Revocation) saveState() {
 	data, err := json.Marshal(revState{Version: 1, FirstSeen: r.seen})
 	r.dirty = false
 	r.mu.Unlock()
+	if err == nil {
+		err = os.MkdirAll(r.opts.Dir, 0o700)
+	}
 	if err == nil {
 		err = WriteFile(filepath.Join(r.opts.Dir, "state.json"), data, 0o600, true)
 	}
@@ -188,7 +193,12 @@ func (r *Revocation) saveAnswer(name, source string, der []byte) {
 	}
 	data := make([]byte, 0, len(source)+1+len(der))
 	data = append(append(append(data, source...), '\n'), der...)
-	if err := WriteFile(filepath.Join(r.opts.Dir, name), data, 0o600, true); err != nil {
+	path := filepath.Join(r.opts.Dir, name)
+	err := os.MkdirAll(filepath.Dir(path), 0o700)
+	if err == nil {
+		err = WriteFile(path, data, 0o600, true)
+	}
+	if err != nil {
 		r.opts.Logger.Error("revocation cache: cannot write an answer; it is kept in memory", "file", name, "err", err)
 	}
 }

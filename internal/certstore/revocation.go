@@ -44,6 +44,8 @@ type Revocation struct {
 	crls     map[string]*crlState
 	seen     map[string]time.Time // first-checked times (state.json)
 	dirty    bool                 // seen changed since it was written
+
+	cacheProblem string // why the cache could not be read, for CacheProblem
 }
 
 // RevocationMode is certs.revocation.
