@@ -250,7 +250,9 @@ func certShow(args []string, stdout, stderr io.Writer) error {
 // revocationLine says under a certificate's line what is known of its
 // revocation, when it is checked.
 func revocationLine(w io.Writer, c *certstore.Cert) {
-	if c.Revocation.State != certstore.RevNotChecked {
+	// For a revoked certificate, or one whose status is unknown too long,
+	// the reason on its line says it already.
+	if c.Revocation.State != certstore.RevNotChecked && c.Status != certstore.Revoked && c.Status != certstore.RevocationUnknown {
 		fmt.Fprintf(w, "        revocation: %s\n", c.Revocation.Summary())
 	}
 }

@@ -50,7 +50,7 @@ func writeCertTable(w io.Writer, certs []*certstore.Cert, now time.Time) error {
 		if !c.Usable() || c.Status == certstore.ExpiresSoon {
 			details = append(details, fmt.Sprintf("  %s: %s: %s", name, c.Status, c.Reason))
 		}
-		if c.Revocation.State != certstore.RevNotChecked {
+		if c.Revocation.State != certstore.RevNotChecked && c.Status != certstore.Revoked && c.Status != certstore.RevocationUnknown {
 			details = append(details, fmt.Sprintf("  %s: revocation: %s", name, c.Revocation.Summary()))
 		}
 	}

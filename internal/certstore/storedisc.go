@@ -91,14 +91,18 @@ func (s *Store) lookupDiscovered(d string, local Match, now time.Time) Match {
 	res := s.opts.Discovery.cached(d, local.Domain, now)
 	switch res.state {
 	case statePending, outcomeFailed:
-		dom := local.Domain
+		dom, rule := local.Domain, local.Rule
 		if dom == "" {
-			dom = d
+			dom, rule = d, fmt.Sprintf("no local certificate for %s or a parent domain", d)
 		}
 		return Match{Domain: dom, Unusable: local.Unusable, Deferred: res.why,
-			Rule: local.Rule + "; " + res.why + ": the message waits, and is never sent in the clear meanwhile"}
+			Rule: rule + "; " + res.why + ": the message waits, and is never sent in the clear meanwhile"}
 	case outcomeNone:
-		local.Rule += "; " + res.why
+		if local.Domain == "" {
+			local.Rule = fmt.Sprintf("no partner certificate names %s or a parent domain of it, and %s: mail to %s is not encrypted", d, res.why, d)
+		} else {
+			local.Rule += "; " + res.why
+		}
 		return local
 	}
 	m := Match{Domain: res.level}
