@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -9,8 +10,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"smimegate/internal/certstore"
@@ -38,9 +39,10 @@ func certCommand(args []string, stdout, stderr io.Writer) error {
 		return certShow(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintf(stderr, "usage: smimegate cert %s\n", certSynopsis)
-		fmt.Fprintln(stderr, "  list          every domain certificate: domain(s), own/partner, subject, SHA-256 fingerprint, not-after, status")
+		fmt.Fprintln(stderr, "  list          every domain certificate, most urgent first: domain(s), own/partner, subject, SHA-256 fingerprint, not-after,")
+		fmt.Fprintln(stderr, "                days left (! within 30), source (file, smimea), revocation, status; then why each unusable one is")
 		fmt.Fprintln(stderr, "  import FILE   validate partner certificates (PEM, DER, PKCS#7 .p7b/.p7c) and copy them into certs.partners")
-		fmt.Fprintln(stderr, "  show DOMAIN   which certificate(s) mail to DOMAIN would be encrypted to, and why")
+		fmt.Fprintln(stderr, "  show DOMAIN   which certificate(s) mail to DOMAIN would be encrypted to, and why; with [discovery] smimea, asks DNS")
 		return flag.ErrHelp
 	}
 	return fmt.Errorf("%w: unknown cert subcommand %q (%s)", errUsage, args[0], certSynopsis)
@@ -63,11 +65,14 @@ func certSetup(name, synopsis string, args []string) (*config.Config, []string, 
 }
 
 // certLoad loads the store; problems go to logger (or only to the listing).
+// Revocation and discovery are what serve last learnt (their caches in
+// state_dir, read, never written).
 func certLoad(cfg *config.Config, logger *slog.Logger) (*certstore.Store, error) {
 	opts, err := certOptions(cfg, logger)
 	if err != nil {
 		return nil, err
 	}
+	newLifecycle(cfg, logger, false).apply(&opts)
 	return certstore.Load(opts)
 }
 
@@ -84,22 +89,12 @@ func certList(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "DOMAINS\tKIND\tKEY\tSUBJECT\tSHA-256\tNOT AFTER\tSTATUS")
-	for _, c := range store.All() {
-		kind := "partner"
-		if c.Own {
-			kind = "own"
-		}
-		domains := strings.Join(c.Domains, ",")
-		if domains == "" {
-			domains = "-"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", domains, kind, c.KeyType(), c.X509.Subject.String(), c.Fingerprint,
-			c.X509.NotAfter.UTC().Format(time.DateOnly), c.Status)
-	}
-	if err := tw.Flush(); err != nil {
+	if err := writeCertTable(stdout, append(store.All(), store.Discovered()...), time.Now()); err != nil {
 		return err
+	}
+	if r := store.Options().Revocation; r != nil && r.CacheProblem() != "" && cfg.Certs.TrustAnchors != "" {
+		fmt.Fprintf(stdout, "\nnote: the revocation cache in %s cannot be read (%s): the statuses above are not what serve knows; run as the gateway's user\n",
+			filepath.Join(cfg.StateDir, "revocation"), r.CacheProblem())
 	}
 	reportOwnWithoutKey(stdout, store)
 	if ps := store.Problems(); len(ps) > 0 {
@@ -193,6 +188,7 @@ func certShow(args []string, stdout, stderr io.Writer) error {
 		for _, d := range c.Domains {
 			if d == domain {
 				fmt.Fprintf(stdout, "own certificate for %s (its key opens inbound mail): %s\n", domain, certLine(c))
+				revocationLine(stdout, c)
 			}
 		}
 	}
@@ -200,12 +196,35 @@ func certShow(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "%s is a local domain: mail to it is delivered inbound, never encrypted by this gateway\n", domain)
 		return nil
 	}
+	if cfg.Discovery.SMIMEA {
+		ctx, cancel := context.WithTimeout(context.Background(), discoveryCommandWait)
+		lines, err := store.ExplainDiscovery(ctx, domain)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if len(lines) > 0 {
+			fmt.Fprintf(stdout, "SMIMEA lookup (RFC 8162; only DNSSEC-validated answers count) through %s:\n", resolverName(cfg))
+		}
+		for _, l := range lines {
+			fmt.Fprintf(stdout, "  %s: %s", l.Owner, l.Outcome)
+			if l.Why != "" {
+				fmt.Fprintf(stdout, " (%s)", l.Why)
+			}
+			fmt.Fprintf(stdout, ", until %s\n", l.Until.UTC().Format(time.RFC3339))
+			for _, r := range l.Records {
+				fmt.Fprintf(stdout, "    %s\n", r)
+			}
+		}
+	}
 	m := store.Lookup(domain)
 	pp := cfg.PartnerPolicy(domain)
 	if pp.RequirePQ {
 		m = m.PostQuantumOnly() // as the policy step does
 	}
 	switch {
+	case m.Deferred != "" && !pp.Require:
+		fmt.Fprintf(stdout, "mail to %s waits in the queue and is retried, never sent in the clear: %s\n", domain, m.Deferred)
 	case len(m.Certs) > 0:
 		fmt.Fprintf(stdout, "mail to %s is encrypted to %d certificate(s) of %s, with %s", domain, len(m.Certs), m.Domain, pp.Cipher)
 		if m.Certs[0].X509.PublicKeyAlgorithm.String() == "RSA" {
@@ -224,17 +243,41 @@ func certShow(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "why: %s\n", m.Rule)
 	for _, c := range m.Certs {
 		fmt.Fprintf(stdout, "  use   %s\n", certLine(c))
+		revocationLine(stdout, c)
 	}
 	for _, c := range m.Unusable {
 		fmt.Fprintf(stdout, "  skip  %s: %s\n", certLine(c), c.Reason)
+		revocationLine(stdout, c)
 	}
 	return nil
 }
 
+// revocationLine says under a certificate's line what is known of its
+// revocation, when it is checked.
+func revocationLine(w io.Writer, c *certstore.Cert) {
+	// For a revoked certificate, or one whose status is unknown too long,
+	// the reason on its line says it already.
+	if c.Revocation.State != certstore.RevNotChecked && c.Status != certstore.Revoked && c.Status != certstore.RevocationUnknown {
+		fmt.Fprintf(w, "        revocation: %s\n", c.Revocation.Summary())
+	}
+}
+
+// resolverName names discovery's resolver for people.
+func resolverName(cfg *config.Config) string {
+	if cfg.Discovery.DNSServer == "" {
+		return "the system resolver"
+	}
+	return cfg.Discovery.DNSServer
+}
+
 // certLine describes one certificate on one line.
 func certLine(c *certstore.Cert) string {
+	where := c.File
+	if c.Source == certstore.SourceSMIMEA {
+		where = "discovered: " + strings.TrimPrefix(c.File, "dns:")
+	}
 	return fmt.Sprintf("%s  %s  sha256 %s  not after %s  %s  (%s)", c.X509.Subject, c.KeyType(), c.Fingerprint,
-		c.X509.NotAfter.UTC().Format(time.DateOnly), c.Status, c.File)
+		c.X509.NotAfter.UTC().Format(time.DateOnly), c.Status, where)
 }
 
 // certFingerprint is the hex SHA-256 of a DER certificate, as certstore

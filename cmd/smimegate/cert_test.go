@@ -358,11 +358,17 @@ func TestKeygenCommand(t *testing.T) {
 		t.Errorf("openssl round trip: %q", plain)
 	}
 
-	// Never overwrite a key; refuse before writing anything.
+	// Never overwrite a key: a second keygen for the domain writes its
+	// pair beside the first (a rotation), and a third beside both.
 	before, _ := os.ReadFile(key)
-	code, stderr := certTestExit("keygen", "-domain", "example.net", "-key", "p256", "-out", dir)
-	if code != 1 || !strings.Contains(stderr, "exists") || strings.Count(stderr, "\n") != 1 {
-		t.Errorf("second keygen: exit %d, %q", code, stderr)
+	for i, want := range []string{"example.net-" + time.Now().UTC().Format("20060102") + ".key", "example.net-" + time.Now().UTC().Format("20060102") + "-2.key"} {
+		out.Reset()
+		if err := keygenCommand([]string{"-domain", "example.net", "-key", "p256", "-out", dir}, &out); err != nil {
+			t.Fatalf("keygen %d for a domain with a key: %v", i+2, err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, want)); err != nil || !strings.Contains(out.String(), "the new pair goes beside it") || !strings.Contains(out.String(), "give "+strings.TrimSuffix(want, ".key")+".crt to partners") {
+			t.Errorf("keygen %d: %v\n%s", i+2, err, out.String())
+		}
 	}
 	if after, _ := os.ReadFile(key); !bytes.Equal(before, after) {
 		t.Error("the key was overwritten")

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -63,7 +64,11 @@ func encryptCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) er
 	}
 
 	// Fail closed (shared/spec/STANDARDS.md section 5): without a usable
-	// certificate nothing is written, never the message in the clear.
+	// certificate nothing is written, never the message in the clear. With
+	// discovery, DNS is asked first, as the queue would.
+	ctx, cancel := context.WithTimeout(context.Background(), discoveryCommandWait)
+	store.Discover(ctx, domain) // a failure shows in the Match
+	cancel()
 	m := store.Lookup(domain)
 	pp := cfg.PartnerPolicy(domain)
 	if pp.RequirePQ {
@@ -179,6 +184,8 @@ func loadStore(cfg *config.Config, logger *slog.Logger) (*certstore.Store, error
 	if err != nil {
 		return nil, err
 	}
+	// Revocation as serve last learnt it, and discovery (read-only).
+	newLifecycle(cfg, logger, false).apply(&opts)
 	store, err := certstore.Load(opts)
 	if err != nil {
 		return nil, fmt.Errorf("certificate store: %w", err)
@@ -188,6 +195,9 @@ func loadStore(cfg *config.Config, logger *slog.Logger) (*certstore.Store, error
 
 // noCertificateError explains why mail to domain cannot be encrypted.
 func noCertificateError(domain string, m certstore.Match) error {
+	if m.Deferred != "" {
+		return fmt.Errorf("no usable certificate for %s known yet (%s); refusing to write the message unencrypted", domain, m.Deferred)
+	}
 	if len(m.Unusable) == 0 {
 		return fmt.Errorf("no partner certificate for %s (smimegate cert show %s explains the lookup); refusing to write the message unencrypted", domain, domain)
 	}

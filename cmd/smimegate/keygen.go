@@ -79,7 +79,14 @@ func keygenCommand(args []string, stdout io.Writer) error {
 		return err
 	}
 
-	base := filepath.Join(*out, g.Domain)
+	// A domain that has a key already gets the new pair beside the old
+	// one (a rotation: both decrypt, README "Rotating our domain key"):
+	// overwriting a domain key would lose the key that mail in flight is
+	// encrypted to.
+	base, rotated := rotationBase(*out, g.Domain, time.Now())
+	if base == "" {
+		return fmt.Errorf("%s already holds %d key pairs for %s; move old ones away (a domain key is never overwritten)", *out, maxRotationNames, g.Domain)
+	}
 	files := []keygenOutput{{base + ".key", g.KeyPEM, 0o600, "private key", true}}
 	if !*csrOnly {
 		files = append(files, keygenOutput{base + ".crt", g.CertPEM, 0o644, "self-signed domain certificate", false})
@@ -87,10 +94,17 @@ func keygenCommand(args []string, stdout io.Writer) error {
 	if *csr || *csrOnly {
 		files = append(files, keygenOutput{base + ".csr", g.CSRPEM, 0o644, "certificate signing request", false})
 	}
+	if rotated != "" {
+		fmt.Fprintf(stdout, "%s has a key for %s already (%s): the new pair goes beside it; both decrypt\n", *out, g.Domain, rotated)
+	}
 	if err := writeKeygenOutputs(files, stdout); err != nil {
 		return err
 	}
 	c := g.Cert
+	if rotated != "" && !*csrOnly {
+		fmt.Fprintf(stdout, "rotation: give %s to partners now; keep %s until no mail is encrypted to it any more (smimegate cert list marks which is current)\n",
+			filepath.Base(base+".crt"), filepath.Base(rotated))
+	}
 	fmt.Fprintf(stdout, "names: %s\n", strings.Join(c.EmailAddresses, ", "))
 	if !*csrOnly {
 		fmt.Fprintf(stdout, "sha256 fingerprint: %s\nvalid until: %s\n", certFingerprint(c.Raw), c.NotAfter.UTC().Format(time.RFC3339))
@@ -158,4 +172,39 @@ func writeKeygenOutputs(files []keygenOutput, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "wrote %s (%s)\n", f.path, f.what)
 	}
 	return nil
+}
+
+// maxRotationNames bounds the names tried for a new pair beside old ones.
+const maxRotationNames = 100
+
+// rotationBase returns the path without extension for a new key pair of
+// domain in dir: DIR/D when no D.key, D.crt or D.csr exists, else the
+// first of DIR/D-YYYYMMDD, DIR/D-YYYYMMDD-2 ... that is free, with the
+// existing file that made the rotation ("" if none). It returns "" when
+// maxRotationNames are taken.
+func rotationBase(dir, domain string, now time.Time) (base, existing string) {
+	taken := func(b string) string {
+		for _, ext := range []string{".key", ".crt", ".csr"} {
+			if _, err := os.Lstat(b + ext); err == nil {
+				return b + ext
+			}
+		}
+		return ""
+	}
+	plain := filepath.Join(dir, domain)
+	existing = taken(plain)
+	if existing == "" {
+		return plain, ""
+	}
+	stem := plain + "-" + now.UTC().Format("20060102")
+	for i := 1; i <= maxRotationNames; i++ {
+		b := stem
+		if i > 1 {
+			b = fmt.Sprintf("%s-%d", stem, i)
+		}
+		if taken(b) == "" {
+			return b, existing
+		}
+	}
+	return "", existing
 }

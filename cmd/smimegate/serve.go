@@ -101,6 +101,8 @@ func serve(ctx context.Context, cfgPath string, cfg *config.Config, logger *slog
 	if err != nil {
 		return err
 	}
+	lc := newLifecycle(cfg, logger, true)
+	lc.apply(&certOpts)
 	store, err := certstore.Load(certOpts)
 	if err != nil {
 		return err
@@ -158,6 +160,7 @@ func serve(ctx context.Context, cfgPath string, cfg *config.Config, logger *slog
 
 	gwDone := make(chan error, 1)
 	go func() { gwDone <- gw.Run(ctx) }()
+	lc.run(ctx)
 	for _, l := range listeners {
 		go func() {
 			if err := srv.Serve(l); err != nil && !errors.Is(err, gosmtp.ErrServerClosed) {
@@ -174,7 +177,7 @@ func serve(ctx context.Context, cfgPath string, cfg *config.Config, logger *slog
 	for {
 		select {
 		case <-hup:
-			reload(cfgPath, logger, gw, certOpts)
+			reload(ctx, cfgPath, logger, gw, certOpts, lc)
 			continue
 		case <-ctx.Done():
 		}
@@ -198,7 +201,9 @@ func serve(ctx context.Context, cfgPath string, cfg *config.Config, logger *slog
 // reload re-reads the configuration and the certificates (SIGHUP). A bad
 // configuration is reported and the running one kept; certificate files
 // that no longer load keep their previous version (certstore.Reload).
-func reload(cfgPath string, logger *slog.Logger, gw *gateway.Gateway, certOpts certstore.Options) {
+// Revocation is checked again at once, before the new certificates take
+// effect; SMTP sessions meanwhile go on with the old ones.
+func reload(ctx context.Context, cfgPath string, logger *slog.Logger, gw *gateway.Gateway, certOpts certstore.Options, lc lifecycle) {
 	old := gw.Config()
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
@@ -210,6 +215,7 @@ func reload(cfgPath string, logger *slog.Logger, gw *gateway.Gateway, certOpts c
 	}
 	var store *certstore.Store
 	newOpts, err := certOptions(cfg, logger)
+	lc.apply(&newOpts)
 	if err == nil && reflect.DeepEqual(optsKey(newOpts), optsKey(certOpts)) {
 		store, err = gw.Certs().Reload()
 	} else if err == nil {
@@ -219,6 +225,7 @@ func reload(cfgPath string, logger *slog.Logger, gw *gateway.Gateway, certOpts c
 		logger.Error("reload: certificates not reloaded, the loaded ones stay in force", "err", err)
 		store = gw.Certs()
 	}
+	lc.recheck(ctx, cfg)
 	warnCerts(logger, cfg, store)
 	gw.Reload(cfg, store)
 }
@@ -267,6 +274,12 @@ func warnCerts(logger *slog.Logger, cfg *config.Config, store *certstore.Store) 
 	for _, c := range store.All() {
 		if !c.Own {
 			partners++
+		}
+	}
+	for _, c := range store.Own() {
+		if c.Status == certstore.Revoked {
+			logger.Warn("own domain certificate is revoked: partners that check revocation no longer encrypt to it; its key still opens mail encrypted to it",
+				"domains", c.Domains, "cert_sha256", c.Fingerprint, "file", c.File, "reason", c.Reason)
 		}
 	}
 	logger.Info("certificates", "own", keyed, "own_without_key", len(store.OwnWithoutKey()), "partner", partners, "problems", len(store.Problems()))

@@ -132,6 +132,7 @@ func (s *Store) collectPartners(roots *x509.CertPool) {
 			leaves = append(leaves, c)
 		}
 	}
+	s.intermediates = chain
 	seen := map[string]bool{}
 	for _, c := range leaves {
 		if seen[c.Fingerprint] {
@@ -189,6 +190,7 @@ func (c *Cert) verifyChain(roots, chain *x509.CertPool, now time.Time, dir strin
 		}
 		if until.After(best) {
 			best = until
+			c.chain = ch
 		}
 	}
 	c.trustUntil = best
@@ -200,7 +202,7 @@ func (c *Cert) verifyChain(roots, chain *x509.CertPool, now time.Time, dir strin
 func (s *Store) finish(prev *Store) {
 	now := s.opts.Now()
 	for _, c := range append(slices.Clone(s.own), s.partners...) {
-		e := c.evaluated(now)
+		e := s.judge(c, now)
 		switch {
 		case e.Usable():
 			if e.Status == ExpiresSoon {

@@ -40,6 +40,13 @@ const (
 	// co.uk, github.io) not listed in Options.AllowPublicSuffix: it would
 	// capture the mail of every domain under it, so it is not used.
 	PublicSuffix
+	// Revoked: its issuer (or the issuer of a CA in its chain) says it is
+	// revoked (OCSP or CRL; see Revocation).
+	Revoked
+	// RevocationUnknown: under certs.revocation = strict, its revocation
+	// status could not be learnt for longer than the grace period, or
+	// cannot be learnt at all.
+	RevocationUnknown
 )
 
 // ExpiresSoonWindow is how long before its notAfter a certificate is flagged
@@ -63,6 +70,10 @@ var statusNames = [...]string{
 	Untrusted:     "untrusted",
 	NoPrivateKey:  "no private key",
 	PublicSuffix:  "public suffix",
+	Revoked:       "revoked",
+	// The name says what an operator must look at: the status, not the
+	// certificate, is what is missing.
+	RevocationUnknown: "revocation unknown",
 }
 
 func (s Status) String() string {
@@ -100,7 +111,26 @@ type Cert struct {
 	// trustUntil is the earliest notAfter in the best verified chain, when
 	// trust anchors are configured: past it the certificate is Untrusted.
 	trustUntil time.Time
+
+	// Source says where the certificate came from: SourceFile (the own
+	// or partner directory) or SourceSMIMEA (discovered in DNS).
+	Source string
+	// Revocation is what is known of its revocation status (of the worst
+	// certificate in its chain), as of the evaluation.
+	Revocation RevocationInfo
+	// chain is the certificate, then its issuers up to a trust anchor:
+	// the best verified chain of a partner certificate, the issuers found
+	// for an own one. Each link is checked for revocation.
+	chain []*x509.Certificate
+	// pairs are chain's links as the Revocation checks them (revPairs).
+	pairs []revPair
 }
+
+// The values of Cert.Source.
+const (
+	SourceFile   = "file"
+	SourceSMIMEA = "smimea"
+)
 
 // Usable tells whether mail may be encrypted to c.
 func (c *Cert) Usable() bool { return c.Status.Usable() }
@@ -117,7 +147,7 @@ var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
 // status that does not depend on the clock. It does not check trust.
 func newCert(x *x509.Certificate, file string, n naming) *Cert {
 	sum := sha256.Sum256(x.Raw)
-	c := &Cert{X509: x, File: file, Fingerprint: hex.EncodeToString(sum[:]), NamedBy: map[string]string{}}
+	c := &Cert{X509: x, File: file, Fingerprint: hex.EncodeToString(sum[:]), NamedBy: map[string]string{}, Source: SourceFile}
 	c.domainsFrom(n)
 	c.static, c.staticReason = checkKey(x)
 	if d, why := c.publicSuffix(n); d != "" {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Match is the answer to Lookup.
@@ -13,6 +14,11 @@ type Match struct {
 	Certs    []*Cert // the usable ones: encrypt to all of them
 	Unusable []*Cert // matched but unusable (expired, ...)
 	Rule     string  // human explanation for `cert show`
+	// Deferred is set when SMIMEA discovery has no answer for the domain
+	// yet, or its lookup failed: then Domain is set and Certs empty (the
+	// message must not go in the clear), and Deferred says why. The queue
+	// retries such a message rather than holding it for good.
+	Deferred string
 }
 
 // Lookup finds the partner certificates for mail to domain, most specific
@@ -28,12 +34,25 @@ type Match struct {
 //
 // Validity is judged at the time of the call, so a certificate that expires
 // while loaded stops being used without a reload.
+//
+// With discovery (Options.Discovery), a domain without a usable local
+// certificate is looked up in the SMIMEA cache (see Discovery and
+// lookupDiscovered); Lookup itself never waits for DNS.
 func (s *Store) Lookup(domain string) Match {
 	d, err := CanonicalDomain(domain)
 	if err != nil {
 		return Match{Rule: fmt.Sprintf("%q is not a valid domain (%v): nothing is encrypted to it", domain, err)}
 	}
 	now := s.opts.Now()
+	m := s.lookupLocal(d, now)
+	if len(m.Certs) > 0 || s.opts.Discovery == nil {
+		return m
+	}
+	return s.lookupDiscovered(d, m, now)
+}
+
+// lookupLocal is Lookup in the own and partner directories only.
+func (s *Store) lookupLocal(d string, now time.Time) Match {
 	for cur := d; cur != ""; cur = parentDomain(cur) {
 		certs := s.byDomain[cur]
 		if len(certs) == 0 {
@@ -41,7 +60,7 @@ func (s *Store) Lookup(domain string) Match {
 		}
 		m := Match{Domain: cur}
 		for _, c := range certs {
-			e := c.evaluated(now)
+			e := s.judge(c, now)
 			if e.Usable() {
 				m.Certs = append(m.Certs, e)
 			} else {
@@ -95,7 +114,7 @@ func (s *Store) Own() []*Cert {
 	now := s.opts.Now()
 	out := make([]*Cert, len(s.own))
 	for i, c := range s.own {
-		out[i] = c.evaluated(now)
+		out[i] = s.judge(c, now)
 	}
 	return out
 }
@@ -108,7 +127,7 @@ func (s *Store) OwnWithoutKey() []*Cert {
 	var out []*Cert
 	for _, c := range s.own {
 		if c.Key == nil {
-			out = append(out, c.evaluated(now))
+			out = append(out, s.judge(c, now))
 		}
 	}
 	return out
@@ -119,10 +138,10 @@ func (s *Store) All() []*Cert {
 	now := s.opts.Now()
 	out := make([]*Cert, 0, len(s.own)+len(s.partners))
 	for _, c := range s.own {
-		out = append(out, c.evaluated(now))
+		out = append(out, s.judge(c, now))
 	}
 	for _, c := range s.partners {
-		out = append(out, c.evaluated(now))
+		out = append(out, s.judge(c, now))
 	}
 	slices.SortStableFunc(out, func(a, b *Cert) int {
 		if a.Own != b.Own {

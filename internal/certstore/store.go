@@ -39,6 +39,13 @@ type Options struct {
 	Passphrase        []byte // for encrypted PKCS#8 / PKCS#12 own keys
 	Now               func() time.Time
 	Logger            *slog.Logger
+	// Revocation, if set, checks certificates for revocation (only with
+	// TrustDir: certificates trusted as imported are not checked, their
+	// partner is who retires them). It outlives the Store.
+	Revocation *Revocation
+	// Discovery, if set, looks partner certificates up in DNS (SMIMEA,
+	// RFC 8162) for domains without a usable local one.
+	Discovery *Discovery
 }
 
 // Problem is a file, or a certificate in it, that cannot be used.
@@ -63,6 +70,14 @@ type Store struct {
 	// or whose private key did: each may hold the key of an own
 	// certificate, which pairOwn then names as the likely reason.
 	ownFailed []Problem
+	// roots and anchors are the trust anchors (nil without TrustDir),
+	// intermediates the CA certificates of the partner directory: what
+	// discovered certificates are verified with.
+	roots         *x509.CertPool
+	anchors       []*x509.Certificate
+	intermediates *x509.CertPool
+	// discovered memoises the certificates built from SMIMEA records.
+	discovered discoveredMemo
 }
 
 type loadedFile struct {
@@ -118,8 +133,13 @@ func load(opts Options, prev *Store) (*Store, error) {
 			return nil, err
 		}
 	}
+	s.roots = roots
 	s.pairOwn()
 	s.collectPartners(roots)
+	s.ownChains()
+	// Tracking first: it reads the revocation cache, which finish's
+	// problems then reflect.
+	s.trackRevocation()
 	s.finish(prev)
 	return s, nil
 }
@@ -298,6 +318,7 @@ func (s *Store) loadTrustAnchors(dir string) (*x509.CertPool, error) {
 		}
 		for _, c := range fc.certs {
 			pool.AddCert(c)
+			s.anchors = append(s.anchors, c)
 			n++
 		}
 	}

@@ -116,6 +116,7 @@ func New(cfg *config.Config, certs *certstore.Store, sp *spool.Spool, opts Optio
 		Name: "smimegate_quarantine_bytes", Help: "Bytes the quarantine takes on disk (bounded by quarantine.max_bytes)."},
 		func() float64 { _, b := g.spool.QuarantineUsage(); return float64(b) }))
 	g.metrics.Registry.MustRegister(opCollector{g})
+	g.metrics.Registry.MustRegister(newCertCollector(g))
 	return g
 }
 
@@ -162,6 +163,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	defer cancelTick()
 	go g.sched.tick(tickCtx)
 	go g.expireQuarantine(tickCtx)
+	go g.watchCertificates(tickCtx)
 	for range g.workers {
 		g.wg.Add(1)
 		go g.worker(g.hardStop)
@@ -269,7 +271,10 @@ func (g *Gateway) Check(env *spool.Envelope) error {
 		return nil
 	}
 	plan := classify(st, env)
-	if !plan.Mixed() {
+	if !plan.Mixed() || planDeferred(plan) {
+		// Discovery has not answered for some domain: whether the
+		// message is mixed is decided in the queue (which bounces it
+		// then), not guessed here.
 		return nil
 	}
 	g.metrics.decisions.WithLabelValues("reject").Inc()

@@ -45,7 +45,7 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 		bounces: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "smimegate_bounces_total", Help: "Delivery status notifications queued."}),
 		relayFirst: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "smimegate_relay_first_total", Help: "Messages relayed first (queue.relay_first) by outcome: relayed (every recipient done, nothing stored), spooled (committed for what was left), refused (every next hop refused it for good; the client got the refusal), skipped (queued at once: a next hop of it did not answer at its last attempt), encrypted_to_us (queued at once: inbound mail to be opened is committed before its 250, whatever it decrypts to), memory (queued at once: the memory budget was spent)."}, []string{"outcome"}),
+			Name: "smimegate_relay_first_total", Help: "Messages relayed first (queue.relay_first) by outcome: relayed (every recipient done, nothing stored), spooled (committed for what was left), refused (every next hop refused it for good; the client got the refusal), skipped (queued at once: a next hop of it did not answer at its last attempt), encrypted_to_us (queued at once: inbound mail to be opened is committed before its 250, whatever it decrypts to), memory (queued at once: the memory budget was spent), discovery (queued at once: SMIMEA discovery had no answer for a domain yet)."}, []string{"outcome"}),
 	}
 	m.ownKeyUnavailable = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "smimegate_own_key_unavailable_total", Help: "Inbound messages encrypted to one of our certificates whose private key is not loaded (unreadable file, wrong passphrase): deferred, never passed."})

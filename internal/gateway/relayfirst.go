@@ -80,6 +80,17 @@ func (g *Gateway) Handoff(env *spool.Envelope, in *spool.Incoming) error {
 		g.Enqueue(env.ID)
 		return nil
 	}
+	if d := g.discoveryPending(env); d != "" {
+		// No SMIMEA answer cached for a domain: the queue asks DNS
+		// before its policy step; this client does not wait for it.
+		if err := in.Commit(env); err != nil {
+			return err
+		}
+		g.metrics.relayFirst.WithLabelValues("discovery").Inc()
+		g.log.Debug("not relayed first: SMIMEA discovery has no answer yet", "queue_id", env.ID, "domain", d)
+		g.Enqueue(env.ID)
+		return nil
+	}
 	if hop := g.unreachableHop(env); hop != "" {
 		// Its next hop did not answer at the last attempt: do not make
 		// this client wait for it too. The queue retries on its schedule.

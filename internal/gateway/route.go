@@ -72,6 +72,9 @@ func (g *Gateway) work(ctx context.Context, id string, force bool) time.Time {
 		if !force && env.NextAttempt.After(time.Now()) {
 			return env.NextAttempt
 		}
+		if err := g.discover(ctx, g.state.Load(), id, foreignDomains(g.state.Load(), env, false)); err != nil {
+			return g.routeFailed(env, err)
+		}
 		done, err := g.route(env, vs)
 		if err != nil {
 			return g.routeFailed(env, err)
@@ -85,6 +88,8 @@ func (g *Gateway) work(ctx context.Context, id string, force bool) time.Time {
 		// "received", and the next start repeats the policy step.
 		return nextDue(env)
 	}
+	// A held domain's certificate may have been published in DNS since.
+	_ = g.discover(ctx, g.state.Load(), id, foreignDomains(g.state.Load(), env, true))
 	g.retryHolds(env, force)
 	next, err := g.deliver(ctx, env, force, vs)
 	vs.release()
@@ -146,6 +151,12 @@ func classify(st *state, env *spool.Envelope) *policy.Plan {
 func (g *Gateway) route(env *spool.Envelope, vs *versions) (done bool, err error) {
 	st := g.state.Load()
 	plan := classify(st, env)
+	if err := discoveryDeferred(plan); err != nil {
+		if serr := vs.ensureStored(); serr != nil {
+			return false, serr
+		}
+		return false, err
+	}
 
 	if plan.Mixed() && st.cfg.Policy.MixedRecipients == "reject" {
 		// Accepted before the policy said "reject" (a reload in between):
@@ -206,16 +217,20 @@ func (g *Gateway) route(env *spool.Envelope, vs *versions) (done bool, err error
 			versions = append(versions, v)
 			g.logDecision(env, plan.Direction, "encrypt", grp.Domain, v.Fingerprints, v.Cipher, "")
 		case policy.Hold:
-			lastError, reason := "no usable certificate for "+grp.Domain+", which requires encryption", "partner requires encryption and has no usable certificate"
+			lastErr, why := "no usable certificate for "+grp.Domain+", which requires encryption", "partner requires encryption and has no usable certificate"
 			if grp.Policy.RequirePQ {
-				lastError, reason = "no usable post-quantum (ML-KEM or composite) certificate for "+grp.Domain+", which requires one (require_pq)", "partner requires post-quantum encryption and has no usable ML-KEM or composite certificate"
+				lastErr, why = "no usable post-quantum (ML-KEM or composite) certificate for "+grp.Domain+", which requires one (require_pq)", "partner requires post-quantum encryption and has no usable ML-KEM or composite certificate"
+			}
+			if grp.Match.Deferred != "" {
+				why += ": " + grp.Match.Deferred
+				lastErr += ": " + grp.Match.Deferred
 			}
 			for i := range rcpts {
 				rcpts[i].NextAttempt = time.Now().Add(st.cfg.Queue.MinBackoff.D())
-				rcpts[i].LastError = lastError
+				rcpts[i].LastError = lastErr
 			}
 			versions = append(versions, spool.Version{Action: "hold", Domain: grp.Domain, Recipients: rcpts})
-			g.logDecision(env, plan.Direction, "hold", grp.Domain, nil, "", reason)
+			g.logDecision(env, plan.Direction, "hold", grp.Domain, nil, "", why)
 		case policy.Pass:
 			versions = append(versions, spool.Version{Action: "pass", Domain: grp.Domain, Recipients: rcpts})
 			g.logDecision(env, plan.Direction, "pass", grp.Domain, nil, "", "")
