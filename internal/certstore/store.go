@@ -63,6 +63,17 @@ type Store struct {
 	// or whose private key did: each may hold the key of an own
 	// certificate, which pairOwn then names as the likely reason.
 	ownFailed []Problem
+
+	// roots are the trust anchors (nil without certs.trust_anchors), and
+	// chain the CA certificates that came in partner files: for domain
+	// signatures (signers.go) and harvesting (harvest.go).
+	roots, chain *x509.CertPool
+	chainCerts   []*x509.Certificate
+	chainByFile  map[string][]*x509.Certificate // the CA certificates of each partner file
+	// signers are partner certificates that name a domain only as its
+	// domain signer (RFC 3183 section 3.1.1): trusted to sign for it,
+	// never encrypted to.
+	signers []*Cert
 }
 
 type loadedFile struct {
@@ -107,6 +118,7 @@ func load(opts Options, prev *Store) (*Store, error) {
 			return nil, err
 		}
 	}
+	s.roots = roots
 	for _, d := range []struct {
 		dir  string
 		kind fileKind
@@ -116,6 +128,15 @@ func load(opts Options, prev *Store) (*Store, error) {
 		}
 		if err := s.readDir(d.dir, d.kind, prev); err != nil {
 			return nil, err
+		}
+	}
+	// Certificates learnt from verified domain signatures (harvest.go),
+	// once there are any.
+	if h := HarvestedDir(opts.PartnersDir); h != "" {
+		if fi, err := os.Stat(h); err == nil && fi.IsDir() {
+			if err := s.readDir(h, partnerFile, prev); err != nil {
+				return nil, err
+			}
 		}
 	}
 	s.pairOwn()
@@ -245,6 +266,10 @@ func checkContent(fc *fileContent, kind fileKind, n naming) error {
 	for _, x := range fc.certs {
 		c := newCert(x, "", n)
 		switch {
+		case len(c.Domains) == 0 && isSigningCert(x, n):
+			// A domain's signing certificate: held to verify its
+			// signatures (signers.go).
+			return nil
 		case len(c.Domains) == 0:
 		case c.static == PublicSuffix:
 			refused = append(refused, refusedSuffix(c))

@@ -1,0 +1,199 @@
+package certstore
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Domain signatures (RFC 3183 section 3): which certificates speak for a
+// domain, which of ours signs for one, and whether a signer that a message
+// names is to be believed. A domain certificate of D is one that names D in
+// one of the configured forms (certs.names, host names) or as D's domain
+// signer, SigningName@D.
+
+// signerNaming is n with RFC 3183's signing name added to the local parts.
+func signerNaming(n naming) naming {
+	if !slices.Contains(n.names, SigningName) {
+		n.names = append(slices.Clip(n.names), SigningName)
+	}
+	return n
+}
+
+// isSigningCert reports whether x is a leaf that names a domain only as its
+// signer (SigningName), for partner files that hold a signing certificate
+// apart from the encryption one.
+func isSigningCert(x *x509.Certificate, n naming) bool {
+	if x.BasicConstraintsValid && x.IsCA {
+		return false
+	}
+	return len(newCert(x, "", signerNaming(n)).Domains) > 0
+}
+
+// addSigner keeps a partner's signing-only certificate, once.
+func (s *Store) addSigner(x *x509.Certificate, file string) {
+	c := newCert(x, file, signerNaming(s.opts.naming()))
+	for _, o := range s.signers {
+		if o.Fingerprint == c.Fingerprint {
+			return
+		}
+	}
+	s.signers = append(s.signers, c)
+}
+
+// SignerDomains returns the domains x is a domain certificate of, as a
+// signer: those it names as SigningName@D or in one of the store's forms.
+// A certificate that names a public suffix (not allowed) speaks for none.
+func (s *Store) SignerDomains(x *x509.Certificate) []string {
+	c := newCert(x, "", signerNaming(s.opts.naming()))
+	if c.static == PublicSuffix {
+		return nil
+	}
+	return c.Domains
+}
+
+// HeldCertificates returns every certificate we hold, ours and partners'
+// (signing-only ones included): for a signer that left its certificate out
+// of its SignedData.
+func (s *Store) HeldCertificates() []*x509.Certificate {
+	out := make([]*x509.Certificate, 0, len(s.own)+len(s.partners)+len(s.signers))
+	for _, set := range [][]*Cert{s.own, s.partners, s.signers} {
+		for _, c := range set {
+			out = append(out, c.X509)
+		}
+	}
+	return out
+}
+
+// TrustSigner returns nil when x may make domain signatures for domain. With
+// trust anchors configured (certs.trust_anchors), x must chain to one of
+// them now, through intermediates (those the message carried) and the CA
+// certificates of the partner files, for emailProtection: as partner
+// certificates must. Without them, x must be a certificate we hold, a
+// partner's or one of ours, that names domain: certificates are exchanged
+// out of band, and a signer we do not hold is a stranger. It checks
+// neither key usage nor the validity period (VerifyDomainSignature does).
+func (s *Store) TrustSigner(x *x509.Certificate, intermediates []*x509.Certificate, domain string, now time.Time) error {
+	if s.roots != nil {
+		pool := x509.NewCertPool()
+		for _, c := range intermediates {
+			pool.AddCert(c)
+		}
+		for _, c := range s.chainCerts {
+			pool.AddCert(c)
+		}
+		_, err := x.Verify(x509.VerifyOptions{
+			Roots:         s.roots,
+			Intermediates: pool,
+			CurrentTime:   now,
+			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection},
+		})
+		if err != nil {
+			return fmt.Errorf("it does not chain to a trust anchor in %s: %v", s.opts.TrustDir, err)
+		}
+		return nil
+	}
+	fp := newCert(x, "", s.opts.naming()).Fingerprint
+	for _, set := range [][]*Cert{s.partners, s.signers, s.own} {
+		for _, c := range set {
+			if c.Fingerprint != fp {
+				continue
+			}
+			if !slices.Contains(s.SignerDomains(c.X509), domain) {
+				return fmt.Errorf("the certificate we hold (%s) does not name %s", c.File, domain)
+			}
+			return nil
+		}
+	}
+	return errors.New("it is not a certificate we hold (certs.partners), and no trust anchors are configured to chain it to")
+}
+
+// CanSign says whether an own certificate may make domain signatures, and
+// if not, why: its private key must be loaded and able to sign (RSA, ECDSA
+// or Ed25519; an X25519 key cannot), and its key usage, when present, must
+// include digitalSignature (RFC 8550 section 4.4.2). Validity is judged by
+// the caller's clock (OwnSigner).
+func CanSign(c *Cert) (bool, string) {
+	switch c.Key.(type) {
+	case *rsa.PrivateKey, *ecdsa.PrivateKey, ed25519.PrivateKey:
+	case nil:
+		return false, "its private key is not loaded"
+	default:
+		return false, fmt.Sprintf("its %s key cannot sign", c.X509.PublicKeyAlgorithm)
+	}
+	if c.X509.KeyUsage != 0 && c.X509.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
+		return false, "its key usage lacks digitalSignature (make a new one with `smimegate keygen`, which sets it)"
+	}
+	if len(c.X509.ExtKeyUsage) > 0 && !slices.Contains(c.X509.ExtKeyUsage, x509.ExtKeyUsageEmailProtection) && !slices.Contains(c.X509.ExtKeyUsage, x509.ExtKeyUsageAny) {
+		return false, "its extended key usage lacks emailProtection"
+	}
+	return true, ""
+}
+
+// OwnSigner returns our certificate to sign mail from domain with: the own
+// certificate with a key that can sign, usable now, that names domain or
+// the nearest parent of it as a domain signer, the one that lasts longest
+// among equals; or an error that says why there is none.
+func (s *Store) OwnSigner(domain string) (*Cert, crypto.Signer, error) {
+	d, err := CanonicalDomain(domain)
+	if err != nil {
+		return nil, nil, err
+	}
+	now := s.opts.Now()
+	var best *Cert
+	bestLen := -1
+	var why []string
+	for _, c := range s.own {
+		e := c.evaluated(now)
+		covers := ""
+		for _, sd := range s.SignerDomains(c.X509) {
+			if (d == sd || len(d) > len(sd) && d[len(d)-len(sd)-1:] == "."+sd) && len(sd) > len(covers) {
+				covers = sd
+			}
+		}
+		if covers == "" {
+			continue
+		}
+		if ok, reason := CanSign(e); !ok {
+			why = append(why, fmt.Sprintf("%s: %s", e.Describe(), reason))
+			continue
+		}
+		if !e.Usable() {
+			why = append(why, fmt.Sprintf("%s: %s (%s)", e.Describe(), e.Status, e.Reason))
+			continue
+		}
+		if len(covers) > bestLen || len(covers) == bestLen && e.X509.NotAfter.After(best.X509.NotAfter) {
+			best, bestLen = e, len(covers)
+		}
+	}
+	if best == nil {
+		if len(why) == 0 {
+			return nil, nil, fmt.Errorf("no own certificate names %s or a parent domain of it", d)
+		}
+		return nil, nil, fmt.Errorf("no own certificate can sign for %s: %s", d, strings.Join(why, "; "))
+	}
+	return best, best.Key.(crypto.Signer), nil
+}
+
+// OwnCannotSign lists our certificates (with a loaded key) that can never
+// make a domain signature, with the reason, for `serve` and `check-config`
+// to say so.
+func (s *Store) OwnCannotSign() []Problem {
+	var out []Problem
+	for _, c := range s.own {
+		if c.Key == nil {
+			continue
+		}
+		if ok, reason := CanSign(c); !ok {
+			out = append(out, Problem{File: c.File, Reason: c.Describe() + " is never used to sign: " + reason})
+		}
+	}
+	return out
+}
