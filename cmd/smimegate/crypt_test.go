@@ -140,8 +140,10 @@ func TestEncryptDecryptCommands(t *testing.T) {
 		t.Errorf("encrypt wrote to standard error at log_level warn: %s", enc.stderr)
 	}
 	hdr, _, _ := bytes.Cut(enc.stdout, []byte("\r\n\r\n"))
+	// policy.protect_subject is on by default (RFC 9788): the real
+	// Subject travels only inside.
 	if !bytes.Contains(hdr, []byte("smime-type=authEnveloped-data")) || bytes.Contains(enc.stdout, []byte("carol")) ||
-		!bytes.Contains(hdr, []byte("Subject: Quartalszahlen")) {
+		!bytes.Contains(hdr, []byte("Subject: [...]")) || bytes.Contains(hdr, []byte("Quartalszahlen")) {
 		t.Errorf("outer header:\n%s", hdr)
 	}
 	sealedFile := filepath.Join(t.TempDir(), "sealed.eml")
@@ -160,13 +162,13 @@ func TestEncryptDecryptCommands(t *testing.T) {
 
 func TestEncryptPartnerPolicy(t *testing.T) {
 	t.Parallel()
-	dir := cryptTestGateway(t, "[policy]\nprotect_subject = true\n"+
+	dir := cryptTestGateway(t, "[policy]\nprotect_subject = false\n"+
 		"[policy.partners.\"example.net\"]\ncipher = \"aes128-cbc\"\nrsa_padding = \"oaep\"\nkey_id = \"ski\"\n")
 	enc := cryptTestRun(t, dir, []byte(cryptMsg), "encrypt", "-to", "bob@EXAMPLE.net")
 	if enc.code != 0 {
 		t.Fatalf("encrypt: exit %d: %s", enc.code, enc.stderr)
 	}
-	if !bytes.Contains(enc.stdout, []byte("smime-type=enveloped-data")) || !bytes.Contains(enc.stdout, []byte("\r\nSubject: [...]\r\n")) {
+	if !bytes.Contains(enc.stdout, []byte("smime-type=enveloped-data")) || !bytes.Contains(enc.stdout, []byte("\r\nSubject: Quartalszahlen\r\n")) {
 		t.Errorf("outer header:\n%.600s", enc.stdout)
 	}
 	f := filepath.Join(t.TempDir(), "sealed.eml")

@@ -70,7 +70,10 @@ func (s *Store) pairOwn() {
 					c.staticReason = "names no domain; its key is used only to decrypt"
 				}
 			case len(c.Domains) == 0 && x.BasicConstraintsValid && x.IsCA:
-				continue // a CA certificate of our chain
+				// A CA certificate of our chain: it travels with our
+				// domain signatures (signers.go).
+				s.ownChain = append(s.ownChain, x)
+				continue
 			default:
 				c.static, c.staticReason = NoPrivateKey, "no usable private key: "+s.missingKeyReason(p)
 			}

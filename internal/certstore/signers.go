@@ -1,6 +1,7 @@
 package certstore
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -137,14 +138,26 @@ func CanSign(c *Cert) (bool, string) {
 	return true, ""
 }
 
+// Signing is an own certificate that can make domain signatures, its key,
+// and the CA certificates of its chain that the own directory holds.
+type Signing struct {
+	Cert  *Cert
+	Key   crypto.Signer
+	Chain []*x509.Certificate
+}
+
+// maxChain bounds the chain included with a signature: a domain
+// certificate sits one to three levels below a root.
+const maxChain = 8
+
 // OwnSigner returns our certificate to sign mail from domain with: the own
 // certificate with a key that can sign, usable now, that names domain or
 // the nearest parent of it as a domain signer, the one that lasts longest
 // among equals; or an error that says why there is none.
-func (s *Store) OwnSigner(domain string) (*Cert, crypto.Signer, error) {
+func (s *Store) OwnSigner(domain string) (*Signing, error) {
 	d, err := CanonicalDomain(domain)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	now := s.opts.Now()
 	var best *Cert
@@ -154,7 +167,7 @@ func (s *Store) OwnSigner(domain string) (*Cert, crypto.Signer, error) {
 		e := c.evaluated(now)
 		covers := ""
 		for _, sd := range s.SignerDomains(c.X509) {
-			if (d == sd || len(d) > len(sd) && d[len(d)-len(sd)-1:] == "."+sd) && len(sd) > len(covers) {
+			if (d == sd || strings.HasSuffix(d, "."+sd)) && len(sd) > len(covers) {
 				covers = sd
 			}
 		}
@@ -175,11 +188,27 @@ func (s *Store) OwnSigner(domain string) (*Cert, crypto.Signer, error) {
 	}
 	if best == nil {
 		if len(why) == 0 {
-			return nil, nil, fmt.Errorf("no own certificate names %s or a parent domain of it", d)
+			return nil, fmt.Errorf("no own certificate names %s or a parent domain of it", d)
 		}
-		return nil, nil, fmt.Errorf("no own certificate can sign for %s: %s", d, strings.Join(why, "; "))
+		return nil, fmt.Errorf("no own certificate can sign for %s: %s", d, strings.Join(why, "; "))
 	}
-	return best, best.Key.(crypto.Signer), nil
+	sg := &Signing{Cert: best, Key: best.Key.(crypto.Signer)}
+	// The issuers above it, as far as the own directory has them.
+	for cur := best.X509; len(sg.Chain) < maxChain; {
+		var next *x509.Certificate
+		for _, ca := range s.ownChain {
+			if bytes.Equal(ca.RawSubject, cur.RawIssuer) && !bytes.Equal(ca.Raw, cur.Raw) && !slices.ContainsFunc(sg.Chain, ca.Equal) {
+				next = ca
+				break
+			}
+		}
+		if next == nil {
+			break
+		}
+		sg.Chain = append(sg.Chain, next)
+		cur = next
+	}
+	return sg, nil
 }
 
 // OwnCannotSign lists our certificates (with a loaded key) that can never

@@ -70,6 +70,8 @@ type Store struct {
 	roots, chain *x509.CertPool
 	chainCerts   []*x509.Certificate
 	chainByFile  map[string][]*x509.Certificate // the CA certificates of each partner file
+	// ownChain are the CA certificates that came with ours.
+	ownChain []*x509.Certificate
 	// signers are partner certificates that name a domain only as its
 	// domain signer (RFC 3183 section 3.1.1): trusted to sign for it,
 	// never encrypted to.

@@ -1,6 +1,7 @@
 package smime
 
 import (
+	"bytes"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -332,4 +333,53 @@ func RemoveSignatureLayer(msg []byte, sig *Signature, opts OpenOptions) (out, tr
 		out = append(out[:n:n], '\r', '\n')
 	}
 	return out, traceFields(header), nil
+}
+
+// KeepSignatureLayer returns msg with its signature layer kept
+// (policy.keep_domain_signature), for a layer whose signed content is a
+// whole message: the header fields above a multipart/signed (or around an
+// opaque signed-data) are not covered by the signature, yet they are what
+// a reader shows, so they are replaced by the signed content's own (all
+// but its Content-*, MIME-Version and trace fields). For a signed entity
+// without a header of its own the outer header is all there is, and msg
+// stays as it is. The trace fields of msg's header are returned apart, as
+// RemoveSignatureLayer does.
+func KeepSignatureLayer(msg []byte, sig *Signature, opts OpenOptions) (out, trace []byte, err error) {
+	maxHeader := opts.MaxHeaderBytes
+	if maxHeader <= 0 {
+		maxHeader = DefaultMaxHeaderBytes
+	}
+	header, body := entity(msg)
+	trace = traceFields(header)
+	ch, _ := splitHeader(sig.Content)
+	p, err := scanPlainHeader(ch, maxHeader)
+	if err != nil {
+		return nil, nil, err
+	}
+	structural := func(s *headerScanner) bool {
+		return len(s.name) >= 8 && strings.EqualFold(string(s.name[:8]), "content-") || s.is("MIME-Version")
+	}
+	var b bytes.Buffer
+	b.Grow(len(ch) + len(header) + len(body))
+	if p.originator {
+		for s := newHeaderScanner(ch); s.next(); {
+			if !structural(&s) && !s.isTraceField() {
+				writeCRLF(&b, s.raw)
+			}
+		}
+		for s := newHeaderScanner(header); s.next(); {
+			if structural(&s) {
+				writeCRLF(&b, s.raw)
+			}
+		}
+	} else {
+		for s := newHeaderScanner(header); s.next(); {
+			if !s.isTraceField() {
+				writeCRLF(&b, s.raw)
+			}
+		}
+	}
+	b.WriteString("\r\n")
+	b.Write(body)
+	return b.Bytes(), trace, nil
 }

@@ -25,6 +25,9 @@ type SealOptions struct {
 	// the encryption (RFC 8551 section 3.7: sign, then encrypt, so that
 	// the signature stays hidden; RFC 3183 section 3).
 	Sign *SignOptions
+	// Prepared, if set, is the signed framing PrepareSigned made for this
+	// message, used instead of signing it again.
+	Prepared *SignedParts
 }
 
 // Seal writes the outbound S/MIME message for msg, a whole RFC 5322

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -66,6 +67,9 @@ func micalg(o *SignOptions) (string, crypto.Hash) {
 // payload is msg itself (hp.go says why). Signing costs one hash of the
 // message and one private-key operation.
 func payloadParts(msg []byte, opts *SealOptions) (prefix []byte, k int, suffix []byte, err error) {
+	if p := opts.Prepared; p != nil {
+		return p.prefix, p.k, p.suffix, nil
+	}
 	if opts.Sign == nil {
 		return nil, 0, nil, nil
 	}
@@ -125,6 +129,9 @@ func newBoundary(msg []byte) string {
 // header again, with the field names), the MIME framing, and the base64
 // signature with the certificates it carries.
 func sealGrowth(msg []byte, opts *SealOptions) int {
+	if p := opts.Prepared; p != nil {
+		return len(p.prefix) - p.k + len(p.suffix)
+	}
 	if opts.Sign == nil {
 		return 0
 	}
@@ -164,4 +171,28 @@ func splice(msg, prefix []byte, k int, suffix []byte) []byte {
 	buf = append(buf, prefix...)
 	buf = append(buf, msg[k:]...)
 	return append(buf, suffix...)
+}
+
+// SignedParts is a signed payload's framing made once for a message, so
+// that copies of it sealed for several partner domains cost one signature
+// rather than one each.
+type SignedParts struct {
+	prefix []byte
+	k      int
+	suffix []byte
+}
+
+// PrepareSigned signs msg as Seal would with opts.Sign and returns the
+// framing; a SealOptions whose Prepared is set uses it instead of signing
+// again. msg must not change in between (the signature covers it).
+func PrepareSigned(msg []byte, opts SealOptions) (*SignedParts, error) {
+	if opts.Sign == nil {
+		return nil, errors.New("smime: PrepareSigned without SignOptions")
+	}
+	opts.Prepared = nil
+	prefix, k, suffix, err := payloadParts(msg, &opts)
+	if err != nil {
+		return nil, err
+	}
+	return &SignedParts{prefix: prefix, k: k, suffix: suffix}, nil
 }
