@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"smimegate/internal/certstore"
 	"smimegate/internal/config"
 	"smimegate/internal/smime"
 )
@@ -178,6 +179,11 @@ func decryptedFieldText(hostname string, dec *decryption) string {
 // signerIdentity is the signer's mailbox for its domain (its
 // domain-signing-authority@D, say), or the domain itself.
 func signerIdentity(c *x509.Certificate, domain string) string {
+	for _, e := range c.EmailAddresses {
+		if strings.EqualFold(e, certstore.SigningName+"@"+domain) {
+			return e
+		}
+	}
 	for _, e := range c.EmailAddresses {
 		if _, d, ok := strings.Cut(e, "@"); ok && strings.EqualFold(d, domain) {
 			return e

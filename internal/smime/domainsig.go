@@ -195,9 +195,10 @@ func VerifyDomainSignature(msg []byte, c DomainCheck) DomainResult {
 	return best
 }
 
-// senderDomain returns the single canonical From domain of every header
-// given ("" unless there is exactly one, from parsed fields, and nothing
-// else is claimed), and every domain claimed.
+// senderDomain returns the single canonical From domain of the headers
+// given ("" unless there is exactly one, from parsed fields, one per
+// header that has any, and nothing else is claimed), and every domain
+// claimed.
 func (c DomainCheck) senderDomain(froms []Originator) (string, []string) {
 	var claimed, parsed []string
 	add := func(list *[]string, d string) {
@@ -205,8 +206,15 @@ func (c DomainCheck) senderDomain(froms []Originator) (string, []string) {
 			*list = append(*list, d)
 		}
 	}
-	single := true
+	// A header without a From field (the wrapper OpenSSL writes around a
+	// signed whole message) says nothing; every one that has From fields
+	// must agree, and at least one must.
+	single, any := true, false
 	for _, o := range froms {
+		if o.Fields == 0 {
+			continue
+		}
+		any = true
 		if o.Fields != 1 || !o.Parsed || len(o.Addresses) == 0 {
 			single = false
 		}
@@ -231,7 +239,7 @@ func (c DomainCheck) senderDomain(froms []Originator) (string, []string) {
 	for _, d := range parsed {
 		add(&claimed, d)
 	}
-	if !single || len(parsed) != 1 {
+	if !any || !single || len(parsed) != 1 {
 		return "", claimed
 	}
 	// A display name or comment that claims another domain (From:
