@@ -51,7 +51,7 @@ type inbound struct {
 // signatureCheck is the smime verifier's view of our certificates.
 func signatureCheck(st *state, env *spool.Envelope, now time.Time) smime.DomainCheck {
 	return smime.DomainCheck{
-		Canonical: func(addr string) (string, bool) { return policy.Domain(addr) },
+		Canonical:      func(addr string) (string, bool) { return policy.Domain(addr) },
 		EnvelopeSender: env.Sender,
 		Domains:        st.certs.SignerDomains,
 		Trust:          st.certs.TrustSigner,
