@@ -88,8 +88,12 @@ func certList(args []string, stdout io.Writer) error {
 	fmt.Fprintln(tw, "DOMAINS\tKIND\tSUBJECT\tSHA-256\tNOT AFTER\tSTATUS")
 	for _, c := range store.All() {
 		kind := "partner"
-		if c.Own {
+		switch {
+		case c.Own:
 			kind = "own"
+		case c.Harvested():
+			// Learnt from a verified domain signature (certs.harvest).
+			kind = "harvested"
 		}
 		domains := strings.Join(c.Domains, ",")
 		if domains == "" {

@@ -436,3 +436,122 @@ func TestKeepDomainSignature(t *testing.T) {
 		t.Errorf("openssl cms -verify of the kept layer: %v\n%q", err, verified)
 	}
 }
+
+// testCA is a CA made in the test, for certificates that chain to trust
+// anchors.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+}
+
+func newTestCA(t *testing.T) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "e2e partner CA"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(48 * time.Hour),
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature, BasicConstraintsValid: true, IsCA: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := x509.ParseCertificate(der)
+	return &testCA{cert: c, key: key}
+}
+
+// issue writes a P-256 certificate (signed by ca, or self-signed when ca
+// is nil) and its key as NAME.crt and NAME.key in dir.
+func (ca *testCA) issue(t *testing.T, dir, name string, usage x509.KeyUsage, emails ...string) (crt, key string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: usage, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection}, EmailAddresses: emails, BasicConstraintsValid: true}
+	parent, parentKey := tmpl, k
+	if ca != nil {
+		parent, parentKey = ca.cert, ca.key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &k.PublicKey, parentKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, _ := x509.MarshalPKCS8PrivateKey(k)
+	crt, key = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+	os.WriteFile(crt, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk}), 0o600)
+	return crt, key
+}
+
+// TestHarvestFromSignature: B trusts a CA (certs.trust_anchors) and holds no
+// certificate of example.org. A message that example.org's CA-issued
+// signing certificate signed carries a new encryption certificate of
+// example.org and a self-signed one; B passes the signature, harvests the
+// CA-issued certificate (listed as harvested by `cert list`), never the
+// stranger, and mail from B to example.org is encrypted to it from then on.
+func TestHarvestFromSignature(t *testing.T) {
+	t.Parallel()
+	transit, bob := startSink(t), startSink(t)
+	ca := newTestCA(t)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "ca.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw}), 0o600)
+	signerCrt, signerKey := ca.issue(t, dir, "org-signer", x509.KeyUsageDigitalSignature, "domain-signing-authority@example.org")
+	encCrt, encKey := ca.issue(t, dir, "org-new-enc", x509.KeyUsageKeyAgreement, "smg_encryptor@example.org")
+	strangerCrt, _ := (*testCA)(nil).issue(t, dir, "org-stranger", x509.KeyUsageKeyAgreement, "smg_encryptor@example.org")
+
+	netgw := startGateway(t, gatewayOptions{domain: "example.net", own: []string{"example.net"}, outbound: transit.Addr, inbound: bob.Addr})
+	netgw.stop()
+	anchors := filepath.Join(netgw.dir, "anchors")
+	os.MkdirAll(anchors, 0o700)
+	copyFile(t, filepath.Join(dir, "ca.crt"), filepath.Join(anchors, "ca.crt"))
+	cfg, _ := os.ReadFile(netgw.cfgPath)
+	os.WriteFile(netgw.cfgPath, bytes.Replace(cfg, []byte("partners = \"partners\"\n"), []byte("partners = \"partners\"\ntrust_anchors = \"anchors\"\n"), 1), 0o600)
+	netgw.start()
+
+	extra := filepath.Join(dir, "extra.pem")
+	a, _ := os.ReadFile(encCrt)
+	b, _ := os.ReadFile(strangerCrt)
+	os.WriteFile(extra, append(a, b...), 0o600)
+	msg := []byte(message("alice@example.org", "bob@example.net", "our new key"))
+	signed := opensslSign(t, msg, signerCrt, signerKey, "-certfile", extra)
+	mustSend(t, netgw.smtp, "alice@example.org", []string{"bob@example.net"}, string(opensslEncrypt(t, signed, "example.net", "-aes-256-gcm")))
+	got := waitMessages(t, bob, 1)[0]
+	if v := ourVerdict(got.Data, "gw.example.net"); !strings.Contains(v, "smime=pass (domain signature of example.org") {
+		t.Fatalf("verdict %q", v)
+	}
+	encFP := sha256Hex(t, encCrt)
+	out := netgw.waitRun("the new certificate harvested", func(out string) bool { return strings.Contains(out, encFP) }, "cert", "list")
+	line := ""
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, encFP) {
+			line = l
+		}
+	}
+	if !strings.Contains(line, "harvested") || !strings.Contains(line, "example.org") {
+		t.Errorf("cert list does not show the certificate as harvested:\n%s", out)
+	}
+	if strings.Contains(out, sha256Hex(t, strangerCrt)) {
+		t.Errorf("the self-signed stranger was harvested:\n%s", out)
+	}
+
+	// Mail to example.org is now encrypted to the harvested certificate.
+	mustSend(t, netgw.smtp, "bob@example.net", []string{"alice@example.org"}, message("bob@example.net", "alice@example.org", "thanks"))
+	sealed := waitMessages(t, transit, 1)[0]
+	in := filepath.Join(t.TempDir(), "sealed.eml")
+	os.WriteFile(in, sealed.Data, 0o600)
+	if out, err := exec.Command("openssl", "cms", "-decrypt", "-in", in, "-recip", encCrt, "-inkey", encKey).CombinedOutput(); err != nil || !bytes.Contains(out, []byte(secretLine)) {
+		t.Errorf("mail to example.org is not encrypted to the harvested certificate: %v\n%.300s", err, out)
+	}
+}
+
+func sha256Hex(t *testing.T, crtFile string) string {
+	t.Helper()
+	out, err := exec.Command("openssl", "x509", "-in", crtFile, "-noout", "-fingerprint", "-sha256").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, fp, _ := strings.Cut(strings.TrimSpace(string(out)), "=")
+	return strings.ToLower(strings.ReplaceAll(fp, ":", ""))
+}
