@@ -198,16 +198,15 @@ func signerIdentity(c *x509.Certificate, domain string) string {
 	return c.Subject.CommonName
 }
 
-// commentText makes s safe inside an RFC 5322 comment: printable ASCII
-// without parentheses or backslashes, on one line, bounded.
-func commentText(s string) string {
+// printable keeps s to printable ASCII on one line, bounded: a reason
+// names a certificate subject, which a partner wrote.
+func printable(s string) string {
 	b := make([]byte, 0, min(len(s), maxCommentBytes))
 	for i := 0; i < len(s) && len(b) < maxCommentBytes; i++ {
-		c := s[i]
-		switch {
-		case c == '(' || c == ')' || c == '\\':
-			b = append(b, '\'')
-		case c < ' ' || c > '~':
+		switch c := s[i]; {
+		case c < ' ' || c == 0x7f:
+			b = append(b, ' ')
+		case c > '~':
 			b = append(b, '?')
 		default:
 			b = append(b, c)
@@ -216,10 +215,17 @@ func commentText(s string) string {
 	return string(b)
 }
 
-// pvalue renders an RFC 8601 property value: a token when it is one, else
-// a quoted-string (RFC 2045 section 5.1), in printable ASCII.
+// commentText makes s the content of an RFC 5322 comment (section 3.2.2):
+// printable, with parentheses and backslashes as quoted-pairs, so that
+// nothing in it can end the comment early.
+func commentText(s string) string {
+	return quotePairs(printable(s), "()\\")
+}
+
+// pvalue renders an RFC 8601 property value: a token (or an address) when
+// it is one, else a quoted-string (RFC 5322 section 3.2.4) with quoted-pairs.
 func pvalue(s string) string {
-	s = commentText(s)
+	s = printable(s)
 	token := s != ""
 	for i := 0; i < len(s); i++ {
 		if s[i] <= ' ' || strings.ContainsRune(`()<>,;:\"/[]?=`, rune(s[i])) {
@@ -230,5 +236,18 @@ func pvalue(s string) string {
 	if token {
 		return s
 	}
-	return `"` + strings.ReplaceAll(s, `"`, `'`) + `"`
+	return `"` + quotePairs(s, `"\`) + `"`
+}
+
+// quotePairs puts a backslash before every character of s that is in
+// special.
+func quotePairs(s, special string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if strings.IndexByte(special, s[i]) >= 0 {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }

@@ -555,3 +555,27 @@ func sha256Hex(t *testing.T, crtFile string) string {
 	_, fp, _ := strings.Cut(strings.TrimSpace(string(out)), "=")
 	return strings.ToLower(strings.ReplaceAll(fp, ":", ""))
 }
+
+// TestRequireAEADKeyedOnFrom: a partner's require_aead is no longer
+// bypassed by another MAIL FROM: CBC content whose From claims the partner
+// is quarantined whatever the envelope says, and CBC from elsewhere is not.
+func TestRequireAEADKeyedOnFrom(t *testing.T) {
+	t.Parallel()
+	transit, bob := startSink(t), startSink(t)
+	netgw := startGateway(t, gatewayOptions{domain: "example.net", own: []string{"example.net"}, outbound: transit.Addr, inbound: bob.Addr, trusted: "[]",
+		extra: "[policy.partners.\"example.org\"]\nrequire_aead = true\n"})
+	claimed := message("carol@example.org", "bob@example.net", "cbc, From the partner, MAIL FROM elsewhere")
+	mustSend(t, netgw.smtp, "bounce@elsewhere.test", []string{"bob@example.net"}, string(opensslEncrypt(t, []byte(claimed), "example.net", "-aes-256-cbc")))
+	other := message("dave@elsewhere.test", "bob@example.net", "cbc from elsewhere")
+	mustSend(t, netgw.smtp, "dave@elsewhere.test", []string{"bob@example.net"}, string(opensslEncrypt(t, []byte(other), "example.net", "-aes-256-cbc")))
+	got := waitMessages(t, bob, 1)[0]
+	if !bytes.Equal(withoutTrace(got.Data), []byte(other)) {
+		t.Errorf("bob got\n%q", got.Data)
+	}
+	netgw.waitRun("the partner's CBC mail quarantined", func(out string) bool {
+		return strings.Contains(out, "1 message(s)") && strings.Contains(out, "require_aead") && strings.Contains(out, "example.org")
+	}, "quarantine", "list")
+	if bob.Count() != 1 {
+		t.Error("the partner's CBC message was relayed")
+	}
+}
