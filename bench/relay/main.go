@@ -3,6 +3,11 @@
 // crypto, default fsync) on the same machine, in alternating runs of the
 // same load, with the ratio printed at the end.
 //
+// A second smimegate signs every message before it encrypts it (policy.sign
+// = true, RFC 3183 domain signatures with the same RSA-2048 key), so that
+// the cost of signing is measured beside the same gateway without it, in
+// the same run.
+//
 // Each run sends -messages messages of each -sizes body size with Postfix's
 // smtp-source over -sessions parallel sessions (a new connection per
 // message, smtp-source's default); its time runs from the start of
@@ -56,6 +61,12 @@ func main() {
 		Domain: "example.org", Own: []rig.KeyFiles{own}, Partners: []rig.KeyFiles{partner},
 		Outbound: gwSink.Addr, Inbound: gwSink.Addr, StateParent: *stateParent,
 	})
+	signSink := rig.StartSink(h, rig.SinkOptions{Check: mustBeSMIME})
+	signing := rig.StartGateway(h, bin, rig.GatewayOptions{
+		Domain: "example.org", Own: []rig.KeyFiles{own}, Partners: []rig.KeyFiles{partner},
+		Outbound: signSink.Addr, Inbound: signSink.Addr, StateParent: *stateParent,
+		Extra: "[policy]\nsign = true\n",
+	})
 	_, port, _ := strings.Cut(pfSink.Addr, ":")
 	pf := postfixtest.Start(h, postfixtest.Options{MainCF: map[string]string{"relayhost": "[127.0.0.1]:" + port}})
 
@@ -71,6 +82,7 @@ func main() {
 		{Name: "smimegate", Addr: gw.Addr, Sink: gwSink, CPU: func() (time.Duration, error) { return rig.CPUTime(gw.PID()) }},
 		{Name: "postfix", Addr: pf.Addr, Sink: pfSink, CPU: func() (time.Duration, error) { return rig.TreeCPUTime(pfMaster) }},
 		{Name: "direct", Addr: directSink.Addr, Sink: directSink, CPU: func() (time.Duration, error) { return 0, nil }},
+		{Name: "sign=true", Addr: signing.Addr, Sink: signSink, CPU: func() (time.Duration, error) { return rig.CPUTime(signing.PID()) }},
 	}
 
 	// One small run each first: connections, page cache and Postfix's
@@ -85,7 +97,7 @@ func main() {
 		perf = rig.StartPerf(h, gw.PID(), *perfOut)
 	}
 
-	type result struct{ wall, cpu [3]time.Duration }
+	type result struct{ wall, cpu [4]time.Duration }
 	results := map[int]*result{}
 	for _, size := range sizeList {
 		r := &result{}
@@ -123,6 +135,7 @@ func main() {
 		}
 	}
 	checkSinks(h, gw, gwSink, pfSink)
+	checkSinks(h, signing, signSink, pfSink)
 
 	fmt.Println()
 	n := float64(*messages * *rounds)
@@ -140,6 +153,13 @@ func main() {
 		gwCPU, pfCPU := rig.Ms(r.cpu[0])/n, rig.Ms(r.cpu[1])/n
 		fmt.Printf("relay %6d B: CPU per message: smimegate %.2f ms  postfix %.2f ms (all its processes)  ratio %.2f\n",
 			size, gwCPU, pfCPU, pfCPU/gwCPU)
+		signRate, signCPU := n/r.wall[3].Seconds(), rig.Ms(r.cpu[3])/n
+		line = fmt.Sprintf("relay %6d B, sign = true: smimegate %7.1f msg/s  ratio to postfix %.2f  (%.2f of sign = false); CPU %.2f ms per message (+%.2f ms for the signature)",
+			size, signRate, signRate/pfRate, signRate/gwRate, signCPU, signCPU-gwCPU)
+		if size == 10240 {
+			line += fmt.Sprintf("  (target >= 4: %s)", rig.Verdict(signRate/pfRate, 4, false))
+		}
+		fmt.Println(line)
 	}
 	if report != "" {
 		fmt.Printf("\nperf profile of the gateway (self time, %s):\n%s", *perfOut, report)
