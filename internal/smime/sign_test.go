@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"math/big"
 	"os"
@@ -347,4 +348,41 @@ func replaceLast(b []byte, old, new string) []byte {
 		panic("replaceLast: " + old + " not found")
 	}
 	return append(append(bytes.Clone(b[:i]), new...), b[i+len(old):]...)
+}
+
+// TestUserSignatureBesideDomainSignature: a layer signed by the domain and
+// by a user (two SignerInfos, as `openssl cms -sign` writes with two
+// signers) passes for the domain, but is never marked for removal: taking
+// it off would take the user's own signature with it.
+func TestUserSignatureBesideDomainSignature(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(11), Subject: pkix.Name{CommonName: "Alice"}, NotBefore: signNow.Add(-time.Hour), NotAfter: signNow.Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection}, EmailAddresses: []string{"alice@example.net"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, _ := x509.MarshalPKCS8PrivateKey(key)
+	userCrt, userKey := filepath.Join(dir, "user.crt"), filepath.Join(dir, "user.key")
+	os.WriteFile(userCrt, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(userKey, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk}), 0o600)
+	in := filepath.Join(dir, "msg.eml")
+	os.WriteFile(in, []byte(signedMsg), 0o600)
+	signed := runTool(t, nil, nil, "openssl", "cms", "-sign", "-in", in, "-signer", fixture("rsa.crt"), "-inkey", fixture("rsa.key"), "-signer", userCrt, "-inkey", userKey)
+	signed = bytes.ReplaceAll(bytes.ReplaceAll(signed, []byte("\r\n"), []byte("\n")), []byte("\n"), []byte("\r\n"))
+	s := signerOf(t, "rsa")
+	c := check("alice@example.net", s.Cert)
+	c.Now = time.Now() // OpenSSL signs at its own clock
+	res := VerifyDomainSignature(signed, c)
+	if res.Verdict != VerdictPass || len(res.Signature.Data.Signers) != 2 {
+		t.Fatalf("%+v", res)
+	}
+	if res.DomainLayer {
+		t.Error("a layer with a user's signature is marked for removal")
+	}
 }
