@@ -4,7 +4,8 @@
 // same load, with the ratio printed at the end.
 //
 // A second smimegate signs every message before it encrypts it (policy.sign
-// = true, RFC 3183 domain signatures with the same RSA-2048 key), so that
+// = true, RFC 3183 domain signatures with our own key, RSA-2048 unless
+// -own-key says otherwise), so that
 // the cost of signing is measured beside the same gateway without it, in
 // the same run.
 //
@@ -39,6 +40,7 @@ func main() {
 	perfOut := flag.String("perf", "", "record the gateway with perf into `FILE` and print the top costs")
 	pprofOut := flag.String("pprof", "", "fetch a Go CPU profile of the gateway's first timed run from its /debug/pprof into `FILE` (give -messages enough for -pprof-seconds)")
 	pprofSeconds := flag.Int("pprof-seconds", 5, "length of the -pprof profile in seconds")
+	ownKey := flag.String("own-key", "rsa2048", "key `type` of our own domain certificate, which signs when sign = true (rsa2048, p256, ...)")
 	stateParent := flag.String("state-parent", "", "make the gateway's state_dir under `DIR` (e.g. /dev/shm, to see what the spool's file system costs; not durable there)")
 	flag.Parse()
 	sizeList, err := parseSizes(*sizes)
@@ -49,10 +51,10 @@ func main() {
 
 	h := rig.New("relay")
 	defer h.Close()
-	rig.Header("relay", fmt.Sprintf("%d messages x %d rounds, %d sessions", *messages, *rounds, *sessions))
+	rig.Header("relay", fmt.Sprintf("%d messages x %d rounds, %d sessions, own key %s", *messages, *rounds, *sessions, *ownKey))
 
 	bin := rig.Build(h)
-	own := rig.Keygen(h, bin, "example.org", "rsa2048")
+	own := rig.Keygen(h, bin, "example.org", *ownKey)
 	partner := rig.Keygen(h, bin, "example.net", "rsa2048")
 
 	gwSink := rig.StartSink(h, rig.SinkOptions{Check: mustBeSMIME})

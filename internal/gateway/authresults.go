@@ -143,10 +143,12 @@ type decryption struct {
 // decrypted.
 func authResultsField(hostname string, r smime.DomainResult, dec *decryption) string {
 	var comment []string
-	switch r.Verdict {
-	case smime.VerdictPass:
-		comment = append(comment, "domain signature of "+r.Domain)
-	case smime.VerdictNone:
+	switch {
+	case r.Verdict == smime.VerdictPass && r.WholeMessage:
+		comment = append(comment, "domain signature of "+r.Domain+" over the whole message")
+	case r.Verdict == smime.VerdictPass:
+		comment = append(comment, "domain signature of "+r.Domain+" over the body only: the header is not signed")
+	case r.Verdict == smime.VerdictNone:
 		comment = append(comment, "not signed")
 	default:
 		comment = append(comment, r.Reason+": "+r.Detail)

@@ -92,8 +92,11 @@ func TestAuthResultsField(t *testing.T) {
 			}
 		}
 	}
-	f := authResultsField("gw.example.net", smime.DomainResult{Verdict: smime.VerdictPass, Domain: "example.org", Signer: signer}, dec)
-	for _, w := range []string{"smime=pass (domain signature of example.org; arrived encrypted to our domain certificate sha256:00ff with aes256-gcm)",
+	f := authResultsField("gw.example.net", smime.DomainResult{Verdict: smime.VerdictPass, Domain: "example.org", Signer: signer, WholeMessage: true}, dec)
+	if body := authResultsField("gw.example.net", smime.DomainResult{Verdict: smime.VerdictPass, Domain: "example.org", Signer: signer}, nil); !strings.Contains(body, "over the body only: the header is not signed; arrived unencrypted") {
+		t.Errorf("a pass over the body alone does not say so:\n%s", body)
+	}
+	for _, w := range []string{"smime=pass (domain signature of example.org over the whole message; arrived encrypted to our domain certificate sha256:00ff with aes256-gcm)",
 		"body.smime-identifier=domain-signing-authority@example.org", "body.smime-serial=ABCDEF", `body.smime-issuer="CN=CA\\, \\\"quoted\\\" (x)"`} {
 		if !strings.Contains(f, w) {
 			t.Errorf("lacks %q:\n%s", w, f)

@@ -96,6 +96,10 @@ type DomainResult struct {
 	SignerInfo *cms.SignerInfo
 	// Signature is the layer that was checked; nil when unsigned.
 	Signature *Signature
+	// WholeMessage: the signed content is a whole message (its own From,
+	// or an RFC 9788 payload), so its header is covered by the signature;
+	// otherwise only the body entity is, and the header around it is not.
+	WholeMessage bool
 	// DomainLayer: every SignerInfo of the layer is a domain certificate's
 	// (none is a user's), so the layer may be taken off after a pass (RFC
 	// 3183 section 3.2.3) without touching anyone's own signature.
@@ -187,6 +191,10 @@ func VerifyDomainSignature(msg []byte, c DomainCheck) DomainResult {
 			continue
 		}
 		res.Verdict, res.Domain, res.Signer, res.SignerInfo = VerdictPass, domain, cert, si
+		ch, _ := splitHeader(sig.Content)
+		if p, err := scanPlainHeader(ch, DefaultMaxHeaderBytes); err == nil {
+			res.WholeMessage = p.originator || hasHPParam(p.contentType)
+		}
 		res.Detail = fmt.Sprintf("domain signature of %s by %q", domain, cert.Subject.String())
 		res.DomainLayer = allDomainSigners(sig.Data, c)
 		return res

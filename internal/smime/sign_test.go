@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"math/big"
@@ -384,5 +385,33 @@ func TestUserSignatureBesideDomainSignature(t *testing.T) {
 	}
 	if res.DomainLayer {
 		t.Error("a layer with a user's signature is marked for removal")
+	}
+}
+
+// TestEntitySignatureCoversNoHeader: a domain signature over a body entity
+// (as mail clients sign) passes, and says that the header around it is not
+// covered; ours, over the whole message, says it is.
+func TestEntitySignatureCoversNoHeader(t *testing.T) {
+	t.Parallel()
+	s := signerOf(t, "rsa")
+	entity := []byte("Content-Type: text/plain; charset=us-ascii\r\n\r\nthe body alone is signed\r\n")
+	der, err := cms.Sign(entity, s, cms.SignOptions{SigningTime: signNow, Detached: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b64 := wrapBase64(base64.StdEncoding.EncodeToString(der))
+	msg := "From: alice@example.net\r\nTo: bob@example.com\r\nSubject: not covered\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=sha-256; boundary=\"b\"\r\n\r\n" +
+		"--b\r\n" + string(entity) + "\r\n--b\r\nContent-Type: application/pkcs7-signature\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64 + "--b--\r\n"
+	res := VerifyDomainSignature([]byte(msg), check("alice@example.net", s.Cert))
+	if res.Verdict != VerdictPass || res.WholeMessage {
+		t.Fatalf("%+v", res)
+	}
+	out, _, err := RemoveSignatureLayer([]byte(msg), res.Signature, OpenOptions{})
+	if err != nil || !strings.HasPrefix(string(out), "From: alice@example.net\r\nTo: bob@example.com\r\nSubject: not covered\r\nMIME-Version: 1.0\r\nContent-Type: text/plain") {
+		t.Errorf("without the layer: %v\n%q", err, out)
+	}
+	if r := VerifyDomainSignature(signedPayload(t, signedMsg, s), check("alice@example.net", s.Cert)); !r.WholeMessage {
+		t.Error("our signature over the whole message is not marked as covering the header")
 	}
 }
