@@ -226,3 +226,29 @@ func (s *Store) OwnCannotSign() []Problem {
 	}
 	return out
 }
+
+// checkSigners refuses signing-only certificates that `cert import` must
+// not take: one that names a public suffix, is not valid now, may not sign
+// (key usage without digitalSignature, extended key usage without
+// emailProtection), or, with trust anchors, does not chain to them.
+func checkSigners(signers []*Cert, roots, chain *x509.CertPool, now time.Time, trustDir string) error {
+	for _, c := range signers {
+		x := c.X509
+		switch {
+		case c.static == PublicSuffix:
+			return errors.New(refusedSuffix(c))
+		case now.Before(x.NotBefore) || now.After(x.NotAfter):
+			return fmt.Errorf("signing certificate %s is not valid now (%s to %s)", c.Describe(), x.NotBefore.UTC().Format(time.RFC3339), x.NotAfter.UTC().Format(time.RFC3339))
+		case x.KeyUsage != 0 && x.KeyUsage&(x509.KeyUsageDigitalSignature|x509.KeyUsageContentCommitment) == 0:
+			return fmt.Errorf("signing certificate %s: its key usage lacks digitalSignature", c.Describe())
+		case len(x.ExtKeyUsage) > 0 && !slices.Contains(x.ExtKeyUsage, x509.ExtKeyUsageEmailProtection) && !slices.Contains(x.ExtKeyUsage, x509.ExtKeyUsageAny):
+			return fmt.Errorf("signing certificate %s: its extended key usage lacks emailProtection", c.Describe())
+		}
+		if roots != nil {
+			if _, err := x.Verify(x509.VerifyOptions{Roots: roots, Intermediates: chain, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection}}); err != nil {
+				return fmt.Errorf("signing certificate %s does not chain to a trust anchor in %s: %v", c.Describe(), trustDir, err)
+			}
+		}
+	}
+	return nil
+}

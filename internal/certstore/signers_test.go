@@ -187,3 +187,36 @@ func TestHarvest(t *testing.T) {
 }
 
 func pkixName(cn string) pkix.Name { return pkix.Name{CommonName: cn} }
+
+// TestImportSigningCertificate: `cert import` takes a partner's
+// signing-only certificate (held to verify its signatures, never encrypted
+// to) and refuses one that is expired or may not sign.
+func TestImportSigningCertificate(t *testing.T) {
+	t.Parallel()
+	own, partners := testDirs(t)
+	opts := Options{OwnDir: own, PartnersDir: partners, Now: func() time.Time { return testNow }}
+	src := t.TempDir()
+	good := makeCert(t, certSpec{key: ecKey(t, 0), emails: []string{"domain-signing-authority@example.net"}, usage: x509.KeyUsageDigitalSignature})
+	im, err := PrepareImport(opts, writeFile(t, src, "signer.pem", certPEM(good)))
+	if err != nil || len(im.Signers) != 1 || len(im.Certs) != 0 {
+		t.Fatalf("PrepareImport: %+v, %v", im, err)
+	}
+	if err := im.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	s := mustLoad(t, opts)
+	if err := s.TrustSigner(good, nil, "example.net", testNow); err != nil {
+		t.Errorf("the imported signing certificate is not trusted: %v", err)
+	}
+	if m := s.Lookup("example.net"); m.Domain != "" {
+		t.Errorf("a signing certificate is encrypted to: %+v", m)
+	}
+	for name, c := range map[string]*x509.Certificate{
+		"expired": makeCert(t, certSpec{key: ecKey(t, 1), emails: []string{"domain-signing-authority@example.net"}, usage: x509.KeyUsageDigitalSignature, notBefore: testNow.Add(-48 * time.Hour), notAfter: testNow.Add(-time.Hour)}),
+		"no digitalSignature": makeCert(t, certSpec{key: ecKey(t, 1), emails: []string{"domain-signing-authority@example.net"}, usage: x509.KeyUsageKeyAgreement}),
+	} {
+		if _, err := PrepareImport(opts, writeFile(t, src, "bad.pem", certPEM(c))); err == nil {
+			t.Errorf("%s: imported", name)
+		}
+	}
+}
