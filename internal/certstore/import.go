@@ -17,15 +17,15 @@ import (
 // to be copied into the partner directory.
 type Import struct {
 	Source string
-	Certs  []*Cert             // the domain certificates, judged as of now
+	Certs  []*Cert // the domain certificates, judged as of now
 	// Signers are certificates that name a domain only as its domain
 	// signer (RFC 3183 section 3.1.1): held to verify its signatures,
 	// never encrypted to (signers.go).
 	Signers []*Cert
-	Chain  []*x509.Certificate // CA certificates that came with them
-	Dest   string              // where Commit writes, in the partner directory
-	Exists bool                // Dest already holds exactly these certificates
-	data   []byte              // PEM of Certs then Chain
+	Chain   []*x509.Certificate // CA certificates that came with them
+	Dest    string              // where Commit writes, in the partner directory
+	Exists  bool                // Dest already holds exactly these certificates
+	data    []byte              // PEM of Certs then Chain
 }
 
 // PrepareImport reads and validates a partner certificate file (PEM, DER or

@@ -212,7 +212,7 @@ func TestImportSigningCertificate(t *testing.T) {
 		t.Errorf("a signing certificate is encrypted to: %+v", m)
 	}
 	for name, c := range map[string]*x509.Certificate{
-		"expired": makeCert(t, certSpec{key: ecKey(t, 1), emails: []string{"domain-signing-authority@example.net"}, usage: x509.KeyUsageDigitalSignature, notBefore: testNow.Add(-48 * time.Hour), notAfter: testNow.Add(-time.Hour)}),
+		"expired":             makeCert(t, certSpec{key: ecKey(t, 1), emails: []string{"domain-signing-authority@example.net"}, usage: x509.KeyUsageDigitalSignature, notBefore: testNow.Add(-48 * time.Hour), notAfter: testNow.Add(-time.Hour)}),
 		"no digitalSignature": makeCert(t, certSpec{key: ecKey(t, 1), emails: []string{"domain-signing-authority@example.net"}, usage: x509.KeyUsageKeyAgreement}),
 	} {
 		if _, err := PrepareImport(opts, writeFile(t, src, "bad.pem", certPEM(c))); err == nil {
