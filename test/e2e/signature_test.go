@@ -158,7 +158,7 @@ func TestDomainSignedBetweenGateways(t *testing.T) {
 	mustSend(t, netgw.smtp, crossed.From, crossed.To, string(crossed.Data))
 	got := waitMessages(t, bob, 1)[0]
 	v := ourVerdict(got.Data, "gw.example.net")
-	for _, w := range []string{"smime=pass (domain signature of example.org; arrived encrypted to our domain certificate sha256:", "body.smime-identifier=domain-signing-authority@example.org", "body.smime-serial=", "body.smime-issuer="} {
+	for _, w := range []string{"smime=pass (domain signature of example.org over the whole message; arrived encrypted to our domain certificate sha256:", "body.smime-identifier=domain-signing-authority@example.org", "body.smime-serial=", "body.smime-issuer="} {
 		if !strings.Contains(v, w) {
 			t.Errorf("B's verdict lacks %q:\n%s", w, v)
 		}
