@@ -3,6 +3,12 @@
 // crypto, default fsync) on the same machine, in alternating runs of the
 // same load, with the ratio printed at the end.
 //
+// A second smimegate signs every message before it encrypts it (policy.sign
+// = true, RFC 3183 domain signatures with our own key, RSA-2048 unless
+// -own-key says otherwise), so that
+// the cost of signing is measured beside the same gateway without it, in
+// the same run.
+//
 // Each run sends -messages messages of each -sizes body size with Postfix's
 // smtp-source over -sessions parallel sessions (a new connection per
 // message, smtp-source's default); its time runs from the start of
@@ -34,6 +40,7 @@ func main() {
 	perfOut := flag.String("perf", "", "record the gateway with perf into `FILE` and print the top costs")
 	pprofOut := flag.String("pprof", "", "fetch a Go CPU profile of the gateway's first timed run from its /debug/pprof into `FILE` (give -messages enough for -pprof-seconds)")
 	pprofSeconds := flag.Int("pprof-seconds", 5, "length of the -pprof profile in seconds")
+	ownKey := flag.String("own-key", "rsa2048", "key `type` of our own domain certificate, which signs when sign = true (rsa2048, p256, ...)")
 	stateParent := flag.String("state-parent", "", "make the gateway's state_dir under `DIR` (e.g. /dev/shm, to see what the spool's file system costs; not durable there)")
 	flag.Parse()
 	sizeList, err := parseSizes(*sizes)
@@ -44,10 +51,10 @@ func main() {
 
 	h := rig.New("relay")
 	defer h.Close()
-	rig.Header("relay", fmt.Sprintf("%d messages x %d rounds, %d sessions", *messages, *rounds, *sessions))
+	rig.Header("relay", fmt.Sprintf("%d messages x %d rounds, %d sessions, own key %s", *messages, *rounds, *sessions, *ownKey))
 
 	bin := rig.Build(h)
-	own := rig.Keygen(h, bin, "example.org", "rsa2048")
+	own := rig.Keygen(h, bin, "example.org", *ownKey)
 	partner := rig.Keygen(h, bin, "example.net", "rsa2048")
 
 	gwSink := rig.StartSink(h, rig.SinkOptions{Check: mustBeSMIME})
@@ -55,6 +62,12 @@ func main() {
 	gw := rig.StartGateway(h, bin, rig.GatewayOptions{
 		Domain: "example.org", Own: []rig.KeyFiles{own}, Partners: []rig.KeyFiles{partner},
 		Outbound: gwSink.Addr, Inbound: gwSink.Addr, StateParent: *stateParent,
+	})
+	signSink := rig.StartSink(h, rig.SinkOptions{Check: mustBeSMIME})
+	signing := rig.StartGateway(h, bin, rig.GatewayOptions{
+		Domain: "example.org", Own: []rig.KeyFiles{own}, Partners: []rig.KeyFiles{partner},
+		Outbound: signSink.Addr, Inbound: signSink.Addr, StateParent: *stateParent,
+		Extra: "[policy]\nsign = true\n",
 	})
 	_, port, _ := strings.Cut(pfSink.Addr, ":")
 	pf := postfixtest.Start(h, postfixtest.Options{MainCF: map[string]string{"relayhost": "[127.0.0.1]:" + port}})
@@ -71,6 +84,7 @@ func main() {
 		{Name: "smimegate", Addr: gw.Addr, Sink: gwSink, CPU: func() (time.Duration, error) { return rig.CPUTime(gw.PID()) }},
 		{Name: "postfix", Addr: pf.Addr, Sink: pfSink, CPU: func() (time.Duration, error) { return rig.TreeCPUTime(pfMaster) }},
 		{Name: "direct", Addr: directSink.Addr, Sink: directSink, CPU: func() (time.Duration, error) { return 0, nil }},
+		{Name: "sign=true", Addr: signing.Addr, Sink: signSink, CPU: func() (time.Duration, error) { return rig.CPUTime(signing.PID()) }},
 	}
 
 	// One small run each first: connections, page cache and Postfix's
@@ -85,7 +99,7 @@ func main() {
 		perf = rig.StartPerf(h, gw.PID(), *perfOut)
 	}
 
-	type result struct{ wall, cpu [3]time.Duration }
+	type result struct{ wall, cpu [4]time.Duration }
 	results := map[int]*result{}
 	for _, size := range sizeList {
 		r := &result{}
@@ -123,6 +137,7 @@ func main() {
 		}
 	}
 	checkSinks(h, gw, gwSink, pfSink)
+	checkSinks(h, signing, signSink, pfSink)
 
 	fmt.Println()
 	n := float64(*messages * *rounds)
@@ -140,6 +155,13 @@ func main() {
 		gwCPU, pfCPU := rig.Ms(r.cpu[0])/n, rig.Ms(r.cpu[1])/n
 		fmt.Printf("relay %6d B: CPU per message: smimegate %.2f ms  postfix %.2f ms (all its processes)  ratio %.2f\n",
 			size, gwCPU, pfCPU, pfCPU/gwCPU)
+		signRate, signCPU := n/r.wall[3].Seconds(), rig.Ms(r.cpu[3])/n
+		line = fmt.Sprintf("relay %6d B, sign = true: smimegate %7.1f msg/s  ratio to postfix %.2f  (%.2f of sign = false); CPU %.2f ms per message (+%.2f ms for the signature)",
+			size, signRate, signRate/pfRate, signRate/gwRate, signCPU, signCPU-gwCPU)
+		if size == 10240 {
+			line += fmt.Sprintf("  (target >= 4: %s)", rig.Verdict(signRate/pfRate, 4, false))
+		}
+		fmt.Println(line)
 	}
 	if report != "" {
 		fmt.Printf("\nperf profile of the gateway (self time, %s):\n%s", *perfOut, report)

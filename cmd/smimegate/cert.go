@@ -163,6 +163,10 @@ func certImport(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stdout, "%s: %s %s for %s (%s, sha256 %s, %s until %s) as %s\n", im.Source, verb, c.X509.Subject, strings.Join(c.Domains, ", "),
 				c.KeyType(), c.Fingerprint, c.Status, c.X509.NotAfter.UTC().Format(time.DateOnly), im.Dest)
 		}
+		for _, c := range im.Signers {
+			fmt.Fprintf(stdout, "%s: signing certificate %s for %s (sha256 %s, until %s) as %s: verifies their domain signatures, never encrypted to\n",
+				im.Source, c.X509.Subject, strings.Join(c.Domains, ", "), c.Fingerprint, c.X509.NotAfter.UTC().Format(time.DateOnly), im.Dest)
+		}
 	}
 	fmt.Fprintln(stdout, "a running gateway uses them after its next reload (SIGHUP)")
 	return nil

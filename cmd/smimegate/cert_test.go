@@ -334,7 +334,7 @@ func TestKeygenCommand(t *testing.T) {
 			t.Errorf("%s: mode %04o, want %04o", path, fi.Mode().Perm(), mode)
 		}
 	}
-	for _, w := range []string{"wrote " + key, "smg_encryptor@example.net, domain-confidentiality-authority@example.net, smg_encryptor@example.com", "sha256 fingerprint: "} {
+	for _, w := range []string{"wrote " + key, "smg_encryptor@example.net, domain-confidentiality-authority@example.net, domain-signing-authority@example.net, smg_encryptor@example.com", "sha256 fingerprint: "} {
 		if !strings.Contains(out.String(), w) {
 			t.Errorf("output lacks %q:\n%s", w, out.String())
 		}
@@ -346,7 +346,7 @@ func TestKeygenCommand(t *testing.T) {
 		t.Skip("openssl is not installed")
 	}
 	req := certTestOpenSSL(t, nil, "req", "-in", csr, "-noout", "-verify", "-text")
-	for _, w := range []string{"Key Encipherment", "E-mail Protection", "email:smg_encryptor@example.com"} {
+	for _, w := range []string{"Digital Signature, Key Encipherment", "E-mail Protection", "email:smg_encryptor@example.com", "email:domain-signing-authority@example.com"} {
 		if !strings.Contains(string(req), w) {
 			t.Errorf("CSR lacks %q:\n%s", w, req)
 		}

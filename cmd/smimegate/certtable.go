@@ -28,11 +28,15 @@ func writeCertTable(w io.Writer, certs []*certstore.Cert, now time.Time) error {
 	fmt.Fprintln(tw, "DOMAINS\tKIND\tKEY\tSUBJECT\tSHA-256\tNOT AFTER\tDAYS\tSOURCE\tREVOCATION\tSTATUS")
 	for _, c := range certs {
 		kind := "partner"
-		if c.Own {
+		switch {
+		case c.Own:
 			kind = "own"
 			if n := notes[c.Fingerprint]; n != "" {
 				kind += " (" + n + ")"
 			}
+		case c.Harvested():
+			// Learnt from a verified domain signature (certs.harvest).
+			kind = "harvested"
 		}
 		domains := strings.Join(c.Domains, ",")
 		if domains == "" {

@@ -62,7 +62,7 @@ func checkCerts(cfg *config.Config, w io.Writer) error {
 	if reportOwnWithoutKey(w, store) {
 		return fmt.Errorf("%d own certificate(s) without a usable private key (listed above); as the user that runs serve, fix the key file or the passphrase", len(store.OwnWithoutKey()))
 	}
-	return nil
+	return reportSigning(w, cfg, store)
 }
 
 // maxTrustedBits: a trusted network wider than a /8 (16 million

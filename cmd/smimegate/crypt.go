@@ -11,6 +11,7 @@ import (
 	"net/mail"
 	"os"
 	"strings"
+	"time"
 
 	"smimegate/internal/certstore"
 	"smimegate/internal/cms"
@@ -97,6 +98,18 @@ func encryptCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) er
 		return err
 	}
 	size := len(msg)
+	signer := ""
+	if pp.Sign {
+		// As the gateway does: signed with our certificate of the From
+		// domain (or of the first local domain), then encrypted; no
+		// signature, no output.
+		so, err := offlineSigner(cfg, store, msg)
+		if err != nil {
+			return fmt.Errorf("%s wants our domain signature (sign = true): %w", domain, err)
+		}
+		opts.Sign = so
+		signer = certFingerprint(so.Signer.Cert.Raw)
+	}
 	w := bufio.NewWriterSize(stdout, 64<<10)
 	if err := smime.Seal(w, msg, opts); err != nil {
 		return err
@@ -106,7 +119,7 @@ func encryptCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) er
 	}
 	logger.Info("sealed", "direction", "outbound", "action", "encrypt", "domain", domain,
 		"cert_domain", m.Domain, "fingerprints", strings.Join(fingerprints, ","), "cipher", cipher.String(),
-		"rsa_padding", pp.RSAPadding, "key_id", pp.KeyID, "policy_entry", pp.Entry, "size", size)
+		"rsa_padding", pp.RSAPadding, "key_id", pp.KeyID, "policy_entry", pp.Entry, "size", size, "signed_by", signer)
 	return nil
 }
 
@@ -274,4 +287,28 @@ func fingerprint(store *certstore.Store, info *cms.Info) string {
 		}
 	}
 	return ""
+}
+
+// offlineSigner finds our signing certificate for msg as the gateway's
+// policy step does: the own certificate of a local From domain, else of
+// the first local domain that has one.
+func offlineSigner(cfg *config.Config, store *certstore.Store, msg []byte) (*smime.SignOptions, error) {
+	var candidates []string
+	for _, a := range smime.FromOf(msg).Addresses {
+		if at := strings.LastIndexByte(a, '@'); at >= 0 {
+			if d, err := config.CanonicalDomain(a[at+1:]); err == nil && cfg.IsLocal(d) {
+				candidates = append(candidates, d)
+			}
+		}
+	}
+	var errs []string
+	for _, d := range append(candidates, cfg.LocalDomains...) {
+		sg, err := store.OwnSigner(d)
+		if err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		return &smime.SignOptions{Signer: cms.Signer{Cert: sg.Cert.X509, Key: sg.Key, Chain: sg.Chain}, EncryptionCert: sg.Cert.X509, Time: time.Now()}, nil
+	}
+	return nil, errors.New(strings.Join(errs, "; "))
 }

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"smimegate/internal/certstore"
 )
 
 // The encrypt and decrypt commands are tested as operators and scripts use
@@ -140,8 +142,10 @@ func TestEncryptDecryptCommands(t *testing.T) {
 		t.Errorf("encrypt wrote to standard error at log_level warn: %s", enc.stderr)
 	}
 	hdr, _, _ := bytes.Cut(enc.stdout, []byte("\r\n\r\n"))
+	// policy.protect_subject is on by default (RFC 9788): the real
+	// Subject travels only inside.
 	if !bytes.Contains(hdr, []byte("smime-type=authEnveloped-data")) || bytes.Contains(enc.stdout, []byte("carol")) ||
-		!bytes.Contains(hdr, []byte("Subject: Quartalszahlen")) {
+		!bytes.Contains(hdr, []byte("Subject: [...]")) || bytes.Contains(hdr, []byte("Quartalszahlen")) {
 		t.Errorf("outer header:\n%s", hdr)
 	}
 	sealedFile := filepath.Join(t.TempDir(), "sealed.eml")
@@ -160,13 +164,13 @@ func TestEncryptDecryptCommands(t *testing.T) {
 
 func TestEncryptPartnerPolicy(t *testing.T) {
 	t.Parallel()
-	dir := cryptTestGateway(t, "[policy]\nprotect_subject = true\n"+
+	dir := cryptTestGateway(t, "[policy]\nprotect_subject = false\n"+
 		"[policy.partners.\"example.net\"]\ncipher = \"aes128-cbc\"\nrsa_padding = \"oaep\"\nkey_id = \"ski\"\n")
 	enc := cryptTestRun(t, dir, []byte(cryptMsg), "encrypt", "-to", "bob@EXAMPLE.net")
 	if enc.code != 0 {
 		t.Fatalf("encrypt: exit %d: %s", enc.code, enc.stderr)
 	}
-	if !bytes.Contains(enc.stdout, []byte("smime-type=enveloped-data")) || !bytes.Contains(enc.stdout, []byte("\r\nSubject: [...]\r\n")) {
+	if !bytes.Contains(enc.stdout, []byte("smime-type=enveloped-data")) || !bytes.Contains(enc.stdout, []byte("\r\nSubject: Quartalszahlen\r\n")) {
 		t.Errorf("outer header:\n%.600s", enc.stdout)
 	}
 	f := filepath.Join(t.TempDir(), "sealed.eml")
@@ -348,5 +352,42 @@ func TestDecryptKeepsTrace(t *testing.T) {
 	dec := cryptTestRun(t, dir, append([]byte(trace), sealed...), "decrypt")
 	if dec.code != 0 || string(dec.stdout) != trace+cryptMsg {
 		t.Errorf("decrypt: exit %d, %q, %s\nwant %q", dec.code, dec.stdout, dec.stderr, trace+cryptMsg)
+	}
+}
+
+// TestEncryptSigns: with sign = true for the partner, `smimegate encrypt`
+// signs with our certificate of the From domain, as the gateway does, and
+// openssl decrypts and verifies the result back to the original; without
+// a certificate that can sign for the From domain it writes nothing.
+func TestEncryptSigns(t *testing.T) {
+	t.Parallel()
+	dir := cryptTestGateway(t, "[policy.partners.\"example.net\"]\nsign = true\n")
+	refused := cryptTestRun(t, dir, []byte(cryptMsg), "encrypt", "-to", "example.net")
+	if refused.code == 0 || len(refused.stdout) != 0 || !strings.Contains(string(refused.stderr), "wants our domain signature") {
+		t.Fatalf("without a signing certificate for example.org: exit %d, %d bytes out: %s", refused.code, len(refused.stdout), refused.stderr)
+	}
+	g, err := certstore.Generate(certstore.KeygenOptions{Domains: []string{"example.org"}, KeyType: "p256"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	orgCrt := filepath.Join(dir, "own", "example.org.crt")
+	os.WriteFile(orgCrt, g.CertPEM, 0o600)
+	os.WriteFile(filepath.Join(dir, "own", "example.org.key"), g.KeyPEM, 0o600)
+	enc := cryptTestRun(t, dir, []byte(cryptMsg), "encrypt", "-to", "example.net")
+	if enc.code != 0 {
+		t.Fatalf("encrypt: exit %d: %s", enc.code, enc.stderr)
+	}
+	f := filepath.Join(t.TempDir(), "sealed.eml")
+	if err := os.WriteFile(f, enc.stdout, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	payload := cryptTestOpenSSL(t, nil, "cms", "-decrypt", "-binary", "-in", f, "-recip", cryptTestdata("rsa.crt"), "-inkey", cryptTestdata("rsa.key"))
+	if !bytes.Contains(payload, []byte(`hp="cipher"`)) || !bytes.Contains(payload, []byte("multipart/signed")) {
+		t.Fatalf("not a signed payload:\n%.400s", payload)
+	}
+	pf := filepath.Join(t.TempDir(), "payload.eml")
+	os.WriteFile(pf, payload, 0o600)
+	if got := cryptTestOpenSSL(t, nil, "cms", "-verify", "-in", pf, "-CAfile", orgCrt); string(got) != cryptMsg {
+		t.Errorf("openssl cms -verify gave %q", got)
 	}
 }

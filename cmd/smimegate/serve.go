@@ -283,6 +283,7 @@ func warnCerts(logger *slog.Logger, cfg *config.Config, store *certstore.Store) 
 		}
 	}
 	logger.Info("certificates", "own", keyed, "own_without_key", len(store.OwnWithoutKey()), "partner", partners, "problems", len(store.Problems()))
+	warnSigning(logger, cfg, store)
 }
 
 // courierConfig maps [relay] onto the courier's settings.

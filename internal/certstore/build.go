@@ -70,7 +70,10 @@ func (s *Store) pairOwn() {
 					c.staticReason = "names no domain; its key is used only to decrypt"
 				}
 			case len(c.Domains) == 0 && x.BasicConstraintsValid && x.IsCA:
-				continue // a CA certificate of our chain
+				// A CA certificate of our chain: it travels with our
+				// domain signatures (signers.go).
+				s.ownChain = append(s.ownChain, x)
+				continue
 			default:
 				c.static, c.staticReason = NoPrivateKey, "no usable private key: "+s.missingKeyReason(p)
 			}
@@ -124,9 +127,18 @@ func (s *Store) collectPartners(roots *x509.CertPool) {
 		for _, x := range s.files[p].content.certs {
 			c := newCert(x, p, s.opts.naming())
 			if len(c.Domains) == 0 {
+				if isSigningCert(x, s.opts.naming()) {
+					s.addSigner(x, p)
+					continue
+				}
 				// A CA certificate shipped with the partner's: an
 				// intermediate for the chain, not a recipient.
 				chain.AddCert(x)
+				s.chainCerts = append(s.chainCerts, x)
+				if s.chainByFile == nil {
+					s.chainByFile = map[string][]*x509.Certificate{}
+				}
+				s.chainByFile[p] = append(s.chainByFile[p], x)
 				continue
 			}
 			leaves = append(leaves, c)
@@ -151,6 +163,7 @@ func (s *Store) collectPartners(roots *x509.CertPool) {
 			s.byDomain[d] = append(s.byDomain[d], c)
 		}
 	}
+	s.chain = chain
 	for _, cs := range s.byDomain {
 		// Newest first: with a rotation in progress, the certificate
 		// that lasts longest leads the recipient list.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -16,11 +17,15 @@ import (
 // to be copied into the partner directory.
 type Import struct {
 	Source string
-	Certs  []*Cert             // the domain certificates, judged as of now
-	Chain  []*x509.Certificate // CA certificates that came with them
-	Dest   string              // where Commit writes, in the partner directory
-	Exists bool                // Dest already holds exactly these certificates
-	data   []byte              // PEM of Certs then Chain
+	Certs  []*Cert // the domain certificates, judged as of now
+	// Signers are certificates that name a domain only as its domain
+	// signer (RFC 3183 section 3.1.1): held to verify its signatures,
+	// never encrypted to (signers.go).
+	Signers []*Cert
+	Chain   []*x509.Certificate // CA certificates that came with them
+	Dest    string              // where Commit writes, in the partner directory
+	Exists  bool                // Dest already holds exactly these certificates
+	data    []byte              // PEM of Certs then Chain
 }
 
 // PrepareImport reads and validates a partner certificate file (PEM, DER or
@@ -66,6 +71,10 @@ func PrepareImport(opts Options, path string) (*Import, error) {
 	chain := x509.NewCertPool()
 	for _, x := range fc.certs {
 		c := newCert(x, path, opts.naming())
+		if len(c.Domains) == 0 && isSigningCert(x, opts.naming()) {
+			im.Signers = append(im.Signers, newCert(x, path, signerNaming(opts.naming())))
+			continue
+		}
 		if len(c.Domains) == 0 {
 			im.Chain = append(im.Chain, x)
 			chain.AddCert(x)
@@ -73,7 +82,7 @@ func PrepareImport(opts Options, path string) (*Import, error) {
 		}
 		im.Certs = append(im.Certs, c)
 	}
-	if len(im.Certs) == 0 {
+	if len(im.Certs) == 0 && len(im.Signers) == 0 {
 		return nil, fmt.Errorf("%s: names no domain: no certificate has a mailbox %s@DOMAIN in subjectAltName, subject emailAddress or commonName", path, strings.Join(opts.Names, "@DOMAIN or "))
 	}
 	var roots *x509.CertPool
@@ -97,15 +106,18 @@ func PrepareImport(opts Options, path string) (*Import, error) {
 		}
 		im.Certs[i] = e
 	}
+	if err := checkSigners(im.Signers, roots, chain, now, opts.TrustDir); err != nil {
+		return nil, fmt.Errorf("%s: %w; not imported", path, err)
+	}
 	var b bytes.Buffer
-	for _, c := range im.Certs {
+	for _, c := range append(slices.Clone(im.Certs), im.Signers...) {
 		pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: c.X509.Raw})
 	}
 	for _, x := range im.Chain {
 		pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: x.Raw})
 	}
 	im.data = b.Bytes()
-	first := im.Certs[0]
+	first := append(slices.Clone(im.Certs), im.Signers...)[0]
 	im.Dest = filepath.Join(opts.PartnersDir, first.Domains[0]+"-"+first.Fingerprint[:16]+".pem")
 	if old, err := os.ReadFile(im.Dest); err == nil && bytes.Equal(old, im.data) {
 		im.Exists = true

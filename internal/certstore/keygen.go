@@ -40,7 +40,7 @@ type KeygenOptions struct {
 	Domains []string // one or more; the first names the files and the subject
 	KeyType string   // one of KeyTypes; "" is rsa3072
 	Days    int      // validity; 0 is DefaultValidityDays
-	Names   []string // local parts written into the certificate; DefaultNames if empty
+	Names   []string // local parts written into the certificate; DefaultNames if empty; SigningName is always added
 	// Passphrase, if set, encrypts the private key (PKCS#8 with PBES2,
 	// PBKDF2-HMAC-SHA256 and AES-256-CBC).
 	Passphrase []byte
@@ -73,14 +73,21 @@ var (
 	errGenerateBadKeyType  = fmt.Errorf("key type must be one of %v", KeyTypes)
 )
 
+// SigningName is the local part that RFC 3183 section 3.1.1 gives the
+// certificate of a domain signature: domain-signing-authority@DOMAIN. A
+// receiving domain tells a domain signature from a user's by it.
+const SigningName = "domain-signing-authority"
+
 // Generate makes a domain key and a self-signed domain certificate that
-// carries both naming conventions (draft section 4 and RFC 3183 section
-// 4.1) for every domain in its subjectAltName.
+// carries both naming conventions for encryption (draft section 4 and RFC
+// 3183 section 4.1) and RFC 3183's name for domain signing (section 3.1.1)
+// for every domain in its subjectAltName, so that one certificate serves
+// both halves of RFC 3183.
 //
-// Key usage: keyEncipherment for RSA (RSA key transport, RFC 8550 section
-// 4.4.2); keyAgreement alone for EC (ECDH, RFC 5480 section 3 lists no
-// encipherment bit for EC keys). No signature bit: the gateway is not a
-// signing entity (draft section 2). Extended key usage is emailProtection.
+// Key usage: digitalSignature, for domain signatures (RFC 8550 section
+// 4.4.2), beside keyEncipherment for RSA (RSA key transport) or
+// keyAgreement for EC (ECDH, RFC 5480 section 3 lists no encipherment bit
+// for EC keys). Extended key usage is emailProtection.
 //
 // GnuPG's gpgsm 2.2 refuses an EC certificate without keyEncipherment, and
 // with it fails anyway ("ksba_cms_set_enc_val failed: Invalid
@@ -117,9 +124,13 @@ func Generate(opts KeygenOptions) (*Generated, error) {
 	if err != nil {
 		return nil, err
 	}
+	names := opts.Names
+	if !slices.Contains(names, SigningName) {
+		names = append(slices.Clip(names), SigningName)
+	}
 	var emails []string
 	for _, d := range domains {
-		for _, n := range opts.Names {
+		for _, n := range names {
 			emails = append(emails, n+"@"+d)
 		}
 	}
@@ -186,7 +197,7 @@ func newKey(kind string) (crypto.Signer, x509.KeyUsage, error) {
 	rsaBits := map[string]int{"": 3072, "rsa3072": 3072, "rsa2048": 2048, "rsa4096": 4096}
 	if bits, ok := rsaBits[kind]; ok {
 		k, err := rsa.GenerateKey(rand.Reader, bits)
-		return k, x509.KeyUsageKeyEncipherment, err
+		return k, x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment, err
 	}
 	var curve elliptic.Curve
 	switch kind {
@@ -198,7 +209,7 @@ func newKey(kind string) (crypto.Signer, x509.KeyUsage, error) {
 		return nil, 0, errGenerateBadKeyType
 	}
 	k, err := ecdsa.GenerateKey(curve, rand.Reader)
-	return k, x509.KeyUsageKeyAgreement, err
+	return k, x509.KeyUsageDigitalSignature | x509.KeyUsageKeyAgreement, err
 }
 
 // subjectKeyID computes the key identifier of RFC 5280 section 4.2.1.2

@@ -15,7 +15,8 @@ import (
 )
 
 // TestGenerateShape: the certificate names both conventions for every
-// domain, has the key usage that fits its key, emailProtection, a
+// domain and RFC 3183's signing name, has digitalSignature and the key
+// usage that fits its key, emailProtection, a
 // subject key identifier, and the requested validity; the CSR asks for the
 // same; the store loads key and certificate as a usable own pair.
 func TestGenerateShape(t *testing.T) {
@@ -27,16 +28,16 @@ func TestGenerateShape(t *testing.T) {
 		usage   x509.KeyUsage
 		check   func(any) bool
 	}{
-		{rsaGen, []string{"gw.example.org", "example.com"}, x509.KeyUsageKeyEncipherment,
+		{rsaGen, []string{"gw.example.org", "example.com"}, x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 			func(k any) bool { r, ok := k.(*rsa.PublicKey); return ok && r.N.BitLen() == 3072 }},
-		{ecGen, []string{"ec.example.org"}, x509.KeyUsageKeyAgreement,
+		{ecGen, []string{"ec.example.org"}, x509.KeyUsageDigitalSignature | x509.KeyUsageKeyAgreement,
 			func(k any) bool { e, ok := k.(*ecdsa.PublicKey); return ok && e.Curve == elliptic.P256() }},
 	}
 	for _, tc := range tests {
 		c := tc.g.Cert
 		var want []string
 		for _, d := range tc.domains {
-			want = append(want, "smg_encryptor@"+d, "domain-confidentiality-authority@"+d)
+			want = append(want, "smg_encryptor@"+d, "domain-confidentiality-authority@"+d, "domain-signing-authority@"+d)
 		}
 		if !slices.Equal(c.EmailAddresses, want) {
 			t.Errorf("SAN %v, want %v", c.EmailAddresses, want)

@@ -46,6 +46,45 @@ type Revocation struct {
 	dirty    bool                 // seen changed since it was written
 
 	cacheProblem string // why the cache could not be read, for CacheProblem
+
+	// signers are the chains of domain signers seen lately (TrustSigner),
+	// tracked like the loaded certificates' under the group "signers";
+	// signerOrder is their arrival order, for the bound maxSigners.
+	signers     map[string][]revPair
+	signerOrder []string
+}
+
+// maxSigners bounds the signer chains tracked: signers are the partners'
+// CA-issued signing certificates, a handful per partner, and the bound keeps
+// a stream of signatures by new certificates from growing the set (the
+// oldest is dropped, and checked again if it signs again).
+const maxSigners = 1024
+
+// trackSigner adds the chain of a domain signer (keyed by its
+// fingerprint) to what is checked in the background, and returns what is
+// known of it now. A signer seen for the first time is "not checked yet":
+// within certs.revocation_grace that does not stop it under strict, and the
+// background check that the call wakes settles it within seconds.
+func (r *Revocation) trackSigner(fp string, pairs []revPair, now time.Time) RevocationInfo {
+	r.mu.Lock()
+	if r.signers == nil {
+		r.signers = map[string][]revPair{}
+	}
+	if _, ok := r.signers[fp]; !ok {
+		r.signers[fp] = pairs
+		r.signerOrder = append(r.signerOrder, fp)
+		for len(r.signerOrder) > maxSigners {
+			delete(r.signers, r.signerOrder[0])
+			r.signerOrder = r.signerOrder[1:]
+		}
+	}
+	var all []revPair
+	for _, k := range r.signerOrder {
+		all = append(all, r.signers[k]...)
+	}
+	r.mu.Unlock()
+	r.track("signers", all)
+	return r.status(pairs, now)
 }
 
 // RevocationMode is certs.revocation.

@@ -71,11 +71,22 @@ type Store struct {
 	// certificate, which pairOwn then names as the likely reason.
 	ownFailed []Problem
 	// roots and anchors are the trust anchors (nil without TrustDir),
-	// intermediates the CA certificates of the partner directory: what
-	// discovered certificates are verified with.
+	// intermediates (also chain) the CA certificates of the partner
+	// directory: what discovered certificates, domain signatures
+	// (signers.go) and harvested certificates (harvest.go) are verified
+	// with.
 	roots         *x509.CertPool
 	anchors       []*x509.Certificate
 	intermediates *x509.CertPool
+	chain         *x509.CertPool
+	chainCerts    []*x509.Certificate
+	chainByFile   map[string][]*x509.Certificate // the CA certificates of each partner file
+	// ownChain are the CA certificates that came with ours.
+	ownChain []*x509.Certificate
+	// signers are partner certificates that name a domain only as its
+	// domain signer (RFC 3183 section 3.1.1): trusted to sign for it,
+	// never encrypted to.
+	signers []*Cert
 	// discovered memoises the certificates built from SMIMEA records.
 	discovered discoveredMemo
 }
@@ -122,6 +133,7 @@ func load(opts Options, prev *Store) (*Store, error) {
 			return nil, err
 		}
 	}
+	s.roots = roots
 	for _, d := range []struct {
 		dir  string
 		kind fileKind
@@ -133,7 +145,15 @@ func load(opts Options, prev *Store) (*Store, error) {
 			return nil, err
 		}
 	}
-	s.roots = roots
+	// Certificates learnt from verified domain signatures (harvest.go),
+	// once there are any.
+	if h := HarvestedDir(opts.PartnersDir); h != "" {
+		if fi, err := os.Stat(h); err == nil && fi.IsDir() {
+			if err := s.readDir(h, partnerFile, prev); err != nil {
+				return nil, err
+			}
+		}
+	}
 	s.pairOwn()
 	s.collectPartners(roots)
 	s.ownChains()
@@ -265,6 +285,10 @@ func checkContent(fc *fileContent, kind fileKind, n naming) error {
 	for _, x := range fc.certs {
 		c := newCert(x, "", n)
 		switch {
+		case len(c.Domains) == 0 && isSigningCert(x, n):
+			// A domain's signing certificate: held to verify its
+			// signatures (signers.go).
+			return nil
 		case len(c.Domains) == 0:
 		case c.static == PublicSuffix:
 			refused = append(refused, refusedSuffix(c))

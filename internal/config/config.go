@@ -319,6 +319,9 @@ func Default() *Config {
 			Cipher:          "aes256-gcm",
 			RSAPadding:      "pkcs1v15",
 			KeyID:           "issuer_serial",
+			// RFC 9788: the outer Subject is "[...]"; between gateways
+			// the receiver restores the inner header, so nothing is lost.
+			ProtectSubject: true,
 		},
 		Queue: Queue{
 			Lifetime:      Duration(5 * 24 * time.Hour),

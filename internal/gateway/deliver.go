@@ -432,7 +432,7 @@ func (g *Gateway) retryHolds(env *spool.Envelope, force bool) {
 			data, err := g.readOriginal(env.ID)
 			if err == nil {
 				var sealed spool.Version
-				sealed, err = g.seal(env, data, true, v.Domain, grp.Match, grp.Policy, v.Recipients, newVersions(g, env.ID), false)
+				sealed, err = g.seal(env, data, true, v.Domain, grp.Match, grp.Policy, v.Recipients, newVersions(g, env.ID), false, &signPrep{})
 				if err == nil {
 					for i := range sealed.Recipients {
 						sealed.Recipients[i].NextAttempt = time.Time{}

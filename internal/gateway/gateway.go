@@ -65,6 +65,9 @@ type state struct {
 	// ownCerts are ownKeys' certificates (keyless ones included), for
 	// smime.Inspect at SMTP time.
 	ownCerts []*x509.Certificate
+	// signerCerts are the certificates we hold, for signers that leave
+	// theirs out of their signatures.
+	signerCerts []*x509.Certificate
 }
 
 // Options are the parts New does not make itself.
@@ -121,7 +124,7 @@ func New(cfg *config.Config, certs *certstore.Store, sp *spool.Spool, opts Optio
 }
 
 func (g *Gateway) setState(cfg *config.Config, certs *certstore.Store) {
-	st := &state{cfg: cfg, certs: certs}
+	st := &state{cfg: cfg, certs: certs, signerCerts: certs.HeldCertificates()}
 	for _, c := range certs.Own() {
 		st.ownKeys = append(st.ownKeys, cms.KeyPair{Cert: c.X509, Key: c.Key})
 		st.ownCerts = append(st.ownCerts, c.X509)

@@ -24,6 +24,8 @@ type Metrics struct {
 	quarantineFull prometheus.Counter
 	// verifications counts recipient verifications (smtp.verify_recipients) by result.
 	verifications *prometheus.CounterVec
+	// signatureMetrics are the domain signature counters (signature.go).
+	signatureMetrics
 }
 
 // NewMetrics registers the gateway's metrics with reg (a new registry with
@@ -56,5 +58,6 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 	m.verifications = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "smimegate_recipient_verifications_total", Help: "Recipient verifications at RCPT time (smtp.verify_recipients) by result: accepted, refused, tempfail (the next hop could not answer), cached."}, []string{"result"})
 	reg.MustRegister(m.received, m.decisions, m.deliveries, m.quarantined, m.bounces, m.relayFirst, m.ownKeyUnavailable, m.memoryWaits, m.quarantineFull, m.verifications)
+	m.signatureMetrics = newSignatureMetrics(reg)
 	return m
 }

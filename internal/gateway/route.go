@@ -196,6 +196,10 @@ func (g *Gateway) route(env *spool.Envelope, vs *versions) (done bool, err error
 		openData = bytes.Clone(data)
 	}
 
+	// A message sealed for several partners that want our signature is
+	// signed once (RFC 3183 section 3: the signature covers the original,
+	// the same for every copy).
+	prep := &signPrep{}
 	var versions []spool.Version
 	for gi, grp := range plan.Groups {
 		rcpts := deliveries(env, grp.Recipients)
@@ -210,12 +214,12 @@ func (g *Gateway) route(env *spool.Envelope, vs *versions) (done bool, err error
 			}
 			versions = append(versions, v)
 		case policy.Encrypt:
-			v, err := g.seal(env, data, gi == lastSeal, grp.Domain, grp.Match, grp.Policy, rcpts, vs, fast)
+			v, err := g.seal(env, data, gi == lastSeal, grp.Domain, grp.Match, grp.Policy, rcpts, vs, fast, prep)
 			if err != nil {
 				return false, err
 			}
 			versions = append(versions, v)
-			g.logDecision(env, plan.Direction, "encrypt", grp.Domain, v.Fingerprints, v.Cipher, "")
+			g.logDecision(env, plan.Direction, "encrypt", grp.Domain, v.Fingerprints, v.Cipher, prep.note(grp.Policy.Sign))
 		case policy.Hold:
 			lastErr, why := "no usable certificate for "+grp.Domain+", which requires encryption", "partner requires encryption and has no usable certificate"
 			if grp.Policy.RequirePQ {
@@ -298,10 +302,14 @@ func deliveries(env *spool.Envelope, idx []int) []spool.Delivery {
 
 // openInbound handles the recipients in local domains: an inbound message
 // encrypted to one of our certificates is opened (draft 5.2); one that
-// cannot be opened goes to the quarantine and is never relayed (D6).
+// cannot be opened goes to the quarantine and is never relayed (D6). An
+// opened message, and a plain one from a partner domain, is checked for a
+// domain signature (signature.go): the verdict is written for the
+// recipient, require_signature and require_aead may send it to the
+// quarantine instead, and fields that claim to be ours are removed from
+// every message.
 func (g *Gateway) openInbound(env *spool.Envelope, dir policy.Direction, data []byte, rcpts []spool.Delivery, domain string, vs *versions, fast bool) (v spool.Version, quarantined bool, err error) {
 	st := g.state.Load()
-	pass := spool.Version{Action: "pass", Domain: domain, Recipients: rcpts}
 	// Whatever the direction: mail to a local domain that is encrypted to
 	// one of our certificates is opened or quarantined (draft section 5.2),
 	// never relayed inward still encrypted because its sender claimed to be
@@ -309,11 +317,9 @@ func (g *Gateway) openInbound(env *spool.Envelope, dir policy.Direction, data []
 	res := smime.Open(data, st.ownKeys, openOptions(st.cfg))
 	switch res.Outcome {
 	case smime.NotEncrypted:
-		g.logDecision(env, dir, "pass", domain, nil, "", "not encrypted")
-		return pass, false, nil
+		return g.plainInbound(st, env, dir, data, rcpts, domain, vs, fast, "not encrypted")
 	case smime.NotForUs:
-		g.logDecision(env, dir, "pass", domain, nil, "", "encrypted, not to one of our certificates")
-		return pass, false, nil
+		return g.plainInbound(st, env, dir, data, rcpts, domain, vs, fast, "encrypted, not to one of our certificates")
 	case smime.KeyUnavailable:
 		// Ours, but the key is not loaded: never passed (it is for us),
 		// never quarantined (it may open fine once the key is readable).
@@ -329,31 +335,104 @@ func (g *Gateway) openInbound(env *spool.Envelope, dir policy.Direction, data []
 		return v, true, g.quarantine(env, vs, dir, fmt.Sprintf("cannot decrypt: %v", res.Err))
 	}
 	fp := fingerprint(res.Info.Cert)
-	sender, _ := policy.Domain(env.Sender) // an invalid domain is no partner: the global policy applies
-	if !res.Info.AEAD && st.cfg.PartnerPolicy(sender).RequireAEAD {
-		return v, true, g.quarantine(env, vs, dir, fmt.Sprintf("unauthenticated %s content refused by policy (require_aead) for %s", res.Info.Cipher, sender))
+	in, err := g.judgeInbound(st, env, res.Message, true)
+	if err != nil {
+		return v, true, g.quarantine(env, vs, dir, fmt.Sprintf("decrypted, but %v", err))
 	}
-	// Our own trace field, then the outer message's trace fields (ours
-	// from the receiver with the client's address among them: RFC 5321
-	// section 4.4 forbids deleting trace fields), then the message that
-	// was inside.
-	trace := receivedField(st.cfg.Hostname, env, "decrypted")
-	name, err := vs.write(fast, len(trace)+len(res.Trace)+len(res.Message), func(w io.Writer) error {
-		if _, err := io.WriteString(w, trace); err != nil {
-			return err
+	if in.quarantine != "" {
+		return v, true, g.quarantine(env, vs, dir, in.quarantine)
+	}
+	// require_aead is keyed on who the message says it is from (the
+	// verified signer, the From domains) as well as on the envelope
+	// sender, so that a different MAIL FROM does not bypass it.
+	if d, required := requiresAEAD(st.cfg, in.domains); !res.Info.AEAD && required {
+		return v, true, g.quarantine(env, vs, dir, fmt.Sprintf("unauthenticated %s content refused by policy (require_aead) for %s", res.Info.Cipher, d))
+	}
+	g.harvest(st, env, in.result)
+	dec := &decryption{fingerprint: fp, cipher: res.Info.Cipher, keyTransport: res.Info.KeyTransport}
+	// Our own trace field and our verdict, then the outer message's trace
+	// fields (ours from the receiver with the client's address among
+	// them: RFC 5321 section 4.4 forbids deleting trace fields), then the
+	// message that was inside.
+	head := receivedField(st.cfg.Hostname, env, "decrypted") + authResultsField(st.cfg.Hostname, in.result, dec) + decryptedFieldText(st.cfg.Hostname, dec)
+	name, err := vs.write(fast, len(head)+len(res.Trace)+len(in.trace)+len(in.message), func(w io.Writer) error {
+		for _, part := range [][]byte{[]byte(head), res.Trace, in.trace, in.message} {
+			if _, err := w.Write(part); err != nil {
+				return err
+			}
 		}
-		if _, err := w.Write(res.Trace); err != nil {
-			return err
-		}
-		_, err := w.Write(res.Message)
-		return err
+		return nil
 	})
 	if err != nil {
 		return v, false, err
 	}
 	g.metrics.decisions.WithLabelValues("decrypt").Inc()
-	g.logDecision(env, dir, "decrypt", domain, []string{fp}, res.Info.Cipher, "")
+	g.metrics.verdicts.WithLabelValues(string(in.result.Verdict)).Inc()
+	g.logDecision(env, dir, "decrypt", domain, []string{fp}, res.Info.Cipher, verdictNote(in))
 	return spool.Version{Data: name, Action: "decrypt", Domain: domain, Fingerprints: []string{fp}, Cipher: res.Info.Cipher, EightBit: res.EightBit, Recipients: rcpts}, false, nil
+}
+
+// plainInbound relays mail to local recipients that was not opened: as it
+// came, unless a forged field of ours had to go, or a partner's signature
+// was checked (then with our verdict, and without the domain layer it
+// verified), or require_signature sends it to the quarantine.
+func (g *Gateway) plainInbound(st *state, env *spool.Envelope, dir policy.Direction, data []byte, rcpts []spool.Delivery, domain string, vs *versions, fast bool, note string) (spool.Version, bool, error) {
+	pass := spool.Version{Action: "pass", Domain: domain, Recipients: rcpts}
+	in, err := g.judgeInbound(st, env, data, false)
+	if err != nil {
+		return spool.Version{}, true, g.quarantine(env, vs, dir, err.Error())
+	}
+	if in.quarantine != "" {
+		return spool.Version{}, true, g.quarantine(env, vs, dir, in.quarantine)
+	}
+	if !in.changed && !in.checked {
+		g.logDecision(env, dir, "pass", domain, nil, "", note)
+		return pass, false, nil
+	}
+	if in.checked {
+		g.harvest(st, env, in.result)
+	}
+	// Our Received field stays first; the verdict follows it, then the
+	// other trace fields and the message.
+	ours, body := traceAndRest(in.message)
+	var others []byte
+	if in.trace != nil {
+		ours, others = traceAndRest(in.trace)
+		body = in.message
+	}
+	var ar string
+	if in.checked {
+		ar = authResultsField(st.cfg.Hostname, in.result, nil)
+		g.metrics.verdicts.WithLabelValues(string(in.result.Verdict)).Inc()
+	}
+	name, err := vs.write(fast, len(ours)+len(ar)+len(others)+len(body), func(w io.Writer) error {
+		for _, part := range [][]byte{ours, []byte(ar), others, body} {
+			if _, err := w.Write(part); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return spool.Version{}, false, err
+	}
+	pass.Data = name
+	g.logDecision(env, dir, "pass", domain, nil, "", note+"; "+verdictNote(in))
+	return pass, false, nil
+}
+
+// verdictNote is the decision log's account of the signature check.
+func verdictNote(in *inbound) string {
+	r := in.result
+	switch {
+	case !in.checked:
+		return "forged fields removed"
+	case r.Verdict == smime.VerdictPass:
+		return "smime=pass " + r.Domain
+	case r.Reason != "":
+		return "smime=" + string(r.Verdict) + " (" + r.Reason + ")"
+	}
+	return "smime=" + string(r.Verdict)
 }
 
 // openOptions are the inbound step's options for smime.Open and
@@ -407,23 +486,32 @@ func (g *Gateway) quarantineFull() (bool, string) {
 
 // seal makes the encrypted version for one partner domain.
 // With inPlace, data itself is encrypted (and so destroyed); else a copy.
-func (g *Gateway) seal(env *spool.Envelope, data []byte, inPlace bool, domain string, m certstore.Match, pp config.PartnerPolicy, rcpts []spool.Delivery, vs *versions, fast bool) (spool.Version, error) {
+func (g *Gateway) seal(env *spool.Envelope, data []byte, inPlace bool, domain string, m certstore.Match, pp config.PartnerPolicy, rcpts []spool.Delivery, vs *versions, fast bool, prep *signPrep) (spool.Version, error) {
 	st := g.state.Load()
 	opts, fps, err := sealOptions(st.cfg, m, pp)
 	if err != nil {
 		return spool.Version{}, err
 	}
-	// Seal encrypts in place: unless this is the last use of data, give it
-	// a copy with room for the GCM tag, so the original stays intact for
-	// the other domains' versions.
+	if pp.Sign {
+		// Signed, then encrypted (RFC 8551 section 3.7), or not sent:
+		// without a certificate that can sign, the message waits.
+		if err := prep.prepare(st, env, data, &opts); err != nil {
+			return spool.Version{}, fmt.Errorf("sealing for %s, which wants our domain signature: %w", domain, err)
+		}
+	}
+	// Seal builds the payload and encrypts it in place: unless this is
+	// the last use of data, give it a copy with room for the payload's
+	// framing and the GCM tag, so the original stays intact for the other
+	// domains' versions.
 	trace := bytes.Clone(traceField(data))
+	need := smime.SealCapacity(data, opts)
 	buf := data
-	if !inPlace || cap(data)-len(data) < smime.SealSpare {
-		buf = getBuffer(len(data) + smime.SealSpare)[:len(data)]
+	if !inPlace || cap(data) < need {
+		buf = getBuffer(need)[:len(data)]
 		copy(buf, data)
 		defer putBuffer(buf) // encrypted in place, and written out by Seal
 	}
-	name, err := vs.write(fast, sealedSize(len(data), len(opts.Recipients)), func(w io.Writer) error {
+	name, err := vs.write(fast, sealedSize(need, len(opts.Recipients)), func(w io.Writer) error {
 		// Our Received field (the receiver put it first) also stands on the
 		// outer message: every copy that leaves carries our trace.
 		if _, err := w.Write(trace); err != nil {

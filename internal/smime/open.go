@@ -211,6 +211,9 @@ func Open(msg []byte, keys []cms.KeyPair, opts OpenOptions) OpenResult {
 	if err != nil {
 		return failed(info, err)
 	}
+	// RFC 9788: the payload's own header is the message's; its HP-Outer
+	// fields and hp parameter were for the way here.
+	out = RestoreHeaderProtection(out)
 	out, eightBit, err := checkContent(out)
 	if err != nil {
 		return failed(info, fmt.Errorf("decrypted content: %w", err))

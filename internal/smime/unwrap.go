@@ -49,7 +49,10 @@ func unwrap(pt, outer []byte, maxHeader int) ([]byte, error) {
 		}
 		return inner, nil
 	}
-	if h.originator {
+	if h.originator || hasHPParam(h.contentType) {
+		// A whole message, or an RFC 9788 Cryptographic Payload, whose
+		// header is the message's own (section 4.3: the protected header
+		// is authoritative) and is never mixed with the outer one.
 		return pt, nil
 	}
 	// An entity. If its header does not even parse, the plaintext is taken

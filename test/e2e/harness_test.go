@@ -346,10 +346,11 @@ func header(msg []byte) string {
 	return h + "\r\n"
 }
 
-// withoutTrace strips the leading Received fields our gateways add, so that
+// withoutTrace strips the leading fields our gateways add (Received, and on
+// inbound mail our Authentication-Results and Smimegate-* fields), so that
 // what is left can be compared with what the sender sent.
 func withoutTrace(msg []byte) []byte {
-	for bytes.HasPrefix(msg, []byte("Received:")) {
+	for bytes.HasPrefix(msg, []byte("Received:")) || bytes.HasPrefix(msg, []byte("Authentication-Results:")) || bytes.HasPrefix(msg, []byte("Smimegate-")) {
 		i := bytes.Index(msg, []byte("\r\n"))
 		for i >= 0 && i+2 < len(msg) && (msg[i+2] == ' ' || msg[i+2] == '\t') {
 			j := bytes.Index(msg[i+2:], []byte("\r\n"))
