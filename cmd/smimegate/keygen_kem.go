@@ -38,12 +38,23 @@ func keygenKEM(opts certstore.KeygenOptions, issuerCert, issuerKey, out string, 
 	if err != nil {
 		return err
 	}
-	base := filepath.Join(out, g.Domain)
+	// As for other keys: a domain that has a key already gets the new
+	// pair beside the old one (a rotation), never over it.
+	base, rotated := rotationBase(out, g.Domain, time.Now())
+	if base == "" {
+		return fmt.Errorf("%s already holds %d key pairs for %s; move old ones away (a domain key is never overwritten)", out, maxRotationNames, g.Domain)
+	}
+	if rotated != "" {
+		fmt.Fprintf(stdout, "%s has a key for %s already (%s): the new pair goes beside it; both decrypt\n", out, g.Domain, rotated)
+	}
 	files := []keygenOutput{
 		{base + ".key", g.KeyPEM, 0o600, opts.KeyType + " private key", true},
 		{base + ".crt", g.CertPEM, 0o644, opts.KeyType + " domain certificate, signed by " + g.Issuer.Subject.String(), false},
 	}
-	issuerBase := filepath.Join(out, "issuer", g.Domain)
+	issuerBase, _ := rotationBase(filepath.Join(out, "issuer"), g.Domain, time.Now())
+	if issuerBase == "" {
+		return fmt.Errorf("%s already holds %d issuers for %s; move old ones away", filepath.Join(out, "issuer"), maxRotationNames, g.Domain)
+	}
 	if g.IssuerKeyPEM != nil {
 		files = append(files,
 			// The issuer's key signs certificates only: the gateway never

@@ -90,7 +90,6 @@ func TestKeygenKEM(t *testing.T) {
 		{[]string{"-domain", "x.example", "-key", "p256", "-issuer-cert", "a", "-issuer-key", "b", "-out", t.TempDir()}, "are for KEM keys"},
 		{[]string{"-domain", "x.example", "-key", "mlkem768", "-issuer-cert", "a", "-out", t.TempDir()}, "go together"},
 		{[]string{"-domain", "x.example", "-key", "mlkem512", "-out", t.TempDir()}, "is not one of"},
-		{[]string{"-domain", "example.net", "-key", "mlkem768", "-out", filepath.Join(dir, "mlkem768")}, "exists"},
 		{[]string{"-domain", "x.example", "-key", "mlkem768", "-issuer-cert", filepath.Join(first, "issuer", "example.net.crt"), "-issuer-key", filepath.Join(first, "example.net.key"), "-out", t.TempDir()}, "not a signing key"},
 	} {
 		var o bytes.Buffer
@@ -98,6 +97,36 @@ func TestKeygenKEM(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: %v, want %q", c.args, err, c.want)
 		}
+	}
+}
+
+// TestKeygenKEMRotation: a second KEM keygen for a domain writes its pair
+// (and a new issuer) beside the first, which stays as it was: both decrypt
+// while partners move to the new certificate.
+func TestKeygenKEMRotation(t *testing.T) {
+	out := t.TempDir()
+	var o bytes.Buffer
+	if err := keygenCommand([]string{"-domain", "example.net", "-key", "mlkem768", "-out", out}, &o); err != nil {
+		t.Fatal(err)
+	}
+	old, err := os.ReadFile(filepath.Join(out, "example.net.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Reset()
+	if err := keygenCommand([]string{"-domain", "example.net", "-key", "mlkem768", "-out", out}, &o); err != nil {
+		t.Fatalf("second keygen: %v", err)
+	}
+	if !strings.Contains(o.String(), "the new pair goes beside it") {
+		t.Errorf("keygen does not say it rotated:\n%s", o.String())
+	}
+	if again, _ := os.ReadFile(filepath.Join(out, "example.net.key")); !bytes.Equal(again, old) {
+		t.Error("the first key was overwritten")
+	}
+	keys, _ := filepath.Glob(filepath.Join(out, "example.net-*.key"))
+	issuers, _ := filepath.Glob(filepath.Join(out, "issuer", "example.net-*.key"))
+	if len(keys) != 1 || len(issuers) != 1 {
+		t.Errorf("new pair %v, new issuer %v; want one of each beside the first", keys, issuers)
 	}
 }
 
