@@ -95,30 +95,9 @@ const SigningName = "domain-signing-authority"
 // all, so bending RFC 5480 for it would gain nothing. Partners on gpgsm
 // need an RSA certificate, the default.
 func Generate(opts KeygenOptions) (*Generated, error) {
-	if len(opts.Domains) == 0 {
-		return nil, errGenerateNoDomain
-	}
-	if opts.Days == 0 {
-		opts.Days = DefaultValidityDays
-	}
-	if opts.Days < 1 || opts.Days > maxValidityDays {
-		return nil, errGenerateBadValidity
-	}
-	if len(opts.Names) == 0 {
-		opts.Names = DefaultNames
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	var domains []string
-	for _, d := range opts.Domains {
-		a, err := CanonicalDomain(d)
-		if err != nil {
-			return nil, err
-		}
-		if !slices.Contains(domains, a) {
-			domains = append(domains, a)
-		}
+	domains, err := keygenDefaults(opts.Domains, &opts.Days, &opts.Names, &opts.Now)
+	if err != nil {
+		return nil, err
 	}
 	key, usage, err := newKey(opts.KeyType)
 	if err != nil {
@@ -274,4 +253,36 @@ func marshalKeyUsage(ku x509.KeyUsage) ([]byte, error) {
 		}
 	}
 	return asn1.Marshal(asn1.BitString{Bytes: b[:(n+7)/8], BitLength: n})
+}
+
+// keygenDefaults applies the defaults that Generate and GenerateKEM share
+// (validity, names, clock) and returns the domains canonical and without
+// repeats.
+func keygenDefaults(in []string, days *int, names *[]string, now *func() time.Time) ([]string, error) {
+	if len(in) == 0 {
+		return nil, errGenerateNoDomain
+	}
+	if *days == 0 {
+		*days = DefaultValidityDays
+	}
+	if *days < 1 || *days > maxValidityDays {
+		return nil, errGenerateBadValidity
+	}
+	if len(*names) == 0 {
+		*names = DefaultNames
+	}
+	if *now == nil {
+		*now = time.Now
+	}
+	var domains []string
+	for _, d := range in {
+		a, err := CanonicalDomain(d)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(domains, a) {
+			domains = append(domains, a)
+		}
+	}
+	return domains, nil
 }

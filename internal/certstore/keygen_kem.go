@@ -150,32 +150,7 @@ func GenerateKEM(opts KEMKeygenOptions) (*GeneratedKEM, error) {
 
 // normalise applies the defaults of Generate and canonicalises the domains.
 func (opts *KEMKeygenOptions) normalise() ([]string, error) {
-	if len(opts.Domains) == 0 {
-		return nil, errGenerateNoDomain
-	}
-	if opts.Days == 0 {
-		opts.Days = DefaultValidityDays
-	}
-	if opts.Days < 1 || opts.Days > maxValidityDays {
-		return nil, errGenerateBadValidity
-	}
-	if len(opts.Names) == 0 {
-		opts.Names = DefaultNames
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	var domains []string
-	for _, d := range opts.Domains {
-		a, err := CanonicalDomain(d)
-		if err != nil {
-			return nil, err
-		}
-		if !slices.Contains(domains, a) {
-			domains = append(domains, a)
-		}
-	}
-	return domains, nil
+	return keygenDefaults(opts.Domains, &opts.Days, &opts.Names, &opts.Now)
 }
 
 // kemKeyPEM wraps a PKCS#8 key in PEM, encrypted when there is a passphrase.

@@ -41,29 +41,58 @@ type keyTransInfo struct {
 	alg algID
 }
 
-// parseContentInfo decodes a ContentInfo (RFC 5652 section 3) that holds
-// EnvelopedData or AuthEnvelopedData, and nothing after it.
-func parseContentInfo(input []byte) (*envelope, error) {
+// readContentInfo decodes a ContentInfo (RFC 5652 section 3), and nothing
+// after it, whose content is a SEQUENCE: it returns the contentType and
+// that SEQUENCE. what names the content in errors.
+func readContentInfo(input []byte, what string) (asn1.ObjectIdentifier, element, error) {
 	if len(input) == 0 {
-		return nil, malformed("empty input")
+		return nil, element{}, malformed("empty input")
 	}
 	top := newReader(input, 0)
 	ci, err := top.nextIs(classUniversal, tagSequence, "ContentInfo")
 	if err != nil {
-		return nil, err
+		return nil, element{}, err
 	}
 	if !top.empty() {
-		return nil, malformed("%d bytes of trailing data after the ContentInfo", len(top.b))
+		return nil, element{}, malformed("%d bytes of trailing data after the ContentInfo", len(top.b))
 	}
 	r, err := ci.children()
 	if err != nil {
-		return nil, err
+		return nil, element{}, err
 	}
 	te, err := r.nextIs(classUniversal, tagOID, "contentType")
 	if err != nil {
-		return nil, err
+		return nil, element{}, err
 	}
 	ct, err := readOID(te)
+	if err != nil {
+		return nil, element{}, err
+	}
+	ce, err := r.nextIs(classContext, 0, "content")
+	if err != nil {
+		return nil, element{}, err
+	}
+	if !r.empty() {
+		return nil, element{}, malformed("trailing data in ContentInfo")
+	}
+	cr, err := ce.children()
+	if err != nil {
+		return nil, element{}, err
+	}
+	body, err := cr.nextIs(classUniversal, tagSequence, what)
+	if err != nil {
+		return nil, element{}, err
+	}
+	if !cr.empty() {
+		return nil, element{}, malformed("trailing data after the %s", what)
+	}
+	return ct, body, nil
+}
+
+// parseContentInfo decodes a ContentInfo (RFC 5652 section 3) that holds
+// EnvelopedData or AuthEnvelopedData, and nothing after it.
+func parseContentInfo(input []byte) (*envelope, error) {
+	ct, body, err := readContentInfo(input, "enveloped content")
 	if err != nil {
 		return nil, err
 	}
@@ -74,24 +103,6 @@ func parseContentInfo(input []byte) (*envelope, error) {
 		auth = true
 	default:
 		return nil, malformed("content type %s is neither envelopedData nor authEnvelopedData", ct)
-	}
-	ce, err := r.nextIs(classContext, 0, "content")
-	if err != nil {
-		return nil, err
-	}
-	if !r.empty() {
-		return nil, malformed("trailing data in ContentInfo")
-	}
-	cr, err := ce.children()
-	if err != nil {
-		return nil, err
-	}
-	body, err := cr.nextIs(classUniversal, tagSequence, "enveloped content")
-	if err != nil {
-		return nil, err
-	}
-	if !cr.empty() {
-		return nil, malformed("trailing data after the enveloped content")
 	}
 	return parseEnvelope(body, auth)
 }

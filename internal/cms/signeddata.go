@@ -159,46 +159,12 @@ func (sd *SignedData) Certificate(si *SignerInfo, extra []*x509.Certificate) *x5
 // nothing after it, within the bounds above. The content type must be
 // id-signedData.
 func ParseSignedData(input []byte) (*SignedData, error) {
-	if len(input) == 0 {
-		return nil, malformed("empty input")
-	}
-	top := newReader(input, 0)
-	ci, err := top.nextIs(classUniversal, tagSequence, "ContentInfo")
-	if err != nil {
-		return nil, err
-	}
-	if !top.empty() {
-		return nil, malformed("%d bytes of trailing data after the ContentInfo", len(top.b))
-	}
-	r, _ := ci.children()
-	te, err := r.nextIs(classUniversal, tagOID, "contentType")
-	if err != nil {
-		return nil, err
-	}
-	ct, err := readOID(te)
+	ct, body, err := readContentInfo(input, "SignedData")
 	if err != nil {
 		return nil, err
 	}
 	if !ct.Equal(oidSignedData) {
 		return nil, malformed("content type %s is not signedData", ct)
-	}
-	ce, err := r.nextIs(classContext, 0, "content")
-	if err != nil {
-		return nil, err
-	}
-	if !r.empty() {
-		return nil, malformed("trailing data in ContentInfo")
-	}
-	cr, err := ce.children()
-	if err != nil {
-		return nil, err
-	}
-	body, err := cr.nextIs(classUniversal, tagSequence, "SignedData")
-	if err != nil {
-		return nil, err
-	}
-	if !cr.empty() {
-		return nil, malformed("trailing data after the SignedData")
 	}
 	return parseSignedData(body)
 }
