@@ -40,12 +40,17 @@ func keyOf(secret string) secretKey { return sha256.Sum256([]byte(secret)) }
 type logins struct {
 	now      func() time.Time
 	mu       sync.Mutex
-	codes    map[secretKey]time.Time // code -> expiry
-	sessions map[secretKey]time.Time // session -> expiry
+	codes    map[secretKey]entry // code -> expiry
+	sessions map[secretKey]entry // session -> expiry
+	// seq numbers the entries in the order they were made, so that
+	// eviction drops the oldest even when a coarse (or a test's) clock
+	// gives several the same expiry: map order would otherwise pick one at
+	// random, and could end the session that was opened a moment ago.
+	seq uint64
 }
 
 func newLogins(now func() time.Time) *logins {
-	return &logins{now: now, codes: map[secretKey]time.Time{}, sessions: map[secretKey]time.Time{}}
+	return &logins{now: now, codes: map[secretKey]entry{}, sessions: map[secretKey]entry{}}
 }
 
 func newSecret() string {
@@ -67,7 +72,8 @@ func (l *logins) newCode() (string, time.Time) {
 	expiry := now.Add(loginCodeLifetime)
 	dropExpired(l.codes, now)
 	evictOldest(l.codes, maxLoginCodes-1)
-	l.codes[keyOf(code)] = expiry
+	l.seq++
+	l.codes[keyOf(code)] = entry{expiry, l.seq}
 	return code, expiry
 }
 
@@ -78,16 +84,17 @@ func (l *logins) useCode(code string) (session string, expiry time.Time, ok bool
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	exp, found := l.codes[k]
+	e, found := l.codes[k]
 	delete(l.codes, k)
-	if !found || !now.Before(exp) {
+	if !found || !now.Before(e.expiry) {
 		return "", time.Time{}, false
 	}
 	session = newSecret()
 	expiry = now.Add(SessionLifetime)
 	dropExpired(l.sessions, now)
 	evictOldest(l.sessions, maxSessions-1)
-	l.sessions[keyOf(session)] = expiry
+	l.seq++
+	l.sessions[keyOf(session)] = entry{expiry, l.seq}
 	return session, expiry, true
 }
 
@@ -99,8 +106,8 @@ func (l *logins) validSession(session string) bool {
 	k := keyOf(session)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	exp, ok := l.sessions[k]
-	if ok && !l.now().Before(exp) {
+	e, ok := l.sessions[k]
+	if ok && !l.now().Before(e.expiry) {
 		delete(l.sessions, k)
 		ok = false
 	}
@@ -121,22 +128,31 @@ func (l *logins) counts() (codes, sessions int) {
 	return len(l.codes), len(l.sessions)
 }
 
-func dropExpired(m map[secretKey]time.Time, now time.Time) {
-	for k, exp := range m {
-		if !now.Before(exp) {
+// entry is a code's or a session's expiry and its place in the order of
+// making.
+type entry struct {
+	expiry time.Time
+	seq    uint64
+}
+
+func dropExpired(m map[secretKey]entry, now time.Time) {
+	for k, e := range m {
+		if !now.Before(e.expiry) {
 			delete(m, k)
 		}
 	}
 }
 
-// evictOldest removes the entries that expire first until m has at most n.
-func evictOldest(m map[secretKey]time.Time, n int) {
+// evictOldest removes the entries that expire first, the earliest made
+// first among equals, until m has at most n.
+func evictOldest(m map[secretKey]entry, n int) {
 	for len(m) > n {
 		var oldest secretKey
-		var first time.Time
-		for k, exp := range m {
-			if first.IsZero() || exp.Before(first) {
-				oldest, first = k, exp
+		var first entry
+		found := false
+		for k, e := range m {
+			if !found || e.expiry.Before(first.expiry) || e.expiry.Equal(first.expiry) && e.seq < first.seq {
+				oldest, first, found = k, e, true
 			}
 		}
 		delete(m, oldest)
