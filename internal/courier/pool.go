@@ -208,16 +208,6 @@ func (p *pool) close() {
 	wg.Wait()
 }
 
-// stats reports open connections in total and for key, for tests.
-func (p *pool) stats(key string) (total, dest, idle int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if d := p.dests[key]; d != nil {
-		dest, idle = d.open, len(d.idle)
-	}
-	return p.total, dest, idle
-}
-
 // dropIdle closes every idle session of key: one of them was found closed
 // by the server, and the others most likely were too.
 func (p *pool) dropIdle(key string) {

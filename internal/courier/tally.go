@@ -3,6 +3,8 @@ package courier
 import (
 	"fmt"
 	"strings"
+
+	"smimegate/internal/smtp"
 )
 
 // tally collects the results of one transaction and writes its log line.
@@ -21,29 +23,31 @@ func newTally(d *delivery, s *session, idx []int) *tally {
 	return &tally{d: d, s: s, idx: idx}
 }
 
-func (t *tally) set(i int, st Status, code int, enhanced, text string, dup bool) {
+func (t *tally) set(i int, f *failure) {
 	r := &t.d.results[i]
-	r.Status, r.Code, r.Enhanced, r.Reply, r.MaybeDuplicate = st, code, enhanced, text, dup
-	t.last = text
+	r.Status, r.Reply, r.Remote, r.Enhanced, r.MaybeDuplicate = f.status, f.reply, f.remote, f.enhanced, f.dup
+	t.last = f.text()
 }
 
-func (t *tally) setAll(idx []int, st Status, code int, enhanced, text string, dup bool) {
+func (t *tally) setAll(idx []int, f *failure) {
 	for _, i := range idx {
-		t.set(i, st, code, enhanced, text, dup)
+		t.set(i, f)
 	}
+}
+
+// delivered records the server's acceptance of the message (or, for a
+// Verify, of the recipient).
+func (t *tally) delivered(idx []int, r *smtp.Error) {
+	t.setAll(idx, &failure{status: Delivered, reply: *r, remote: true, enhanced: r.Status(), answered: true})
 }
 
 // reply records a server's refusal. The result keeps the reply as the
 // server sent it (it becomes a DSN's Diagnostic-Code); the log line also
 // names the command it answered, as Postfix does.
-func (t *tally) reply(idx []int, r reply, command string) {
+func (t *tally) reply(idx []int, r *smtp.Error, command string) {
 	f := replyFailure(r)
-	t.setAll(idx, f.status, f.code, f.enhanced, f.text, false)
-	t.last = f.text + " (in reply to " + command + ")"
-}
-
-func (t *tally) lost(idx []int, f *failure) {
-	t.setAll(idx, f.status, f.code, f.enhanced, f.text, f.dup)
+	t.setAll(idx, f)
+	t.last = f.text() + " (in reply to " + command + ")"
 }
 
 // log writes the attempt's line: the outcome is the common one, or
