@@ -239,7 +239,7 @@ func (d *delivery) fill(idx []int, f *failure) {
 }
 
 // log writes the one line per delivery attempt (or verification).
-func (d *delivery) log(rcpts []string, hop, tlsDesc, reply, outcome string, extra ...any) {
+func (d *delivery) log(rcpts []string, hop, tlsDesc, reply, outcome string, extra ...slog.Attr) {
 	if d.probe {
 		d.c.logProbe(rcpts[0], hop, tlsDesc, reply, outcome)
 		return
@@ -249,21 +249,27 @@ func (d *delivery) log(rcpts []string, hop, tlsDesc, reply, outcome string, extr
 
 // logAttempt writes the one line per delivery attempt: never the message
 // content, only the envelope and the server's words.
-func (c *Courier) logAttempt(m *Message, rcpts []string, hop, tlsDesc, reply, outcome string, extra ...any) {
-	args := append([]any{
+func (c *Courier) logAttempt(m *Message, rcpts []string, hop, tlsDesc, reply, outcome string, extra ...slog.Attr) {
+	level := slog.LevelInfo
+	if outcome == "failed" {
+		level = slog.LevelWarn
+	}
+	if !c.log.Enabled(context.Background(), level) {
+		return
+	}
+	// LogAttrs, not Log: the attributes need no boxing into []any, and
+	// the line is written once per attempt.
+	attrs := make([]slog.Attr, 0, 7+len(extra))
+	attrs = append(attrs,
 		slog.String("queue_id", m.ID),
 		slog.String("from", m.From),
 		slog.String("rcpts", "["+strings.Join(rcpts, " ")+"]"), // as fmt prints it, without fmt's reflection
 		slog.String("next_hop", hop),
 		slog.String("tls", tlsDesc),
 		slog.String("reply", reply),
-		slog.String("outcome", outcome),
-	}, extra...)
-	level := slog.LevelInfo
-	if outcome == "failed" {
-		level = slog.LevelWarn
-	}
-	c.log.Log(context.Background(), level, "delivery attempt", args...)
+		slog.String("outcome", outcome))
+	attrs = append(attrs, extra...)
+	c.log.LogAttrs(context.Background(), level, "delivery attempt", attrs...)
 }
 
 // probeOutcomes names a verification's outcomes in its log line, where

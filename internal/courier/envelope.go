@@ -204,7 +204,9 @@ func (s *session) exchange(cmds []string, expect []int, pipelined bool, content 
 			defer s.conn.unpace()
 		}
 		for _, c := range cmds {
-			if _, err := s.bw.WriteString(c + "\r\n"); err != nil {
+			s.bw.WriteString(c)
+			if _, err := s.bw.WriteString("\r\n"); err != nil {
+				// bufio.Writer keeps its first error: this is it.
 				return nil, err
 			}
 		}

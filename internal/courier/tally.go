@@ -1,7 +1,7 @@
 package courier
 
 import (
-	"fmt"
+	"log/slog"
 	"strings"
 
 	"smimegate/internal/smtp"
@@ -55,23 +55,27 @@ func (t *tally) reply(idx []int, r *smtp.Error, command string) {
 func (t *tally) log() {
 	res := t.d.results
 	outcome := ""
-	var each []string
 	for _, i := range t.idx {
-		r := res[i]
-		if outcome == "" {
-			outcome = r.Status.String()
-		} else if outcome != r.Status.String() {
+		if st := res[i].Status.String(); outcome == "" {
+			outcome = st
+		} else if outcome != st {
 			outcome = "partial"
 		}
-		each = append(each, fmt.Sprintf("%s=%s %s", r.Rcpt, r.Status, r.Enhanced))
 	}
-	var extra []any
+	var extra []slog.Attr
 	if outcome == "partial" {
-		extra = append(extra, "results", strings.Join(each, ", "))
+		// Only a partial outcome needs each recipient's; the common
+		// line costs no formatting per recipient.
+		each := make([]string, 0, len(t.idx))
+		for _, i := range t.idx {
+			r := res[i]
+			each = append(each, r.Rcpt+"="+r.Status.String()+" "+r.Enhanced.String())
+		}
+		extra = append(extra, slog.String("results", strings.Join(each, ", ")))
 	}
 	for _, i := range t.idx {
 		if res[i].MaybeDuplicate {
-			extra = append(extra, "maybe_duplicate", true)
+			extra = append(extra, slog.Bool("maybe_duplicate", true))
 			break
 		}
 	}

@@ -18,6 +18,9 @@ const MaxExtensions = 64
 // zero value is the answer to HELO: no extensions.
 type Extensions struct {
 	kw map[string]string
+	// size is SIZE's limit, read once here rather than at every
+	// transaction of a kept connection.
+	size int64
 }
 
 // ParseEHLO reads the lines of a positive EHLO reply as ReadReply returns
@@ -48,6 +51,7 @@ func ParseEHLO(lines []string, keep ...string) Extensions {
 			e.kw[kw] = strings.TrimSpace(params)
 		}
 	}
+	e.size = sizeParam(e.kw["SIZE"])
 	return e
 }
 
@@ -99,16 +103,18 @@ const maxSizeDigits = 19
 // with 0 ("no fixed maximum"), or with a parameter that is not a number,
 // which a client must then treat as no announced limit rather than guess.
 func (e Extensions) Size() (limit int64, ok bool) {
-	v, ok := e.kw["SIZE"]
-	if !ok {
-		return 0, false
-	}
+	_, ok = e.kw["SIZE"]
+	return e.size, ok
+}
+
+// sizeParam reads SIZE's parameter as Size describes it.
+func sizeParam(v string) int64 {
 	if v == "" || len(v) > maxSizeDigits || strings.TrimLeft(v, "0123456789") != "" {
-		return 0, true
+		return 0
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil {
-		return 0, true
+		return 0
 	}
-	return n, true
+	return n
 }
