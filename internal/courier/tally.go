@@ -12,7 +12,11 @@ type tally struct {
 	d    *delivery
 	s    *session
 	idx  []int
-	last string // the reply that decided the outcome, for the log
+	// last is the outcome that decided the attempt, for the log, and
+	// lastStep the command its reply answered; rendered once, when the
+	// line is written.
+	last     *failure
+	lastStep string
 }
 
 func newTally(d *delivery, s *session, idx []int) *tally {
@@ -26,7 +30,7 @@ func newTally(d *delivery, s *session, idx []int) *tally {
 func (t *tally) set(i int, f *failure) {
 	r := &t.d.results[i]
 	r.Status, r.Reply, r.Remote, r.Enhanced, r.MaybeDuplicate = f.status, f.reply, f.remote, f.enhanced, f.dup
-	t.last = f.text()
+	t.last, t.lastStep = f, ""
 }
 
 func (t *tally) setAll(idx []int, f *failure) {
@@ -47,7 +51,7 @@ func (t *tally) delivered(idx []int, r *smtp.Error) {
 func (t *tally) reply(idx []int, r *smtp.Error, command string) {
 	f := replyFailure(r)
 	t.setAll(idx, f)
-	t.last = f.text() + " (in reply to " + command + ")"
+	t.lastStep = command
 }
 
 // log writes the attempt's line: the outcome is the common one, or
@@ -80,5 +84,12 @@ func (t *tally) log() {
 		}
 	}
 	hop := t.s.target.host + "[" + t.s.target.addr + "]"
-	t.d.log(t.d.rcpts(t.idx), hop, t.s.tlsDesc, t.last, outcome, extra...)
+	var reply string
+	if t.last != nil {
+		reply = t.last.text()
+		if t.lastStep != "" {
+			reply += " (in reply to " + t.lastStep + ")"
+		}
+	}
+	t.d.log(t.d.rcpts(t.idx), hop, t.s.tlsDesc, reply, outcome, extra...)
 }

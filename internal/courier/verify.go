@@ -111,7 +111,7 @@ func (d *delivery) probeOn(s *session) (reusable, stale bool) {
 	case !answers[0].ok:
 		f := replyFailure(answers[0].r).soften()
 		t.set(0, f)
-		t.last = f.text() + " (in reply to MAIL FROM:<>)"
+		t.lastStep = "MAIL FROM:<>"
 		return err == nil, false
 	case len(answers) == 1:
 		t.setAll([]int{0}, s.lost("sending RCPT TO", err, false))
