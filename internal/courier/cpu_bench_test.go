@@ -36,7 +36,7 @@ func BenchmarkRelayShapeCPU(b *testing.B) {
 			b.Fatalf("%+v", r[0])
 		}
 	}
-	b.ReportMetric(float64((cpuTime(b) - start).Nanoseconds())/float64(b.N), "cpu-ns/msg")
+	b.ReportMetric(float64((cpuTime(b)-start).Nanoseconds())/float64(b.N), "cpu-ns/msg")
 }
 
 func cpuTime(b *testing.B) time.Duration {

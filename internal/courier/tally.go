@@ -9,9 +9,9 @@ import (
 
 // tally collects the results of one transaction and writes its log line.
 type tally struct {
-	d    *delivery
-	s    *session
-	idx  []int
+	d   *delivery
+	s   *session
+	idx []int
 	// last is the outcome that decided the attempt, for the log, and
 	// lastStep the command its reply answered; rendered once, when the
 	// line is written.
