@@ -71,12 +71,6 @@ var knownExtensions = []string{
 // session politely and never decides an outcome.
 const quitTimeout = 5 * time.Second
 
-// badReply is a well-formed reply of another class than the command
-// expected: the server's answer, not a failure of the connection.
-type badReply struct{ r *smtp.Error }
-
-func (e *badReply) Error() string { return e.r.Error() }
-
 // connect opens a session to the first target that takes one, in order.
 func (c *Courier) connect(ctx context.Context, mode TLSMode, targets []target, log func(t target, f *failure)) (*session, *failure) {
 	var last *failure
@@ -176,13 +170,15 @@ func (c *Courier) dialTarget(ctx context.Context, t target, mode, policy TLSMode
 	verified := false
 	err = s.startTLS(c.tlsConfig(t.host, mode, &verified))
 	if err != nil {
-		if br, ok := err.(*badReply); ok {
+		// A reply of another class than 220 is the server's answer, not a
+		// failure of the connection.
+		if br, ok := err.(*smtp.Error); ok {
 			if mode == TLSOpportunistic {
 				// RFC 3207 section 4: a refused STARTTLS leaves the
 				// session in the clear; opportunistic TLS carries on there.
 				return s, nil
 			}
-			f := replyFailure(br.r).soften()
+			f := replyFailure(br).soften()
 			f.nextHost = true
 			f.step = "STARTTLS, TLS " + policy.String()
 			return fail(f)
@@ -251,14 +247,14 @@ func (s *session) hello(name string, fallback bool) *failure {
 
 // startTLS sends STARTTLS and, on a 220, runs the handshake over the
 // session's connection. The handshake has one command timeout as a whole.
-// A refusal is returned as a *badReply.
+// A refusal is returned as the server's reply, an *smtp.Error.
 func (s *session) startTLS(cfg *tls.Config) error {
 	r, _, err := s.cmd("STARTTLS")
 	if err != nil {
 		return err
 	}
 	if r.Code != 220 {
-		return &badReply{r}
+		return r
 	}
 	tc := tls.Client(s.conn, cfg)
 	s.conn.asked()
@@ -352,7 +348,7 @@ func (s *session) sizeLimit() int64 {
 func (s *session) reset() error {
 	r, _, err := s.cmd("RSET")
 	if err == nil && !r.Positive() {
-		err = &badReply{r}
+		err = r
 	}
 	return err
 }
