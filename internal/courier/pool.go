@@ -147,7 +147,14 @@ func (p *pool) release(s *session, reusable bool, maxReuse time.Duration) {
 		return
 	}
 	d := p.dest(s.key)
-	s.idle = time.AfterFunc(p.idleTimeout, func() { p.expire(s) })
+	// One timer per session, re-armed at each release rather than made
+	// anew: whoever takes the session from the idle list stops it, and a
+	// firing that loses that race finds nothing to expire.
+	if s.idle == nil {
+		s.idle = time.AfterFunc(p.idleTimeout, func() { p.expire(s) })
+	} else {
+		s.idle.Reset(p.idleTimeout)
+	}
 	d.idle = append(d.idle, s)
 	close(p.wake)
 	p.wake = make(chan struct{})
