@@ -23,6 +23,13 @@ const MaxReplyLine = 2048
 // which a client can afford per reply.
 const MaxReplyLines = 100
 
+// MaxReplyBytes bounds one reply as a whole, line ends included. The
+// largest honest reply, an EHLO of a few dozen keywords, is under 4 KiB;
+// this is room for a server that fills half of MaxReplyLines to
+// MaxReplyLine, and caps what one reply can make its reader hold at half
+// of what MaxReplyLines lines of MaxReplyLine bytes would.
+const MaxReplyBytes = 128 << 10
+
 // MaxReplyText bounds the reply text kept for results, logs and DSNs: a
 // hostile server must not make the queue files or the bounces grow without
 // limit. Postfix keeps a similar amount.
@@ -45,7 +52,7 @@ func (e *ProtocolError) Error() string { return e.text }
 // ProtocolError is an error: a reply of any class is returned with a nil
 // error.
 func ReadReply(br *bufio.Reader) (reply *Error, lines []string, err error) {
-	code := 0
+	code, total := 0, 0
 	for n := 0; ; n++ {
 		if n == MaxReplyLines {
 			return nil, nil, &ProtocolError{fmt.Sprintf("reply of more than %d lines", MaxReplyLines)}
@@ -64,6 +71,9 @@ func ReadReply(br *bufio.Reader) (reply *Error, lines []string, err error) {
 			// A reader with a larger buffer than asked for: the bound is
 			// the protocol's, not the buffer's.
 			return nil, nil, &ProtocolError{fmt.Sprintf("reply line longer than %d bytes", MaxReplyLine)}
+		}
+		if total += len(raw); total > MaxReplyBytes {
+			return nil, nil, &ProtocolError{fmt.Sprintf("reply longer than %d bytes", MaxReplyBytes)}
 		}
 		raw = raw[:len(raw)-1]
 		if len(raw) > 0 && raw[len(raw)-1] == '\r' {

@@ -44,6 +44,12 @@ func TestReadReply(t *testing.T) {
 			t.Errorf("%.40q: code %d with %d lines, want %d with %d", tc.in, r.Code, len(lines), tc.code, tc.lines)
 		}
 	}
+	// Lines within their bound, but too many bytes altogether.
+	full := "250-" + long[:MaxReplyLine-6] + "\r\n"
+	huge := strings.Repeat(full, MaxReplyLines-1) + "250 " + long[:MaxReplyLine-6] + "\r\n"
+	if _, _, err := ReadReply(bufio.NewReaderSize(strings.NewReader(huge), MaxReplyLine)); err == nil || !strings.Contains(err.Error(), "reply longer than 131072 bytes") {
+		t.Errorf("a reply of %d bytes: %v", len(huge), err)
+	}
 	// The line bound is the protocol's, whatever the reader's buffer.
 	if _, _, err := ReadReply(bufio.NewReaderSize(strings.NewReader("250 "+long+"\r\n"), 4*MaxReplyLine)); err == nil {
 		t.Error("a line longer than MaxReplyLine was read from a larger buffer")
