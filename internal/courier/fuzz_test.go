@@ -210,6 +210,11 @@ func FuzzBuildDSN(f *testing.F) {
 		r := DSNReport{ReportingMTA: "gw.example.org", Sender: "a@example.org",
 			Recipients: []DSNRecipient{{Addr: addr, ORcpt: orcpt, Action: ActionFailed, Status: enh("5.0.0"), RemoteMTA: remote, Diagnostic: diag}},
 			Header:     []byte(header), IncludeMessage: full, Message: []byte(header)}
+		if full {
+			// The same hostile text as a next hop's reply, which
+			// BuildDSN must sanitise as well as our own words.
+			r.Recipients[0].Reply, r.Recipients[0].Diagnostic = &smtp.Error{Code: 550, Enhanced: smtp.EnhancedCode{5, 1, 1}, Message: diag}, ""
+		}
 		raw, err := BuildDSN(r)
 		if err != nil {
 			return
