@@ -16,8 +16,14 @@
 // Go SMTP server for both (bench/internal/rig), and it checks every message:
 // smimegate's must be S/MIME, Postfix's must not.
 //
+// With -reference-bin, a third smimegate built from another tree (main,
+// say) runs the same load with the same keys in the same run, so that a
+// change is measured against what it changes rather than against an
+// earlier run on a machine whose load has moved since.
+//
 //	go run ./bench/relay                     # 10 KB and 100 KB, 20 sessions
 //	go run ./bench/relay -perf /tmp/relay.perf.data   # and profile the gateway
+//	go run ./bench/relay -sizes 10240 -reference-bin /tmp/smimegate-main
 package main
 
 import (
@@ -42,6 +48,7 @@ func main() {
 	pprofSeconds := flag.Int("pprof-seconds", 5, "length of the -pprof profile in seconds")
 	ownKey := flag.String("own-key", "rsa2048", "key `type` of our own domain certificate, which signs when sign = true (rsa2048, p256, ...)")
 	stateParent := flag.String("state-parent", "", "make the gateway's state_dir under `DIR` (e.g. /dev/shm, to see what the spool's file system costs; not durable there)")
+	refBin := flag.String("reference-bin", "", "also run the smimegate binary `FILE` (built from another tree) as \"reference\", with the same keys and load, and compare against it")
 	flag.Parse()
 	sizeList, err := parseSizes(*sizes)
 	if err != nil {
@@ -86,6 +93,16 @@ func main() {
 		{Name: "direct", Addr: directSink.Addr, Sink: directSink, CPU: func() (time.Duration, error) { return 0, nil }},
 		{Name: "sign=true", Addr: signing.Addr, Sink: signSink, CPU: func() (time.Duration, error) { return rig.CPUTime(signing.PID()) }},
 	}
+	var ref *rig.Gateway
+	var refSink *rig.Sink
+	if *refBin != "" {
+		refSink = rig.StartSink(h, rig.SinkOptions{Check: mustBeSMIME})
+		ref = rig.StartGateway(h, *refBin, rig.GatewayOptions{
+			Domain: "example.org", Own: []rig.KeyFiles{own}, Partners: []rig.KeyFiles{partner},
+			Outbound: refSink.Addr, Inbound: refSink.Addr, StateParent: *stateParent,
+		})
+		systems = append(systems, &rig.System{Name: "reference", Addr: ref.Addr, Sink: refSink, CPU: func() (time.Duration, error) { return rig.CPUTime(ref.PID()) }})
+	}
 
 	// One small run each first: connections, page cache and Postfix's
 	// daemons are warm before anything is timed.
@@ -99,7 +116,7 @@ func main() {
 		perf = rig.StartPerf(h, gw.PID(), *perfOut)
 	}
 
-	type result struct{ wall, cpu [4]time.Duration }
+	type result struct{ wall, cpu [5]time.Duration }
 	results := map[int]*result{}
 	for _, size := range sizeList {
 		r := &result{}
@@ -138,6 +155,9 @@ func main() {
 	}
 	checkSinks(h, gw, gwSink, pfSink)
 	checkSinks(h, signing, signSink, pfSink)
+	if ref != nil {
+		checkSinks(h, ref, refSink, pfSink)
+	}
 
 	fmt.Println()
 	n := float64(*messages * *rounds)
@@ -162,6 +182,11 @@ func main() {
 			line += fmt.Sprintf("  (target >= 4: %s)", rig.Verdict(signRate/pfRate, 4, false))
 		}
 		fmt.Println(line)
+		if ref != nil {
+			refRate, refCPU := n/r.wall[4].Seconds(), rig.Ms(r.cpu[4])/n
+			fmt.Printf("relay %6d B, against -reference-bin: smimegate %.2f of the ceiling, the reference %.2f; CPU per message %.3f ms against %.3f ms (%.2f of the reference's)\n",
+				size, gwRate/ceiling, refRate/ceiling, gwCPU, refCPU, gwCPU/refCPU)
+		}
 	}
 	if report != "" {
 		fmt.Printf("\nperf profile of the gateway (self time, %s):\n%s", *perfOut, report)

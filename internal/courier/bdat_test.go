@@ -71,8 +71,8 @@ func TestBDATSendsTheTransactionInOneGo(t *testing.T) {
 	c, _ := newCourier(t, Config{TLS: TLSNone})
 	res := deliver(t, c, Route{NextHop: l.Addr().String()}, inMemory("B1", testBody, "b@example.net"))
 	wantStatus(t, res, Delivered)
-	if res[0].Reply != "250 2.0.0 queued as B1" {
-		t.Errorf("result reply %q, want the reply to BDAT", res[0].Reply)
+	if res[0].Diagnostic() != "250 2.0.0 queued as B1" {
+		t.Errorf("result reply %q, want the reply to BDAT", res[0].Diagnostic())
 	}
 	select {
 	case s := <-got:
@@ -110,7 +110,7 @@ func TestBDATRecipientOutcomesAndBytes(t *testing.T) {
 	})
 	res = deliver(t, c, Route{NextHop: m.addr}, inMemory("B3", testBody, "b@example.net"))
 	wantStatus(t, res, Failed)
-	if res[0].Enhanced != "5.7.1" {
+	if res[0].Enhanced.String() != "5.7.1" {
 		t.Errorf("refused at BDAT: %+v", res[0])
 	}
 }
@@ -137,7 +137,7 @@ func TestBDATLostAfterContentMayDuplicate(t *testing.T) {
 	c, _ := newCourier(t, Config{TLS: TLSNone})
 	res := deliver(t, c, Route{NextHop: m.addr}, inMemory("B5", testBody, "b@example.net"))
 	wantStatus(t, res, Deferred)
-	if !res[0].MaybeDuplicate || !strings.Contains(res[0].Reply, "duplicate") {
+	if !res[0].MaybeDuplicate || !strings.Contains(res[0].Diagnostic(), "duplicate") {
 		t.Errorf("lost after the content: %+v", res[0])
 	}
 }
@@ -178,7 +178,7 @@ func TestSpoolContentAnnouncesItsSize(t *testing.T) {
 	msg.Size = 0
 	res := deliver(t, c, Route{NextHop: small.addr}, msg)
 	wantStatus(t, res, Failed)
-	if res[0].Enhanced != "5.3.4" || len(small.received()) != 0 {
+	if res[0].Enhanced.String() != "5.3.4" || len(small.received()) != 0 {
 		t.Errorf("over the server's SIZE: %+v, server got %d messages", res[0], len(small.received()))
 	}
 }

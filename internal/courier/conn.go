@@ -22,7 +22,7 @@ var errTooSlow = errors.New("the next hop did not answer in time")
 
 // maxReadWithoutWrite bounds what a server may send between two of our
 // commands, TLS records and handshake included. Each reply is bounded on
-// its own (maxReplyLine, maxReplyLines); this is the backstop for a
+// its own (smtp.MaxReplyLine, smtp.MaxReplyLines); this is the backstop for a
 // pipelined group, whose replies all follow one write, and for the TLS
 // handshake, with room for a long certificate chain.
 const maxReadWithoutWrite = 256 << 10

@@ -21,6 +21,8 @@ import (
 	"log/slog"
 	"net"
 	"time"
+
+	"smimegate/internal/smtp"
 )
 
 // TLSMode says how hard the courier insists on STARTTLS (RFC 3207) with a
@@ -159,15 +161,25 @@ func (s Status) String() string {
 type Result struct {
 	Rcpt   string
 	Status Status
-	// Code is the SMTP reply code, 0 when no server answered (connection
-	// failure, DNS, local policy).
-	Code int
-	// Enhanced is the RFC 3463 status code, "5.1.1"; always set, derived
-	// from the reply class when the server sent none.
-	Enhanced string
-	// Reply is the server's reply on one line ("550 5.1.1 no such user"),
-	// or a description of the local failure. It never contains CR or LF.
-	Reply string
+	// Reply is the reply that decided the outcome, in the one type every
+	// package carries SMTP outcomes in. With Remote, it is the next hop's
+	// own: its code, the enhanced code it sent (zero if it sent none, or
+	// one of another class than the code), and its text on one line,
+	// sanitised (smtp.SanitizeText). Without, the courier made it for an
+	// outcome no server replied: a connection, TLS, DNS or time failure
+	// (4.4.x, 4.7.x, RFC 3463), or a decision of its own (5.1.3 for an
+	// address it will not send, 5.6.7 for SMTPUTF8 the hop lacks, 5.3.4
+	// for a message larger than the hop's SIZE), with the code a server
+	// would have given for it.
+	Reply smtp.Error
+	// Remote reports whether Reply came from the next hop.
+	Remote bool
+	// Enhanced is the RFC 3463 status to report for the recipient (in a
+	// DSN's Status field): always set, and always of Status's class. It is
+	// Reply's enhanced code, or its class's X.0.0 when the server sent
+	// none; a refusal that only defers (a greeting that refuses service, a
+	// STARTTLS that TLS policy needed) has its class made 4.
+	Enhanced smtp.EnhancedCode
 	// Host is the host:port that answered, "" if none did; HostName is the
 	// name it was reached by (the MX or relay host), for Remote-MTA.
 	Host, HostName string
@@ -179,6 +191,17 @@ type Result struct {
 	// passed. The next hop may have the message although it never said so;
 	// the status is Deferred. Never set by Verify.
 	MaybeDuplicate bool
+}
+
+// Diagnostic is the outcome on one line, as the log, the queue and a
+// DSN's human-readable part give it: the next hop's reply as it sent it
+// ("550 5.1.1 no such user"), or the courier's own words. It never
+// contains CR or LF.
+func (r *Result) Diagnostic() string {
+	if r.Remote {
+		return r.Reply.Error()
+	}
+	return r.Reply.Message
 }
 
 // Config tunes the courier. Zero values take the defaults named beside

@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"strings"
 	"sync"
+
+	"smimegate/internal/smtp"
 )
 
 // Deliver carries m to the next hop of r and returns one Result per
@@ -45,12 +46,12 @@ func (c *Courier) Deliver(ctx context.Context, r Route, m *Message) []Result {
 
 	var todo []int
 	if !safeAddress(m.From) {
-		d.fill(all(len(results)), localFailure(Failed, "5.1.7", "bad sender address syntax"))
+		d.fill(all(len(results)), localFailure(Failed, smtp.EnhancedCode{5, 1, 7}, "bad sender address syntax"))
 		return results
 	}
 	for i, rc := range m.Recipients {
 		if rc.Addr == "" || !safeAddress(rc.Addr) {
-			d.fill([]int{i}, localFailure(Failed, "5.1.3", "bad recipient address syntax"))
+			d.fill([]int{i}, localFailure(Failed, smtp.EnhancedCode{5, 1, 3}, "bad recipient address syntax"))
 			continue
 		}
 		todo = append(todo, i)
@@ -138,15 +139,15 @@ func (d *delivery) session(ctx context.Context, idx []int) (*session, *failure) 
 	if ctx.Err() != nil {
 		// FinishBy or StartBy passed during an earlier transaction: the
 		// time of the attempt is up, and nothing is dialled.
-		return nil, localFailure(Deferred, "4.4.2", "%s was not tried: %v", d.hopName(), cause(ctx))
+		return nil, localFailure(Deferred, smtp.EnhancedCode{4, 4, 2}, "%s was not tried: %v", d.hopName(), cause(ctx))
 	}
 	for {
 		s, err := c.pool.acquire(ctx, d.key)
 		if err != nil {
 			if errors.Is(err, errClosed) {
-				return nil, localFailure(Deferred, "4.3.2", "courier is shutting down")
+				return nil, localFailure(Deferred, smtp.EnhancedCode{4, 3, 2}, "courier is shutting down")
 			}
-			return nil, localFailure(Deferred, "4.4.7", "no connection slot for %s before the attempt ended: %v", d.hopName(), cause(ctx))
+			return nil, localFailure(Deferred, smtp.EnhancedCode{4, 4, 7}, "no connection slot for %s before the attempt ended: %v", d.hopName(), cause(ctx))
 		}
 		if s == nil {
 			break
@@ -172,18 +173,18 @@ func (d *delivery) session(ctx context.Context, idx []int) (*session, *failure) 
 		if err != nil {
 			c.pool.unreserve(d.key)
 			if ctx.Err() != nil {
-				return nil, localFailure(Deferred, "4.4.3", "looking up the next hop %s did not finish: %v", d.hopName(), cause(ctx))
+				return nil, localFailure(Deferred, smtp.EnhancedCode{4, 4, 3}, "looking up the next hop %s did not finish: %v", d.hopName(), cause(ctx))
 			}
 			var he *hopError
 			if errors.As(err, &he) {
 				return nil, localFailure(he.status, he.enhanced, "%s", he.text)
 			}
-			return nil, localFailure(Deferred, "4.4.3", "%v", err)
+			return nil, localFailure(Deferred, smtp.EnhancedCode{4, 4, 3}, "%v", err)
 		}
 		d.targets, d.resolved = t, true
 	}
 	s, f := c.connect(ctx, d.route.TLS, d.targets, func(t target, f *failure) {
-		text := f.text
+		text := f.text()
 		if f.step != "" {
 			text += " (in reply to " + f.step + ")"
 		}
@@ -221,7 +222,7 @@ func (d *delivery) fill(idx []int, f *failure) {
 	}
 	for _, i := range idx {
 		res := &d.results[i]
-		res.Status, res.Code, res.Enhanced, res.Reply = f.status, f.code, f.enhanced, f.text
+		res.Status, res.Reply, res.Remote, res.Enhanced = f.status, f.reply, f.remote, f.enhanced
 		if f.answered {
 			res.Host, res.HostName = f.target.addr, f.target.host
 		}
@@ -230,7 +231,7 @@ func (d *delivery) fill(idx []int, f *failure) {
 	if f.target.addr != "" {
 		hop = f.target.host + "[" + f.target.addr + "]"
 	}
-	text := f.text
+	text := f.text()
 	if f.step != "" {
 		text += " (in reply to " + f.step + ")"
 	}
@@ -238,7 +239,7 @@ func (d *delivery) fill(idx []int, f *failure) {
 }
 
 // log writes the one line per delivery attempt (or verification).
-func (d *delivery) log(rcpts []string, hop, tlsDesc, reply, outcome string, extra ...any) {
+func (d *delivery) log(rcpts []string, hop, tlsDesc, reply, outcome string, extra ...slog.Attr) {
 	if d.probe {
 		d.c.logProbe(rcpts[0], hop, tlsDesc, reply, outcome)
 		return
@@ -248,21 +249,27 @@ func (d *delivery) log(rcpts []string, hop, tlsDesc, reply, outcome string, extr
 
 // logAttempt writes the one line per delivery attempt: never the message
 // content, only the envelope and the server's words.
-func (c *Courier) logAttempt(m *Message, rcpts []string, hop, tlsDesc, reply, outcome string, extra ...any) {
-	args := append([]any{
+func (c *Courier) logAttempt(m *Message, rcpts []string, hop, tlsDesc, reply, outcome string, extra ...slog.Attr) {
+	level := slog.LevelInfo
+	if outcome == "failed" {
+		level = slog.LevelWarn
+	}
+	if !c.log.Enabled(context.Background(), level) {
+		return
+	}
+	// LogAttrs, not Log: the attributes need no boxing into []any, and
+	// the line is written once per attempt.
+	attrs := make([]slog.Attr, 0, 7+len(extra))
+	attrs = append(attrs,
 		slog.String("queue_id", m.ID),
 		slog.String("from", m.From),
 		slog.String("rcpts", "["+strings.Join(rcpts, " ")+"]"), // as fmt prints it, without fmt's reflection
 		slog.String("next_hop", hop),
 		slog.String("tls", tlsDesc),
 		slog.String("reply", reply),
-		slog.String("outcome", outcome),
-	}, extra...)
-	level := slog.LevelInfo
-	if outcome == "failed" {
-		level = slog.LevelWarn
-	}
-	c.log.Log(context.Background(), level, "delivery attempt", args...)
+		slog.String("outcome", outcome))
+	attrs = append(attrs, extra...)
+	c.log.LogAttrs(context.Background(), level, "delivery attempt", attrs...)
 }
 
 // probeOutcomes names a verification's outcomes in its log line, where
@@ -317,7 +324,7 @@ func (d *delivery) transaction(s *session, idx []int) (reusable, stale bool) {
 	for _, i := range idx {
 		addr := m.Recipients[i].Addr
 		if !utf8OK && (msgNeedsUTF8 || !isASCII(addr)) {
-			t.set(i, Failed, 0, "5.6.7", fmt.Sprintf("SMTPUTF8 is required, but was not offered by host %s[%s]", s.target.host, s.target.addr), false)
+			t.set(i, localFailure(Failed, smtp.EnhancedCode{5, 6, 7}, "SMTPUTF8 is required, but was not offered by host %s[%s]", s.target.host, s.target.addr))
 			continue
 		}
 		needUTF8 = needUTF8 || !isASCII(addr)
@@ -341,12 +348,12 @@ func (d *delivery) transaction(s *session, idx []int) (reusable, stale bool) {
 		}
 	} else {
 		if m.Open == nil {
-			t.setAll(send, Deferred, 0, "4.3.0", "the queued message has no content to send", false)
+			t.setAll(send, localFailure(Deferred, smtp.EnhancedCode{4, 3, 0}, "the queued message has no content to send"))
 			return true, false
 		}
 		rc, err := m.Open()
 		if err != nil {
-			t.setAll(send, Deferred, 0, "4.3.0", fmt.Sprintf("cannot read the queued message: %v", err), false)
+			t.setAll(send, localFailure(Deferred, smtp.EnhancedCode{4, 3, 0}, "cannot read the queued message: %v", err))
 			return true, false
 		}
 		defer rc.Close()
@@ -359,7 +366,7 @@ func (d *delivery) transaction(s *session, idx []int) (reusable, stale bool) {
 	// RFC 1870 section 6: a message larger than the announced SIZE would
 	// be refused after it was sent; say so now.
 	if limit := s.sizeLimit(); limit > 0 && m.Size > limit {
-		t.setAll(send, Failed, 0, "5.3.4", fmt.Sprintf("message size %d exceeds size limit %d of server %s[%s]", m.Size, limit, s.target.host, s.target.addr), false)
+		t.setAll(send, localFailure(Failed, smtp.EnhancedCode{5, 3, 4}, "message size %d exceeds size limit %d of server %s[%s]", m.Size, limit, s.target.host, s.target.addr))
 		return true, false
 	}
 	if content != nil {
@@ -372,11 +379,11 @@ func (d *delivery) transaction(s *session, idx []int) (reusable, stale bool) {
 		return reusable, stale
 	}
 	if content != nil {
-		t.setAll(accepted, Delivered, final.code, final.status(), final.line(), false)
+		t.delivered(accepted, final)
 		return true, false
 	}
 	toContent()
-	w := newDotWriter(s.bw)
+	w := smtp.NewDotWriter(s.bw)
 	buf := copyBuffers.Get().(*[]byte)
 	s.conn.pace(c.cfg.MinDataRate)
 	_, err := io.CopyBuffer(w, taggedReader{body}, *buf)
@@ -387,16 +394,16 @@ func (d *delivery) transaction(s *session, idx []int) (reusable, stale bool) {
 		// section 4.1.1.4): close the connection without the final dot.
 		_ = s.conn.Close()
 		if d.finish.Err() != nil || s.conn.aborted.Load() || !isLocalReadError(err) {
-			t.lost(accepted, s.lost("sending message content", err, false))
+			t.setAll(accepted, s.lost("sending message content", err, false))
 		} else {
-			t.setAll(accepted, Deferred, 0, "4.3.0", fmt.Sprintf("cannot read the queued message: %v", err), false)
+			t.setAll(accepted, localFailure(Deferred, smtp.EnhancedCode{4, 3, 0}, "cannot read the queued message: %v", err))
 		}
 		return false, false
 	}
 	err = w.Close()
 	s.conn.unpace()
 	if err != nil {
-		t.lost(accepted, s.lost("sending end of data", err, false))
+		t.setAll(accepted, s.lost("sending end of data", err, false))
 		return false, false
 	}
 	s.conn.asked()
@@ -406,15 +413,16 @@ func (d *delivery) transaction(s *session, idx []int) (reusable, stale bool) {
 		// reply came (in time). The server may have the message; we must
 		// try again anyway, and say that a duplicate is possible.
 		f := s.lost("waiting for the reply to end of data", err, false)
-		f.text += " (the message may have been delivered: a duplicate is possible)"
-		t.setAll(accepted, Deferred, 0, f.enhanced, f.text, s.conn.lastWriteOK)
+		f.reply.Message += " (the message may have been delivered: a duplicate is possible)"
+		f.dup = s.conn.lastWriteOK
+		t.setAll(accepted, f)
 		return false, false
 	}
-	if r.code/100 != 2 {
+	if !r.Positive() {
 		t.reply(accepted, r, "end of data")
 		return true, false
 	}
-	t.setAll(accepted, Delivered, r.code, r.status(), r.line(), false)
+	t.delivered(accepted, r)
 	return true, false
 }
 

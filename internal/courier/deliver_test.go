@@ -25,7 +25,7 @@ func TestDeliverBytesAndDSNParameters(t *testing.T) {
 	msg.RET, msg.EnvID = "HDRS", "env 42+"
 	res := deliver(t, c, Route{NextHop: m.addr, Domain: "example.net"}, msg)
 	wantStatus(t, res, Delivered, Delivered)
-	if res[0].Code != 250 || res[0].Host != m.addr || res[0].TLS != "none" || !strings.HasPrefix(res[0].Reply, "250 ") {
+	if res[0].Reply.Code != 250 || !res[0].Remote || res[0].Host != m.addr || res[0].TLS != "none" || !strings.HasPrefix(res[0].Diagnostic(), "250 ") {
 		t.Errorf("result %+v", res[0])
 	}
 	got := m.received()
@@ -72,10 +72,10 @@ func TestPartialRecipientFailures(t *testing.T) {
 	msg := newMessage("Q3", "a@example.org", testBody, "gone@example.net", "ok@example.net", "full@example.net")
 	res := deliver(t, c, Route{NextHop: m.addr}, msg)
 	wantStatus(t, res, Failed, Delivered, Deferred)
-	if res[0].Code != 550 || res[0].Enhanced != "5.1.1" || res[0].Reply != "550 5.1.1 no such user" {
+	if res[0].Reply.Code != 550 || !res[0].Remote || res[0].Enhanced.String() != "5.1.1" || res[0].Diagnostic() != "550 5.1.1 no such user" {
 		t.Errorf("failed recipient: %+v", res[0])
 	}
-	if res[2].Enhanced != "4.2.2" {
+	if res[2].Enhanced.String() != "4.2.2" {
 		t.Errorf("deferred recipient: %+v", res[2])
 	}
 	if got := m.received(); len(got) != 1 || len(got[0].rcpts) != 1 || got[0].rcpts[0] != "ok@example.net" {
@@ -95,8 +95,8 @@ func TestTemporaryThenSuccess(t *testing.T) {
 	msg := newMessage("Q4", "a@example.org", testBody, "b@example.net")
 	res := deliver(t, c, Route{NextHop: m.addr}, msg)
 	wantStatus(t, res, Deferred)
-	if res[0].Reply != "451 4.3.0 try later" {
-		t.Errorf("reply %q", res[0].Reply)
+	if res[0].Diagnostic() != "451 4.3.0 try later" {
+		t.Errorf("reply %q", res[0].Diagnostic())
 	}
 	m.set(func(m *mta) { m.mailErr = nil })
 	wantStatus(t, deliver(t, c, Route{NextHop: m.addr}, msg), Delivered)
@@ -116,7 +116,7 @@ func TestPermanentFailureAtEndOfData(t *testing.T) {
 	c, _ := newCourier(t, Config{TLS: TLSNone})
 	res := deliver(t, c, Route{NextHop: m.addr}, newMessage("Q5", "a@example.org", testBody, "b@example.net", "c@example.net"))
 	wantStatus(t, res, Failed, Failed)
-	if res[1].Reply != "554 5.7.1 content refused" || res[1].MaybeDuplicate {
+	if res[1].Diagnostic() != "554 5.7.1 content refused" || res[1].MaybeDuplicate {
 		t.Errorf("%+v", res[1])
 	}
 }
@@ -128,7 +128,7 @@ func TestConnectionLostAfterFinalDot(t *testing.T) {
 	c, logs := newCourier(t, Config{TLS: TLSNone})
 	res := deliver(t, c, Route{NextHop: m.addr}, newMessage("Q6", "a@example.org", testBody, "b@example.net"))
 	wantStatus(t, res, Deferred)
-	if !res[0].MaybeDuplicate || !strings.Contains(res[0].Reply, "duplicate") {
+	if !res[0].MaybeDuplicate || !strings.Contains(res[0].Diagnostic(), "duplicate") {
 		t.Errorf("lost after the dot must be flagged as a possible duplicate: %+v", res[0])
 	}
 	if !strings.Contains(logs.String(), `"maybe_duplicate":true`) {
@@ -146,7 +146,7 @@ func TestSMTPUTF8Required(t *testing.T) {
 	msg.SMTPUTF8 = true
 	res := deliver(t, c, Route{NextHop: plain.addr}, msg)
 	wantStatus(t, res, Failed, Failed)
-	if res[0].Enhanced != "5.6.7" || res[0].HostName == "" {
+	if res[0].Enhanced.String() != "5.6.7" || res[0].HostName == "" {
 		t.Errorf("%+v", res[0])
 	}
 	// Only one recipient's address is UTF-8: only that one fails.
@@ -306,7 +306,7 @@ func TestUnreadableMessageIsDeferred(t *testing.T) {
 	msg.Open = func() (io.ReadCloser, error) { return nil, errors.New("spool file missing") }
 	res := deliver(t, c, Route{NextHop: m.addr}, msg)
 	wantStatus(t, res, Deferred)
-	if res[0].Enhanced != "4.3.0" {
+	if res[0].Enhanced.String() != "4.3.0" {
 		t.Errorf("%+v", res[0])
 	}
 	// A reader that breaks half way: the transaction is abandoned without
@@ -394,7 +394,7 @@ func TestEndlessReplyIsCutOff(t *testing.T) {
 	wantStatus(t, res, Deferred)
 	// The reply is refused at its hundred-and-first line, long before the
 	// 256 KiB that may follow one command.
-	if !strings.Contains(res[0].Reply, "reply of more than 100 lines") {
+	if !strings.Contains(res[0].Diagnostic(), "reply of more than 100 lines") {
 		t.Errorf("%+v", res[0])
 	}
 }
@@ -404,7 +404,7 @@ func TestUnresolvableRelayIsDeferred(t *testing.T) {
 	c, _ := newCourier(t, Config{TLS: TLSNone, DNSServer: dnsServer(t, nil, nil)})
 	res := deliver(t, c, Route{NextHop: "relay.invalid.test:25"}, newMessage("N", "a@example.org", testBody, "b@example.net"))
 	wantStatus(t, res, Deferred)
-	if res[0].Enhanced != "4.4.3" || !strings.Contains(res[0].Reply, "relay.invalid.test") {
+	if res[0].Enhanced.String() != "4.4.3" || !strings.Contains(res[0].Diagnostic(), "relay.invalid.test") {
 		t.Errorf("%+v", res[0])
 	}
 }
@@ -426,7 +426,7 @@ func TestUnreachableHopIsTriedOncePerMessage(t *testing.T) {
 	if n := greetings.Load(); n != 1 {
 		t.Errorf("the refusing host was tried %d times for one message, want 1", n)
 	}
-	if res[2].Reply != "421 4.3.2 not now" || res[2].Code != 421 || res[2].HostName != "127.0.0.1" {
+	if res[2].Diagnostic() != "421 4.3.2 not now" || res[2].Reply.Code != 421 || !res[2].Remote || res[2].HostName != "127.0.0.1" {
 		t.Errorf("%+v", res[2])
 	}
 }

@@ -191,7 +191,7 @@ func TestDataDoneTimeoutBoundsTheWholeReply(t *testing.T) {
 	c, _ := newCourier(t, Config{TLS: TLSNone, DataDoneTimeout: 600 * time.Millisecond})
 	res := deliver(t, c, Route{NextHop: d.addr}, newMessage("DD1", "a@example.org", testBody, "b@example.net"))
 	wantStatus(t, res, Deferred)
-	if !res[0].MaybeDuplicate || !strings.Contains(res[0].Reply, "end of data") {
+	if !res[0].MaybeDuplicate || !strings.Contains(res[0].Diagnostic(), "end of data") {
 		t.Errorf("the final dot went out and no reply came: %+v", res[0])
 	}
 	if d.outcome(t) {
@@ -210,7 +210,7 @@ func TestCommandTimeoutBoundsTheWholeReply(t *testing.T) {
 			c, _ := newCourier(t, Config{TLS: TLSNone, CommandTimeout: 600 * time.Millisecond})
 			res := deliver(t, c, Route{NextHop: d.addr}, newMessage("CT1", "a@example.org", testBody, "b@example.net"))
 			wantStatus(t, res, Deferred)
-			if res[0].MaybeDuplicate || !strings.Contains(res[0].Reply, "timeout") {
+			if res[0].MaybeDuplicate || !strings.Contains(res[0].Diagnostic(), "timeout") {
 				t.Errorf("%+v", res[0])
 			}
 			if d.outcome(t) {
@@ -268,7 +268,7 @@ func TestFinishByCutsTheReplyToTheFinalDot(t *testing.T) {
 			m.FinishBy = time.Now().Add(time.Second)
 			res := deliver(t, c, Route{NextHop: d.addr}, m)
 			wantStatus(t, res, Deferred)
-			if !res[0].MaybeDuplicate || !strings.Contains(res[0].Reply, "did not answer in time") {
+			if !res[0].MaybeDuplicate || !strings.Contains(res[0].Diagnostic(), "did not answer in time") {
 				t.Errorf("%+v", res[0])
 			}
 			if d.outcome(t) {
@@ -299,7 +299,7 @@ func TestFinishByBeforeTheContent(t *testing.T) {
 	res := deliver(t, c, Route{NextHop: d.addr}, m)
 	wantStatus(t, res, Deferred, Deferred)
 	for _, r := range res {
-		if r.MaybeDuplicate || !strings.Contains(r.Reply, "did not answer in time") {
+		if r.MaybeDuplicate || !strings.Contains(r.Diagnostic(), "did not answer in time") {
 			t.Errorf("%+v", r)
 		}
 	}
@@ -327,7 +327,7 @@ func TestFinishByEndsLaterBatches(t *testing.T) {
 	if !res[0].MaybeDuplicate || res[1].MaybeDuplicate {
 		t.Errorf("the first batch had its dot written, the second nothing: %+v / %+v", res[0], res[1])
 	}
-	if !strings.Contains(res[1].Reply, "did not answer in time") {
+	if !strings.Contains(res[1].Diagnostic(), "did not answer in time") {
 		t.Errorf("%+v", res[1])
 	}
 	n := 0

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"smimegate/internal/smtp"
 )
 
 // Action is a DSN recipient's Action field (RFC 3464 section 2.3.3).
@@ -28,12 +30,16 @@ type DSNRecipient struct {
 	// the Original-Recipient field (RFC 3464 section 2.3.1).
 	ORcpt  string
 	Action Action
-	Status string // RFC 3463 code, "5.1.1"
+	Status smtp.EnhancedCode // RFC 3463 code, 5.1.1
 	// RemoteMTA is the name of the host that answered (Result.HostName),
 	// "" if none did.
 	RemoteMTA string
-	// Diagnostic is Result.Reply: a server reply ("550 5.1.1 ...") becomes
-	// an "smtp" Diagnostic-Code, anything else an "X-Smimegate" one.
+	// Reply is the next hop's reply that decided the outcome (a
+	// Result.Reply with Result.Remote), nil if no server replied: it
+	// becomes an "smtp" Diagnostic-Code (RFC 3464 section 2.3.6).
+	Reply *smtp.Error
+	// Diagnostic is our own reason when no server replied: an
+	// "X-Smimegate" Diagnostic-Code.
 	Diagnostic  string
 	LastAttempt time.Time
 	// WillRetryUntil is given for delayed recipients (RFC 3464 section
@@ -216,10 +222,10 @@ func (r *DSNReport) check() error {
 		default:
 			return fmt.Errorf("courier: DSN: recipient %s: unknown action %q", rc.Addr, rc.Action)
 		}
-		if !validEnhanced(rc.Status) {
-			return fmt.Errorf("courier: DSN: recipient %s: status %q is not an RFC 3463 code", rc.Addr, rc.Status)
+		if !rc.Status.Valid() {
+			return fmt.Errorf("courier: DSN: recipient %s: status %v is not an RFC 3463 code", rc.Addr, [3]int(rc.Status))
 		}
-		if rc.Action == ActionDelayed && rc.Status[0] != '4' {
+		if rc.Action == ActionDelayed && rc.Status[0] != 4 {
 			return fmt.Errorf("courier: DSN: recipient %s: delayed with status %s, want 4.x.x", rc.Addr, rc.Status)
 		}
 		if rc.RemoteMTA != "" && !isHostName(rc.RemoteMTA) {
@@ -253,21 +259,17 @@ func (r *DSNReport) statusFields(b *bytes.Buffer, date time.Time, global bool) {
 		}
 		field(b, "Final-Recipient", addressType(rc.Addr)+"; "+rc.Addr)
 		field(b, "Action", string(rc.Action))
-		field(b, "Status", rc.Status)
+		field(b, "Status", rc.Status.String())
 		if rc.RemoteMTA != "" {
 			field(b, "Remote-MTA", "dns; "+rc.RemoteMTA)
 		}
-		if d := sanitizeText(rc.Diagnostic); d != "" {
+		if typ, d := rc.diagnostic(); d != "" {
 			if !global {
 				// message/delivery-status is ASCII (RFC 3464 section
 				// 2.1); a UTF-8 reply text loses its non-ASCII runes.
 				d = asciiOnly(d)
 			}
-			if isSMTPReply(d) {
-				field(b, "Diagnostic-Code", "smtp; "+d)
-			} else {
-				field(b, "Diagnostic-Code", "X-Smimegate; "+d)
-			}
+			field(b, "Diagnostic-Code", typ+"; "+d)
 		}
 		last := rc.LastAttempt
 		if last.IsZero() {
@@ -295,7 +297,7 @@ func (r *DSNReport) humanText(delayed bool) string {
 	b.WriteString("\r\n")
 	for _, rc := range r.Recipients {
 		line := fmt.Sprintf("<%s>: %s", rc.Addr, rc.Action)
-		if d := sanitizeText(rc.Diagnostic); d != "" {
+		if _, d := rc.diagnostic(); d != "" {
 			if rc.RemoteMTA != "" {
 				line += fmt.Sprintf(": host %s said: %s", rc.RemoteMTA, d)
 			} else {
@@ -313,7 +315,8 @@ func (r *DSNReport) humanText(delayed bool) string {
 
 // wrap breaks text into lines of at most 76 characters at spaces, CRLF
 // terminated, continuation lines indented by indent; a single longer word
-// stays whole (it is bounded by maxReplyText, well inside RFC 5322's 998).
+// stays whole (it is bounded by smtp.MaxReplyText, well inside RFC 5322's
+// 998).
 func wrap(s, indent string) string {
 	var b strings.Builder
 	n, start := 0, true
@@ -336,7 +339,7 @@ func wrap(s, indent string) string {
 
 // field writes "Name: value" folded at spaces before maxFieldLine (RFC
 // 5322 section 2.2.3); value must hold no CR or LF, which every caller
-// guarantees through check and sanitizeText.
+// guarantees through check and smtp.SanitizeText.
 func field(b *bytes.Buffer, name, value string) {
 	b.WriteString(name)
 	b.WriteString(":")
@@ -358,7 +361,7 @@ func field(b *bytes.Buffer, name, value string) {
 func originalRecipient(orcpt string) (typ, addr string, ok bool) {
 	typ, addr, ok = strings.Cut(orcpt, ";")
 	typ, addr = strings.TrimSpace(typ), strings.TrimSpace(addr)
-	if !ok || !isAtom(typ) || addr == "" || sanitizeText(addr) != addr {
+	if !ok || !isAtom(typ) || addr == "" || smtp.SanitizeText(addr) != addr {
 		return "", "", false
 	}
 	if !isASCII(addr) {
@@ -376,11 +379,14 @@ func addressType(addr string) string {
 	return "utf-8"
 }
 
-// isSMTPReply recognises a reply line as the courier stores it: a code
-// 2xx to 5xx, then a space or nothing.
-func isSMTPReply(s string) bool {
-	return len(s) >= 3 && s[0] >= '2' && s[0] <= '5' && s[1] >= '0' && s[1] <= '9' &&
-		s[2] >= '0' && s[2] <= '9' && (len(s) == 3 || s[3] == ' ')
+// diagnostic is the recipient's Diagnostic-Code (RFC 3464 section 2.3.6):
+// its diagnostic-type, "smtp" for a server's reply and "X-Smimegate" for
+// our own words, and the text, sanitised; "" when there is none.
+func (rc *DSNRecipient) diagnostic() (typ, text string) {
+	if rc.Reply != nil {
+		return "smtp", smtp.SanitizeText(rc.Reply.Error())
+	}
+	return "X-Smimegate", smtp.SanitizeText(rc.Diagnostic)
 }
 
 func isPrintableASCII(s string) bool {

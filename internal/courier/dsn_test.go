@@ -146,7 +146,7 @@ func (p *parsedDSN) readStatus(b []byte) error {
 		default:
 			return fmt.Errorf("recipient %d: Action %q", i+1, g.Get("Action"))
 		}
-		if !validEnhanced(g.Get("Status")) {
+		if !validStatus(g.Get("Status")) {
 			return fmt.Errorf("recipient %d: Status %q", i+1, g.Get("Status"))
 		}
 		for _, f := range []string{"Original-Recipient", "Remote-MTA", "Diagnostic-Code"} {
@@ -184,9 +184,9 @@ func sampleReport() DSNReport {
 		Arrival:      when.Add(-time.Hour),
 		Date:         when,
 		Recipients: []DSNRecipient{
-			{Addr: "gone@example.net", ORcpt: "rfc822;Gone@example.net", Action: ActionFailed, Status: "5.1.1",
-				RemoteMTA: "mx.example.net", Diagnostic: "550 5.1.1 <gone@example.net>: Recipient address rejected: User unknown in virtual mailbox table", LastAttempt: when},
-			{Addr: "slow@example.net", Action: ActionFailed, Status: "4.4.1",
+			{Addr: "gone@example.net", ORcpt: "rfc822;Gone@example.net", Action: ActionFailed, Status: enh("5.1.1"),
+				RemoteMTA: "mx.example.net", Reply: serverReply("550 5.1.1 <gone@example.net>: Recipient address rejected: User unknown in virtual mailbox table"), LastAttempt: when},
+			{Addr: "slow@example.net", Action: ActionFailed, Status: enh("4.4.1"),
 				Diagnostic: "connect to mx.example.net[192.0.2.1]:25: connection refused", LastAttempt: when},
 		},
 		Header:  []byte(origHeader + "\r\n"),
@@ -253,8 +253,8 @@ func TestBuildDSNIsAValidDeliveryStatusReport(t *testing.T) {
 func TestBuildDSNWholeMessageAndDelay(t *testing.T) {
 	r := sampleReport()
 	r.IncludeMessage = true
-	r.Recipients = []DSNRecipient{{Addr: "slow@example.net", Action: ActionDelayed, Status: "4.4.1",
-		Diagnostic: "451 4.4.1 later", RemoteMTA: "mx.example.net", WillRetryUntil: r.Date.Add(96 * time.Hour)}}
+	r.Recipients = []DSNRecipient{{Addr: "slow@example.net", Action: ActionDelayed, Status: enh("4.4.1"),
+		Reply: serverReply("451 4.4.1 later"), RemoteMTA: "mx.example.net", WillRetryUntil: r.Date.Add(96 * time.Hour)}}
 	raw, err := BuildDSN(r)
 	if err != nil {
 		t.Fatal(err)
@@ -291,7 +291,8 @@ func TestBuildDSNRefusesBadInput(t *testing.T) {
 		{"sender injection", func(r *DSNReport) { r.Sender = "a@b>\r\nBcc: x@y" }, "sender"},
 		{"no recipients", func(r *DSNReport) { r.Recipients = nil }, "no recipients"},
 		{"bad action", func(r *DSNReport) { r.Recipients[0].Action = "lost" }, `"lost"`},
-		{"bad status", func(r *DSNReport) { r.Recipients[0].Status = "550" }, `"550"`},
+		{"bad status", func(r *DSNReport) { r.Recipients[0].Status = badStatus }, "not an RFC 3463 code"},
+		{"no status", func(r *DSNReport) { r.Recipients[0].Status = noStatus }, "not an RFC 3463 code"},
 		{"delayed with 5xx", func(r *DSNReport) { r.Recipients[0].Action = ActionDelayed }, "want 4.x.x"},
 		{"recipient injection", func(r *DSNReport) { r.Recipients[1].Addr = "x\r\nFrom: evil" }, "recipient 2"},
 		{"remote MTA", func(r *DSNReport) { r.Recipients[0].RemoteMTA = "mx; evil" }, "remote MTA"},
@@ -310,7 +311,9 @@ func TestBuildDSNRefusesBadInput(t *testing.T) {
 
 func TestBuildDSNSanitisesHostileDiagnostics(t *testing.T) {
 	r := sampleReport()
-	r.Recipients[0].Diagnostic = "550 5.1.1 " + strings.Repeat("very long reply ", 200) + "\r\nX-Injected: yes\x00\x1b[31m"
+	hostile := strings.Repeat("very long reply ", 200) + "\r\nX-Injected: yes\x00\x1b[31m"
+	r.Recipients[0].Reply.Message = hostile
+	r.Recipients[1].Diagnostic = hostile
 	raw, err := BuildDSN(r)
 	if err != nil {
 		t.Fatal(err)
@@ -322,8 +325,10 @@ func TestBuildDSNSanitisesHostileDiagnostics(t *testing.T) {
 	if p.recipients[0].Get("X-Injected") != "" || bytes.Contains(raw, []byte("\r\nX-Injected")) || bytes.Contains(raw, []byte{0x1b}) {
 		t.Error("the diagnostic injected a field or a control character")
 	}
-	if d := p.recipients[0].Get("Diagnostic-Code"); len(d) > maxReplyText+10 {
-		t.Errorf("diagnostic of %d bytes is not bounded", len(d))
+	for i := range 2 {
+		if d := p.recipients[i].Get("Diagnostic-Code"); len(d) > maxReplyText+20 {
+			t.Errorf("diagnostic of %d bytes is not bounded", len(d))
+		}
 	}
 }
 
@@ -368,7 +373,7 @@ func TestBounceFromARealRefusal(t *testing.T) {
 	raw, err := BuildDSN(DSNReport{
 		ReportingMTA: "gw.example.org", Sender: "a@example.org", QueueID: "QB",
 		Recipients: []DSNRecipient{{Addr: res[0].Rcpt, Action: ActionFailed, Status: res[0].Enhanced,
-			RemoteMTA: res[0].HostName, Diagnostic: res[0].Reply}},
+			RemoteMTA: res[0].HostName, Reply: &res[0].Reply}},
 		Header: []byte(hdr + "\r\n"),
 	})
 	if err != nil {

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"smimegate/internal/smtp"
 )
 
 // envelope runs MAIL FROM, the RCPT TOs and DATA for the recipients send.
@@ -28,7 +30,7 @@ import (
 // accepted the message for accepted, and final is its reply to BDAT. A
 // connection lost after that write may have delivered the message, so
 // those results say a duplicate is possible.
-func (d *delivery) envelope(s *session, t *tally, send []int, needUTF8 bool, content []byte) (accepted []int, final reply, reusable, proceed, stale bool) {
+func (d *delivery) envelope(s *session, t *tally, send []int, needUTF8 bool, content []byte) (accepted []int, final *smtp.Error, reusable, proceed, stale bool) {
 	m := d.msg
 	cmds := []string{"MAIL FROM:<" + m.From + ">" + d.mailParams(s, needUTF8)}
 	expect := []int{2}
@@ -72,7 +74,7 @@ func (d *delivery) envelope(s *session, t *tally, send []int, needUTF8 bool, con
 		if len(answers) == 0 || (!answers[0].ok && len(answers) == 1 && err != nil) {
 			// No reply even to RSET (or its last words, a 421): the
 			// connection was dead before this transaction.
-			return nil, reply{}, false, false, true
+			return nil, nil, false, false, true
 		}
 		answers = answers[1:] // RSET's own reply says nothing of the transaction
 	}
@@ -81,7 +83,7 @@ func (d *delivery) envelope(s *session, t *tally, send []int, needUTF8 bool, con
 	lostAt := func(step string) *failure {
 		f := s.lost(step, err, false)
 		if sentContent {
-			f.text += " (the message may have been delivered: a duplicate is possible)"
+			f.reply.Message += " (the message may have been delivered: a duplicate is possible)"
 			f.dup = true
 		}
 		return f
@@ -92,12 +94,12 @@ func (d *delivery) envelope(s *session, t *tally, send []int, needUTF8 bool, con
 	dataStarted := len(answers) > dataAt && answers[dataAt].ok
 
 	if len(answers) == 0 {
-		t.lost(send, lostAt("sending MAIL FROM"))
-		return nil, reply{}, false, false, false
+		t.setAll(send, lostAt("sending MAIL FROM"))
+		return nil, nil, false, false, false
 	}
 	if !answers[0].ok {
 		t.reply(send, answers[0].r, "MAIL FROM")
-		return nil, reply{}, err == nil && !dataStarted, false, false
+		return nil, nil, err == nil && !dataStarted, false, false
 	}
 	var unanswered []int
 	for k, i := range send {
@@ -111,20 +113,20 @@ func (d *delivery) envelope(s *session, t *tally, send []int, needUTF8 bool, con
 		}
 	}
 	if err != nil && len(unanswered) > 0 {
-		t.lost(append(accepted, unanswered...), lostAt("sending RCPT TO"))
-		return nil, reply{}, false, false, false
+		t.setAll(append(accepted, unanswered...), lostAt("sending RCPT TO"))
+		return nil, nil, false, false, false
 	}
 	if len(accepted) == 0 {
 		// Nothing to send; the next user of the session sends RSET.
-		return nil, reply{}, err == nil && !dataStarted, false, false
+		return nil, nil, err == nil && !dataStarted, false, false
 	}
 	if len(answers) <= dataAt {
-		t.lost(accepted, lostAt("sending DATA"))
-		return nil, reply{}, false, false, false
+		t.setAll(accepted, lostAt("sending DATA"))
+		return nil, nil, false, false, false
 	}
 	if !answers[dataAt].ok {
 		t.reply(accepted, answers[dataAt].r, last)
-		return nil, reply{}, err == nil, false, false
+		return nil, nil, err == nil, false, false
 	}
 	return accepted, answers[dataAt].r, true, true, false
 }
@@ -152,7 +154,7 @@ func (d *delivery) mailParams(s *session, needUTF8 bool) string {
 			p.WriteString(" RET=" + ret)
 		}
 		if m.EnvID != "" && isASCII(m.EnvID) && len(m.EnvID) <= 100 {
-			p.WriteString(" ENVID=" + encodeXtext(m.EnvID))
+			p.WriteString(" ENVID=" + smtp.EncodeXtext(m.EnvID))
 		}
 	}
 	return p.String()
@@ -177,7 +179,7 @@ func rcptParams(rc Rcpt, dsn bool) string {
 // answer is one reply of a command group; ok says it had the expected
 // class.
 type answer struct {
-	r  reply
+	r  *smtp.Error
 	ok bool
 }
 
@@ -202,7 +204,9 @@ func (s *session) exchange(cmds []string, expect []int, pipelined bool, content 
 			defer s.conn.unpace()
 		}
 		for _, c := range cmds {
-			if _, err := s.bw.WriteString(c + "\r\n"); err != nil {
+			s.bw.WriteString(c)
+			if _, err := s.bw.WriteString("\r\n"); err != nil {
+				// bufio.Writer keeps its first error: this is it.
 				return nil, err
 			}
 		}
@@ -245,5 +249,5 @@ func (s *session) read(expect int, timeout time.Duration) (answer, error) {
 	if err != nil {
 		return answer{}, err
 	}
-	return answer{r: r, ok: r.code/100 == expect}, nil
+	return answer{r: r, ok: r.Code/100 == expect}, nil
 }

@@ -11,34 +11,13 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
-)
 
-// FuzzParseReply feeds arbitrary reply texts to the reply parser: whatever
-// a server sends, the result is one clean line and a valid (or no)
-// enhanced code.
-func FuzzParseReply(f *testing.F) {
-	f.Add(250, "2.0.0 Ok: queued as 12345")
-	f.Add(550, "5.1.1 <x@y>: no such user\n5.1.1 see http://x")
-	f.Add(451, "4.3.0")
-	f.Add(421, "")
-	f.Add(550, "4.1.1 class does not match")
-	f.Add(250, "2.0.0\x00\x1b[31m\xff\xfe")
-	f.Fuzz(func(t *testing.T, code int, msg string) {
-		r := parseReply(code, msg)
-		checkLine(t, r.text)
-		checkLine(t, r.line())
-		if r.enhanced != "" && !validEnhanced(r.enhanced) {
-			t.Fatalf("enhanced %q", r.enhanced)
-		}
-		if !validEnhanced(r.status()) && code >= 200 && code < 600 && (code/100 == 2 || code/100 == 4 || code/100 == 5) {
-			t.Fatalf("status %q for code %d", r.status(), code)
-		}
-	})
-}
+	"smimegate/internal/smtp"
+)
 
 func checkLine(t *testing.T, s string) {
 	t.Helper()
-	if strings.ContainsAny(s, "\r\n\x00") || !utf8.ValidString(s) || len(s) > maxReplyText+20 {
+	if strings.ContainsAny(s, "\r\n\x00") || !utf8.ValidString(s) || len(s) > maxReplyText+100 {
 		t.Fatalf("unclean line %q", s)
 	}
 	for _, r := range s {
@@ -55,7 +34,7 @@ func FuzzParameters(f *testing.F) {
 	f.Add("utf-8;j\u00fcrgen@example.org", "NEVER", "")
 	f.Add("x;\r\nRSET", "never,success", "\xff")
 	f.Fuzz(func(t *testing.T, orcpt, notify, envid string) {
-		for _, p := range []string{orcptParam(orcpt), notifyParam(strings.Split(notify, ",")), encodeXtext(envid)} {
+		for _, p := range []string{orcptParam(orcpt), notifyParam(strings.Split(notify, ",")), smtp.EncodeXtext(envid)} {
 			if !isPrintableASCII(p) && p != "" {
 				t.Fatalf("parameter %q is not one printable ASCII word", p)
 			}
@@ -122,12 +101,12 @@ func checkResults(t *testing.T, res []Result) {
 			if r.Status < Delivered || r.Status > Failed {
 				t.Fatalf("status %v", r.Status)
 			}
-			if !validEnhanced(r.Enhanced) || r.Enhanced[0] != "x245"[r.Status] {
-				t.Fatalf("status %v with enhanced code %q", r.Status, r.Enhanced)
+			if !r.Enhanced.Valid() || r.Enhanced[0] != [...]int{0, 2, 4, 5}[r.Status] {
+				t.Fatalf("status %v with enhanced code %q", r.Status, r.Enhanced.String())
 			}
-			checkLine(t, r.Reply)
-			if r.Status == Delivered && r.Code/100 != 2 {
-				t.Fatalf("delivered with reply %q", r.Reply)
+			checkLine(t, r.Diagnostic())
+			if r.Status == Delivered && (!r.Reply.Positive() || !r.Remote) {
+				t.Fatalf("delivered with reply %q", r.Diagnostic())
 			}
 		}
 	}
@@ -229,8 +208,13 @@ func FuzzBuildDSN(f *testing.F) {
 	f.Add("u@example.net", "rfc822; ", "--=_smimegate_", "mx", "--=_smimegate_\r\n", true)
 	f.Fuzz(func(t *testing.T, addr, orcpt, diag, remote, header string, full bool) {
 		r := DSNReport{ReportingMTA: "gw.example.org", Sender: "a@example.org",
-			Recipients: []DSNRecipient{{Addr: addr, ORcpt: orcpt, Action: ActionFailed, Status: "5.0.0", RemoteMTA: remote, Diagnostic: diag}},
+			Recipients: []DSNRecipient{{Addr: addr, ORcpt: orcpt, Action: ActionFailed, Status: enh("5.0.0"), RemoteMTA: remote, Diagnostic: diag}},
 			Header:     []byte(header), IncludeMessage: full, Message: []byte(header)}
+		if full {
+			// The same hostile text as a next hop's reply, which
+			// BuildDSN must sanitise as well as our own words.
+			r.Recipients[0].Reply, r.Recipients[0].Diagnostic = &smtp.Error{Code: 550, Enhanced: smtp.EnhancedCode{5, 1, 1}, Message: diag}, ""
+		}
 		raw, err := BuildDSN(r)
 		if err != nil {
 			return

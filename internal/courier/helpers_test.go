@@ -499,7 +499,7 @@ func wantStatus(t testing.TB, res []Result, want ...Status) {
 	t.Helper()
 	for i, r := range res {
 		if r.Status != want[i] {
-			t.Errorf("recipient %s: status %v (%s %q), want %v", r.Rcpt, r.Status, r.Enhanced, r.Reply, want[i])
+			t.Errorf("recipient %s: status %v (%s %q), want %v", r.Rcpt, r.Status, r.Enhanced.String(), r.Diagnostic(), want[i])
 		}
 	}
 }

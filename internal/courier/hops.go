@@ -7,6 +7,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+
+	"smimegate/internal/smtp"
 )
 
 // target is one address to try, with the name it was found under: the
@@ -21,7 +23,7 @@ type target struct {
 // outcome for every recipient of the attempt.
 type hopError struct {
 	status   Status
-	enhanced string
+	enhanced smtp.EnhancedCode
 	text     string
 }
 
@@ -45,7 +47,7 @@ func (c *Courier) targets(ctx context.Context, r Route) ([]target, error) {
 	if r.NextHop != "mx" {
 		host, port, err := net.SplitHostPort(r.NextHop)
 		if err != nil || host == "" {
-			return nil, &hopError{Deferred, "4.3.5", fmt.Sprintf("next hop %q is neither \"mx\" nor host:port", r.NextHop)}
+			return nil, &hopError{Deferred, smtp.EnhancedCode{4, 3, 5}, fmt.Sprintf("next hop %q is neither \"mx\" nor host:port", r.NextHop)}
 		}
 		addrs, err := c.lookupHost(ctx, host)
 		if err != nil {
@@ -54,7 +56,7 @@ func (c *Courier) targets(ctx context.Context, r Route) ([]target, error) {
 				// A configured relay that does not resolve is our
 				// mistake, not the recipient's: defer (as Postfix does
 				// for a bad relayhost) so that fixing it loses no mail.
-				return nil, &hopError{Deferred, "4.4.3", "next hop " + he.text}
+				return nil, &hopError{Deferred, smtp.EnhancedCode{4, 4, 3}, "next hop " + he.text}
 			}
 			return nil, err
 		}
@@ -79,20 +81,20 @@ const maxMXHostLookups = 10
 func (c *Courier) mxTargets(ctx context.Context, domain string) ([]target, error) {
 	domain = strings.TrimSuffix(domain, ".")
 	if domain == "" {
-		return nil, &hopError{Failed, "5.1.2", "no destination domain for MX delivery"}
+		return nil, &hopError{Failed, smtp.EnhancedCode{5, 1, 2}, "no destination domain for MX delivery"}
 	}
 	port := strconv.Itoa(c.cfg.MXPort)
 	// The trailing dot keeps the resolver from trying search domains.
 	mxs, err := c.resolver.LookupMX(ctx, domain+".")
 	if err != nil {
 		if !isNotFound(err) {
-			return nil, &hopError{Deferred, "4.4.3", fmt.Sprintf("MX lookup for %s failed: %v", domain, dnsReason(err))}
+			return nil, &hopError{Deferred, smtp.EnhancedCode{4, 4, 3}, fmt.Sprintf("MX lookup for %s failed: %v", domain, dnsReason(err))}
 		}
 		mxs = nil
 	}
 	// RFC 7505 section 3: a single MX of "." says the domain takes no mail.
 	if len(mxs) == 1 && (mxs[0].Host == "." || mxs[0].Host == "") {
-		return nil, &hopError{Failed, "5.1.10", fmt.Sprintf("domain %s accepts no mail (null MX)", domain)}
+		return nil, &hopError{Failed, smtp.EnhancedCode{5, 1, 10}, fmt.Sprintf("domain %s accepts no mail (null MX)", domain)}
 	}
 	if len(mxs) == 0 {
 		addrs, err := c.lookupHost(ctx, domain)
@@ -129,12 +131,12 @@ func (c *Courier) mxTargets(ctx context.Context, domain string) ([]target, error
 		if errors.As(lastErr, &he) && he.status == Failed {
 			// Every MX host named in DNS is missing: Postfix defers this,
 			// since it is usually a transient zone mistake.
-			return nil, &hopError{Deferred, "4.4.4", fmt.Sprintf("no MX host of %s has an address: %s", domain, he.text)}
+			return nil, &hopError{Deferred, smtp.EnhancedCode{4, 4, 4}, fmt.Sprintf("no MX host of %s has an address: %s", domain, he.text)}
 		}
 		if lastErr != nil {
 			return nil, lastErr
 		}
-		return nil, &hopError{Deferred, "4.4.4", fmt.Sprintf("no usable MX host for %s", domain)}
+		return nil, &hopError{Deferred, smtp.EnhancedCode{4, 4, 4}, fmt.Sprintf("no usable MX host for %s", domain)}
 	}
 	return c.cap(out), nil
 }
@@ -152,16 +154,16 @@ func (c *Courier) lookupHost(ctx context.Context, host string) ([]string, error)
 	ips, err := c.resolver.LookupIPAddr(ctx, name)
 	if err != nil {
 		if isNotFound(err) {
-			return nil, &hopError{Failed, "5.1.2", fmt.Sprintf("host %s not found", host)}
+			return nil, &hopError{Failed, smtp.EnhancedCode{5, 1, 2}, fmt.Sprintf("host %s not found", host)}
 		}
-		return nil, &hopError{Deferred, "4.4.3", fmt.Sprintf("address lookup for %s failed: %v", host, dnsReason(err))}
+		return nil, &hopError{Deferred, smtp.EnhancedCode{4, 4, 3}, fmt.Sprintf("address lookup for %s failed: %v", host, dnsReason(err))}
 	}
 	out := make([]string, 0, len(ips))
 	for _, ip := range ips {
 		out = append(out, ip.IP.String())
 	}
 	if len(out) == 0 {
-		return nil, &hopError{Failed, "5.1.2", fmt.Sprintf("host %s has no address", host)}
+		return nil, &hopError{Failed, smtp.EnhancedCode{5, 1, 2}, fmt.Sprintf("host %s has no address", host)}
 	}
 	return out, nil
 }

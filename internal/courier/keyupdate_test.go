@@ -133,7 +133,7 @@ func TestTLSKeyUpdatesDoNotExtendAReply(t *testing.T) {
 	c, _ := newCourier(t, Config{TLS: TLSRequired, CommandTimeout: time.Second})
 	res := deliver(t, c, Route{NextHop: front.Addr().String()}, newMessage("KU1", "a@example.org", testBody, "b@example.net"))
 	wantStatus(t, res, Deferred)
-	if !strings.HasPrefix(res[0].TLS, "TLS1.3") || !strings.Contains(res[0].Reply, "timeout") {
+	if !strings.HasPrefix(res[0].TLS, "TLS1.3") || !strings.Contains(res[0].Diagnostic(), "timeout") {
 		t.Errorf("%+v", res[0])
 	}
 	select {

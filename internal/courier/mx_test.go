@@ -97,8 +97,8 @@ func TestMXOutcomes(t *testing.T) {
 		{"dangling.test", Deferred, "4.4.4"},
 	} {
 		res := deliver(t, c, Route{NextHop: "mx", Domain: tc.domain}, newMessage("M2", "a@example.org", testBody, "u@"+tc.domain))
-		if res[0].Status != tc.status || res[0].Enhanced != tc.enhanced {
-			t.Errorf("%s: %v %s %q, want %v %s", tc.domain, res[0].Status, res[0].Enhanced, res[0].Reply, tc.status, tc.enhanced)
+		if res[0].Status != tc.status || res[0].Enhanced.String() != tc.enhanced {
+			t.Errorf("%s: %v %s %q, want %v %s", tc.domain, res[0].Status, res[0].Enhanced.String(), res[0].Diagnostic(), tc.status, tc.enhanced)
 		}
 	}
 	if n := len(m.received()); n != 1 {
@@ -116,7 +116,7 @@ func TestAllMXHostsDownIsDeferred(t *testing.T) {
 	c, _ := newCourier(t, Config{TLS: TLSNone, DNSServer: dnsServer(t, zone, nil), MXPort: port})
 	res := deliver(t, c, Route{NextHop: "mx", Domain: "down.test"}, newMessage("M3", "a@example.org", testBody, "u@down.test"))
 	wantStatus(t, res, Deferred)
-	if res[0].Enhanced != "4.4.1" || !strings.Contains(res[0].Reply, "connection refused") {
+	if res[0].Enhanced.String() != "4.4.1" || !strings.Contains(res[0].Diagnostic(), "connection refused") {
 		t.Errorf("%+v", res[0])
 	}
 }

@@ -147,7 +147,14 @@ func (p *pool) release(s *session, reusable bool, maxReuse time.Duration) {
 		return
 	}
 	d := p.dest(s.key)
-	s.idle = time.AfterFunc(p.idleTimeout, func() { p.expire(s) })
+	// One timer per session, re-armed at each release rather than made
+	// anew: whoever takes the session from the idle list stops it, and a
+	// firing that loses that race finds nothing to expire.
+	if s.idle == nil {
+		s.idle = time.AfterFunc(p.idleTimeout, func() { p.expire(s) })
+	} else {
+		s.idle.Reset(p.idleTimeout)
+	}
 	d.idle = append(d.idle, s)
 	close(p.wake)
 	p.wake = make(chan struct{})
@@ -206,16 +213,6 @@ func (p *pool) close() {
 		}()
 	}
 	wg.Wait()
-}
-
-// stats reports open connections in total and for key, for tests.
-func (p *pool) stats(key string) (total, dest, idle int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if d := p.dests[key]; d != nil {
-		dest, idle = d.open, len(d.idle)
-	}
-	return p.total, dest, idle
 }
 
 // dropIdle closes every idle session of key: one of them was found closed

@@ -17,7 +17,7 @@ func TestSinkOutageThenRecovery(t *testing.T) {
 	msg := newMessage("K1", "a@example.org", testBody, "b@example.net", "c@example.net")
 	res := deliver(t, c, Route{NextHop: addr}, msg)
 	wantStatus(t, res, Deferred, Deferred)
-	if res[0].Enhanced != "4.4.1" || res[0].Code != 0 || res[0].Host != "" {
+	if res[0].Enhanced.String() != "4.4.1" || res[0].Remote || res[0].Host != "" {
 		t.Errorf("outage: %+v", res[0])
 	}
 
@@ -43,12 +43,12 @@ func TestSinkSoftAndHardRecipientRejects(t *testing.T) {
 	c, _ := newCourier(t, Config{TLS: TLSNone})
 	res := deliver(t, c, Route{NextHop: soft.addr}, newMessage("K2", "a@example.org", testBody, "b@example.net"))
 	wantStatus(t, res, Deferred)
-	if res[0].Code != 450 || res[0].Enhanced != "4.3.0" {
+	if res[0].Reply.Code != 450 || !res[0].Remote || res[0].Enhanced.String() != "4.3.0" {
 		t.Errorf("soft: %+v", res[0])
 	}
 	res = deliver(t, c, Route{NextHop: hard.addr}, newMessage("K3", "a@example.org", testBody, "b@example.net"))
 	wantStatus(t, res, Failed)
-	if res[0].Code != 500 || res[0].Enhanced != "5.3.0" || res[0].Reply != "500 5.3.0 Error: command failed" {
+	if res[0].Reply.Code != 500 || !res[0].Remote || res[0].Enhanced.String() != "5.3.0" || res[0].Diagnostic() != "500 5.3.0 Error: command failed" {
 		t.Errorf("hard: %+v", res[0])
 	}
 	if n := len(soft.dumps(t)) + len(hard.dumps(t)); n != 0 {
@@ -64,7 +64,7 @@ func TestSinkPartialFailureOnSecondTransaction(t *testing.T) {
 	c, _ := newCourier(t, Config{TLS: TLSNone})
 	res := deliver(t, c, Route{NextHop: s.addr}, newMessage("K4", "a@example.org", testBody, "b@example.net", "c@example.net"))
 	wantStatus(t, res, Deferred, Deferred)
-	if res[1].Code != 450 || res[1].MaybeDuplicate {
+	if res[1].Reply.Code != 450 || !res[1].Remote || res[1].MaybeDuplicate {
 		t.Errorf("%+v", res[1])
 	}
 }
@@ -77,13 +77,13 @@ func TestSink421AfterDot(t *testing.T) {
 	c, _ := newCourier(t, Config{TLS: TLSNone})
 	res := deliver(t, c, Route{NextHop: s.addr}, newMessage("K5", "a@example.org", testBody, "b@example.net"))
 	wantStatus(t, res, Deferred)
-	if res[0].Code != 421 || res[0].MaybeDuplicate {
+	if res[0].Reply.Code != 421 || !res[0].Remote || res[0].MaybeDuplicate {
 		t.Errorf("%+v", res[0])
 	}
 	// The session was closed by the server; the next message needs a new
 	// connection and gets the same answer rather than a broken pipe.
 	res = deliver(t, c, Route{NextHop: s.addr}, newMessage("K6", "a@example.org", testBody, "b@example.net"))
-	if res[0].Code != 421 {
+	if res[0].Reply.Code != 421 || !res[0].Remote {
 		t.Errorf("second message: %+v", res[0])
 	}
 }
@@ -95,7 +95,7 @@ func TestSinkDisconnectAfterDotIsMaybeDuplicate(t *testing.T) {
 	c, _ := newCourier(t, Config{TLS: TLSNone})
 	res := deliver(t, c, Route{NextHop: s.addr}, newMessage("K7", "a@example.org", testBody, "b@example.net"))
 	wantStatus(t, res, Deferred)
-	if !res[0].MaybeDuplicate || res[0].Enhanced != "4.4.2" {
+	if !res[0].MaybeDuplicate || res[0].Enhanced.String() != "4.4.2" {
 		t.Errorf("%+v", res[0])
 	}
 }
@@ -108,7 +108,7 @@ func TestSinkSlowServerTimesOut(t *testing.T) {
 	c, _ := newCourier(t, Config{TLS: TLSNone, CommandTimeout: time.Second})
 	res := deliver(t, c, Route{NextHop: s.addr}, newMessage("K8", "a@example.org", testBody, "b@example.net"))
 	wantStatus(t, res, Deferred)
-	if !strings.Contains(res[0].Reply, "timeout") || res[0].MaybeDuplicate {
+	if !strings.Contains(res[0].Diagnostic(), "timeout") || res[0].MaybeDuplicate {
 		t.Errorf("%+v", res[0])
 	}
 }
@@ -120,7 +120,7 @@ func TestSinkWithoutSTARTTLSAndRequiredTLS(t *testing.T) {
 	c, _ := newCourier(t, Config{TLS: TLSRequired})
 	res := deliver(t, c, Route{NextHop: s.addr}, newMessage("K9", "a@example.org", testBody, "b@example.net"))
 	wantStatus(t, res, Deferred)
-	if res[0].Enhanced != "4.7.4" {
+	if res[0].Enhanced.String() != "4.7.4" {
 		t.Errorf("%+v", res[0])
 	}
 	if n := len(s.dumps(t)); n != 0 {
@@ -159,7 +159,7 @@ func TestSinkWithoutPipelining(t *testing.T) {
 	refuse := startSink(t, "", "-r", "MAIL")
 	res = deliver(t, c, Route{NextHop: refuse.addr}, newMessage("K12", "a@example.org", testBody, "b@example.net", "c@example.net"))
 	wantStatus(t, res, Deferred, Deferred)
-	if res[0].Code != 450 {
+	if res[0].Reply.Code != 450 || !res[0].Remote {
 		t.Errorf("%+v", res[0])
 	}
 }

@@ -78,7 +78,7 @@ func TestSlowReaderIsCutAtMinDataRate(t *testing.T) {
 	}
 	res := deliver(t, c, Route{NextHop: l.Addr().String()}, newMessage("SR1", "a@example.org", body, "b@example.net"))
 	wantStatus(t, res, Deferred)
-	if res[0].MaybeDuplicate || !strings.Contains(res[0].Reply, "slower than 1048576 bytes/s") {
+	if res[0].MaybeDuplicate || !strings.Contains(res[0].Diagnostic(), "slower than 1048576 bytes/s") {
 		t.Errorf("%+v", res[0])
 	}
 	select {

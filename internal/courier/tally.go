@@ -1,16 +1,22 @@
 package courier
 
 import (
-	"fmt"
+	"log/slog"
 	"strings"
+
+	"smimegate/internal/smtp"
 )
 
 // tally collects the results of one transaction and writes its log line.
 type tally struct {
-	d    *delivery
-	s    *session
-	idx  []int
-	last string // the reply that decided the outcome, for the log
+	d   *delivery
+	s   *session
+	idx []int
+	// last is the outcome that decided the attempt, for the log, and
+	// lastStep the command its reply answered; rendered once, when the
+	// line is written.
+	last     *failure
+	lastStep string
 }
 
 func newTally(d *delivery, s *session, idx []int) *tally {
@@ -21,29 +27,31 @@ func newTally(d *delivery, s *session, idx []int) *tally {
 	return &tally{d: d, s: s, idx: idx}
 }
 
-func (t *tally) set(i int, st Status, code int, enhanced, text string, dup bool) {
+func (t *tally) set(i int, f *failure) {
 	r := &t.d.results[i]
-	r.Status, r.Code, r.Enhanced, r.Reply, r.MaybeDuplicate = st, code, enhanced, text, dup
-	t.last = text
+	r.Status, r.Reply, r.Remote, r.Enhanced, r.MaybeDuplicate = f.status, f.reply, f.remote, f.enhanced, f.dup
+	t.last, t.lastStep = f, ""
 }
 
-func (t *tally) setAll(idx []int, st Status, code int, enhanced, text string, dup bool) {
+func (t *tally) setAll(idx []int, f *failure) {
 	for _, i := range idx {
-		t.set(i, st, code, enhanced, text, dup)
+		t.set(i, f)
 	}
+}
+
+// delivered records the server's acceptance of the message (or, for a
+// Verify, of the recipient).
+func (t *tally) delivered(idx []int, r *smtp.Error) {
+	t.setAll(idx, &failure{status: Delivered, reply: *r, remote: true, enhanced: r.Status(), answered: true})
 }
 
 // reply records a server's refusal. The result keeps the reply as the
 // server sent it (it becomes a DSN's Diagnostic-Code); the log line also
 // names the command it answered, as Postfix does.
-func (t *tally) reply(idx []int, r reply, command string) {
+func (t *tally) reply(idx []int, r *smtp.Error, command string) {
 	f := replyFailure(r)
-	t.setAll(idx, f.status, f.code, f.enhanced, f.text, false)
-	t.last = f.text + " (in reply to " + command + ")"
-}
-
-func (t *tally) lost(idx []int, f *failure) {
-	t.setAll(idx, f.status, f.code, f.enhanced, f.text, f.dup)
+	t.setAll(idx, f)
+	t.lastStep = command
 }
 
 // log writes the attempt's line: the outcome is the common one, or
@@ -51,26 +59,37 @@ func (t *tally) lost(idx []int, f *failure) {
 func (t *tally) log() {
 	res := t.d.results
 	outcome := ""
-	var each []string
 	for _, i := range t.idx {
-		r := res[i]
-		if outcome == "" {
-			outcome = r.Status.String()
-		} else if outcome != r.Status.String() {
+		if st := res[i].Status.String(); outcome == "" {
+			outcome = st
+		} else if outcome != st {
 			outcome = "partial"
 		}
-		each = append(each, fmt.Sprintf("%s=%s %s", r.Rcpt, r.Status, r.Enhanced))
 	}
-	var extra []any
+	var extra []slog.Attr
 	if outcome == "partial" {
-		extra = append(extra, "results", strings.Join(each, ", "))
+		// Only a partial outcome needs each recipient's; the common
+		// line costs no formatting per recipient.
+		each := make([]string, 0, len(t.idx))
+		for _, i := range t.idx {
+			r := res[i]
+			each = append(each, r.Rcpt+"="+r.Status.String()+" "+r.Enhanced.String())
+		}
+		extra = append(extra, slog.String("results", strings.Join(each, ", ")))
 	}
 	for _, i := range t.idx {
 		if res[i].MaybeDuplicate {
-			extra = append(extra, "maybe_duplicate", true)
+			extra = append(extra, slog.Bool("maybe_duplicate", true))
 			break
 		}
 	}
 	hop := t.s.target.host + "[" + t.s.target.addr + "]"
-	t.d.log(t.d.rcpts(t.idx), hop, t.s.tlsDesc, t.last, outcome, extra...)
+	var reply string
+	if t.last != nil {
+		reply = t.last.text()
+		if t.lastStep != "" {
+			reply += " (in reply to " + t.lastStep + ")"
+		}
+	}
+	t.d.log(t.d.rcpts(t.idx), hop, t.s.tlsDesc, reply, outcome, extra...)
 }

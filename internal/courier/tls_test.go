@@ -18,7 +18,7 @@ func TestTLSRequiredWithoutSTARTTLSNeverSendsInClear(t *testing.T) {
 		c, _ := newCourier(t, Config{RootCAs: testPKI().roots})
 		res := deliver(t, c, Route{NextHop: m.addr, TLS: mode}, newMessage("T1", "a@example.org", testBody, "b@example.net"))
 		wantStatus(t, res, Deferred)
-		if res[0].Enhanced != "4.7.4" || !strings.Contains(res[0].Reply, "TLS is required") {
+		if res[0].Enhanced.String() != "4.7.4" || !strings.Contains(res[0].Diagnostic(), "TLS is required") {
 			t.Errorf("%v: %+v", mode, res[0])
 		}
 	}
@@ -56,7 +56,7 @@ func TestTLSVerifyRejectsUnknownCA(t *testing.T) {
 	c, _ := newCourier(t, Config{RootCAs: x509.NewCertPool()})
 	res := deliver(t, c, Route{NextHop: m.addr, TLS: TLSVerify}, newMessage("T3", "a@example.org", testBody, "b@example.net"))
 	wantStatus(t, res, Deferred)
-	if res[0].Enhanced != "4.7.5" || !strings.Contains(res[0].Reply, "certificate") {
+	if res[0].Enhanced.String() != "4.7.5" || !strings.Contains(res[0].Diagnostic(), "certificate") {
 		t.Errorf("%+v", res[0])
 	}
 	if len(m.received()) != 0 {
@@ -82,7 +82,7 @@ func TestTLSVerifyChecksHostName(t *testing.T) {
 	}
 	res = deliver(t, c, Route{NextHop: "other.test:" + port, TLS: TLSVerify}, newMessage("T4b", "a@example.org", testBody, "b@example.net"))
 	wantStatus(t, res, Deferred)
-	if res[0].Enhanced != "4.7.5" || !strings.Contains(res[0].Reply, "other.test") {
+	if res[0].Enhanced.String() != "4.7.5" || !strings.Contains(res[0].Diagnostic(), "other.test") {
 		t.Errorf("%+v", res[0])
 	}
 	if n := len(m.received()); n != 1 {
@@ -138,7 +138,7 @@ func TestOpportunisticFallsBackAfterFailedHandshake(t *testing.T) {
 	// Required TLS does not fall back.
 	res = deliver(t, c, Route{NextHop: m.addr, TLS: TLSRequired}, newMessage("T9", "a@example.org", testBody, "b@example.net"))
 	wantStatus(t, res, Deferred)
-	if res[0].Enhanced != "4.7.5" {
+	if res[0].Enhanced.String() != "4.7.5" {
 		t.Errorf("%+v", res[0])
 	}
 }

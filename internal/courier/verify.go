@@ -2,7 +2,8 @@ package courier
 
 import (
 	"context"
-	"fmt"
+
+	"smimegate/internal/smtp"
 )
 
 // Verify asks the next hop of route whether it would accept addr as a
@@ -42,7 +43,7 @@ func (c *Courier) Verify(ctx context.Context, route Route, addr string) Result {
 	d := &delivery{c: c, route: route, msg: &Message{Recipients: []Rcpt{{Addr: addr}}}, results: results,
 		key: poolKey(route), start: ctx, finish: ctx, probe: true}
 	if addr == "" || !safeAddress(addr) {
-		d.fill([]int{0}, localFailure(Failed, "5.1.3", "bad recipient address syntax"))
+		d.fill([]int{0}, localFailure(Failed, smtp.EnhancedCode{5, 1, 3}, "bad recipient address syntax"))
 		return results[0]
 	}
 	for {
@@ -78,7 +79,7 @@ func (d *delivery) probeOn(s *session) (reusable, stale bool) {
 	if !isASCII(addr) {
 		// RFC 6531 section 3.4, as for a delivery.
 		if ok, _ := s.ext("SMTPUTF8"); !ok {
-			t.set(0, Failed, 0, "5.6.7", fmt.Sprintf("SMTPUTF8 is required, but was not offered by host %s[%s]", s.target.host, s.target.addr), false)
+			t.set(0, localFailure(Failed, smtp.EnhancedCode{5, 6, 7}, "SMTPUTF8 is required, but was not offered by host %s[%s]", s.target.host, s.target.addr))
 			return true, false
 		}
 		mail += " SMTPUTF8"
@@ -105,20 +106,20 @@ func (d *delivery) probeOn(s *session) (reusable, stale bool) {
 	}
 	switch {
 	case len(answers) == 0:
-		t.lost([]int{0}, s.lost("sending MAIL FROM", err, false))
+		t.setAll([]int{0}, s.lost("sending MAIL FROM", err, false))
 		return false, false
 	case !answers[0].ok:
 		f := replyFailure(answers[0].r).soften()
-		t.set(0, f.status, f.code, f.enhanced, f.text, false)
-		t.last = f.text + " (in reply to MAIL FROM:<>)"
+		t.set(0, f)
+		t.lastStep = "MAIL FROM:<>"
 		return err == nil, false
 	case len(answers) == 1:
-		t.lost([]int{0}, s.lost("sending RCPT TO", err, false))
+		t.setAll([]int{0}, s.lost("sending RCPT TO", err, false))
 		return false, false
 	}
 	r := answers[1].r
-	if r.outcome() == Delivered {
-		t.set(0, Delivered, r.code, r.status(), r.line(), false)
+	if r.Positive() {
+		t.delivered([]int{0}, r)
 	} else {
 		t.reply([]int{0}, r, "RCPT TO")
 	}

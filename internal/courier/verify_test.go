@@ -32,11 +32,11 @@ func TestVerifyAcceptsAndRefuses(t *testing.T) {
 		{"other@example.net", Delivered, 250, "2.0.0"},
 	} {
 		res := c.Verify(context.Background(), r, tc.addr)
-		if res.Rcpt != tc.addr || res.Status != tc.status || res.Code != tc.code || res.Enhanced != tc.enhanced || res.MaybeDuplicate {
+		if res.Rcpt != tc.addr || res.Status != tc.status || res.Reply.Code != tc.code || !res.Remote || res.Enhanced.String() != tc.enhanced || res.MaybeDuplicate {
 			t.Errorf("%s: %+v, want %v %d %s", tc.addr, res, tc.status, tc.code, tc.enhanced)
 		}
-		if res.Host != m.addr || !strings.HasPrefix(res.Reply, strconv.Itoa(tc.code)+" ") {
-			t.Errorf("%s: host %q reply %q", tc.addr, res.Host, res.Reply)
+		if res.Host != m.addr || !strings.HasPrefix(res.Diagnostic(), strconv.Itoa(tc.code)+" ") {
+			t.Errorf("%s: host %q reply %q", tc.addr, res.Host, res.Diagnostic())
 		}
 	}
 	if n := m.datas.Load(); n != 0 {
@@ -83,7 +83,7 @@ func TestVerifyDialogue(t *testing.T) {
 		ok := c.Verify(context.Background(), r, "someone@example.net")
 		gone := c.Verify(context.Background(), r, "gone@example.net")
 		later := c.Verify(context.Background(), r, "later@example.net")
-		if ok.Status != Delivered || gone.Status != Failed || gone.Enhanced != "5.1.1" || later.Status != Deferred || later.Code != 451 {
+		if ok.Status != Delivered || gone.Status != Failed || gone.Enhanced.String() != "5.1.1" || later.Status != Deferred || later.Reply.Code != 451 || !later.Remote {
 			t.Errorf("%v: %+v / %+v / %+v", ext, ok, gone, later)
 		}
 		want := []string{"EHLO gw.example.org",
@@ -109,7 +109,7 @@ func TestVerifyTemporaryAndRefusedNullSender(t *testing.T) {
 	})
 	c, _ := newCourier(t, Config{TLS: TLSNone})
 	res := c.Verify(context.Background(), Route{NextHop: m.addr}, "u@example.net")
-	if res.Status != Deferred || res.Code != 451 || res.Reply != "451 4.3.0 try again later" {
+	if res.Status != Deferred || res.Reply.Code != 451 || !res.Remote || res.Diagnostic() != "451 4.3.0 try again later" {
 		t.Errorf("%+v", res)
 	}
 	m.set(func(m *mta) {
@@ -118,7 +118,7 @@ func TestVerifyTemporaryAndRefusedNullSender(t *testing.T) {
 		}
 	})
 	res = c.Verify(context.Background(), Route{NextHop: m.addr}, "u@example.net")
-	if res.Status != Deferred || res.Code != 550 || res.Enhanced != "4.7.1" {
+	if res.Status != Deferred || res.Reply.Code != 550 || !res.Remote || res.Enhanced.String() != "4.7.1" {
 		t.Errorf("refused null sender: %+v", res)
 	}
 	if n := m.datas.Load(); n != 0 {
@@ -136,7 +136,7 @@ func TestVerifyWithoutAnAnswer(t *testing.T) {
 	res := c.Verify(context.Background(), Route{NextHop: d.addr}, "u@example.net")
 	// The reply's own timeout and the probe's, both the command timeout,
 	// race: either may say so.
-	if res.Status != Deferred || res.Code != 0 || !strings.Contains(res.Reply, "timeout") && !strings.Contains(res.Reply, "did not answer in time") {
+	if res.Status != Deferred || res.Remote || !strings.Contains(res.Diagnostic(), "timeout") && !strings.Contains(res.Diagnostic(), "did not answer in time") {
 		t.Errorf("%+v", res)
 	}
 	if d.outcome(t) {
@@ -148,7 +148,7 @@ func TestVerifyWithoutAnAnswer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
 	defer cancel()
 	res = c2.Verify(ctx, Route{NextHop: d2.addr}, "u@example.net")
-	if res.Status != Deferred || !strings.Contains(res.Reply, "did not answer in time") {
+	if res.Status != Deferred || !strings.Contains(res.Diagnostic(), "did not answer in time") {
 		t.Errorf("%+v", res)
 	}
 	if d2.outcome(t) {
@@ -156,7 +156,7 @@ func TestVerifyWithoutAnAnswer(t *testing.T) {
 	}
 
 	res = c2.Verify(context.Background(), Route{NextHop: d2.addr}, "x@y>\r\nDATA")
-	if res.Status != Failed || res.Enhanced != "5.1.3" || res.Host != "" {
+	if res.Status != Failed || res.Enhanced.String() != "5.1.3" || res.Host != "" {
 		t.Errorf("bad address: %+v", res)
 	}
 }
@@ -187,7 +187,7 @@ func TestVerifyRespectsThePoolLimit(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	res := c.Verify(ctx, r, "u@example.net")
 	cancel()
-	if res.Status != Deferred || !strings.Contains(res.Reply, "no connection slot") {
+	if res.Status != Deferred || !strings.Contains(res.Diagnostic(), "no connection slot") {
 		t.Errorf("%+v", res)
 	}
 	if n := m.conns.Load(); n != 1 {

@@ -9,17 +9,49 @@ import (
 	"time"
 
 	"smimegate/internal/courier"
+	"smimegate/internal/smtp"
 	"smimegate/internal/spool"
 )
 
-// failure is one recipient for a delivery status notification.
+// failure is one recipient for a delivery status notification, or for the
+// refusal a relay-first client gets.
 type failure struct {
-	d       spool.Delivery
-	status  string // enhanced status code, e.g. 5.1.1
-	diag    string // the remote reply or our reason
+	d spool.Delivery
+	// status is the enhanced status code to report (RFC 3463), 5.1.1; of
+	// class 5 for a failure, 4 for a delay.
+	status smtp.EnhancedCode
+	// reply is what decided it: the next hop's reply when fromHop, else
+	// the courier's or our own reason in a reply of ours.
+	reply   smtp.Error
+	fromHop bool
 	remote  string // remote MTA that answered, if any
 	delayed bool   // a delay warning rather than a failure
 	version int
+}
+
+// ownFailure is a failure the gateway decides itself (a domain that does
+// not canonicalise, a hold that expired, a policy step that failed): no
+// next hop replied, and the DSN gives reason as our own diagnostic.
+func ownFailure(d spool.Delivery, status smtp.EnhancedCode, reason string) failure {
+	code := 554 // RFC 5321 section 4.2.3, "Transaction failed"
+	if status[0] == 4 {
+		code = 451
+	}
+	return failure{d: d, status: status, reply: smtp.Error{Code: code, Enhanced: status, Message: reason}}
+}
+
+// resultFailure is the failure of a recipient as the courier reported it.
+func resultFailure(d spool.Delivery, res *courier.Result) failure {
+	return failure{d: d, status: res.Enhanced, reply: res.Reply, fromHop: res.Remote, remote: res.HostName}
+}
+
+// diagnostic is the failure on one line: the next hop's reply as it sent
+// it, or the reason.
+func (f *failure) diagnostic() string {
+	if f.fromHop {
+		return f.reply.Error()
+	}
+	return f.reply.Message
 }
 
 // bounce queues an RFC 3464 report about failed (or delayed) recipients to
@@ -56,12 +88,16 @@ func (g *Gateway) bounce(env *spool.Envelope, v *spool.Version, failed []failure
 		}
 		r := courier.DSNRecipient{
 			Addr:        f.d.Addr,
-			ORcpt:       decodeORcpt(f.d.ORcpt),
+			ORcpt:       smtp.DecodeORcpt(f.d.ORcpt),
 			Action:      action,
 			Status:      f.status,
 			RemoteMTA:   f.remote,
-			Diagnostic:  f.diag,
 			LastAttempt: time.Now(),
+		}
+		if f.fromHop {
+			r.Reply = &f.reply
+		} else {
+			r.Diagnostic = f.reply.Message
 		}
 		if delayed {
 			r.WillRetryUntil = env.Arrival.Add(g.Config().Queue.Lifetime.D())

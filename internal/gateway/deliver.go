@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"time"
 
 	"smimegate/internal/config"
 	"smimegate/internal/courier"
 	"smimegate/internal/policy"
+	"smimegate/internal/smtp"
 	"smimegate/internal/smtpd"
 	"smimegate/internal/spool"
 )
@@ -90,7 +90,7 @@ func (g *Gateway) deliver(ctx context.Context, env *spool.Envelope, force bool, 
 				reason := "the domain " + domain + " is not a valid IDNA domain name (RFC 5891)"
 				dd := &env.Versions[vi].Recipients[ri]
 				dd.State, dd.LastError = spool.Bounced, reason
-				bounced[vi] = append(bounced[vi], failure{d: *dd, status: "5.1.3", diag: reason})
+				bounced[vi] = append(bounced[vi], ownFailure(*dd, smtp.EnhancedCode{5, 1, 3}, reason))
 				continue
 			}
 			next, tls := routeFor(cfg, domain)
@@ -135,7 +135,7 @@ func (g *Gateway) deliver(ctx context.Context, env *spool.Envelope, force bool, 
 			d := &v.Recipients[o.idx[k]]
 			d.Attempts++
 			d.LastHop = res.Host
-			d.LastError = res.Reply
+			d.LastError = res.Diagnostic()
 			switch res.Status {
 			case courier.Delivered:
 				d.State = spool.Delivered
@@ -147,25 +147,29 @@ func (g *Gateway) deliver(ctx context.Context, env *spool.Envelope, force bool, 
 					d.Withheld = true
 					continue
 				}
-				bounced[o.h.version] = append(bounced[o.h.version], failure{d: *d, status: statusOf(res, "5.0.0"), diag: res.Reply, remote: res.HostName})
+				bounced[o.h.version] = append(bounced[o.h.version], resultFailure(*d, &res))
 			default:
 				g.metrics.deliveries.WithLabelValues("deferred").Inc()
 				if now.Sub(env.Arrival) >= cfg.Queue.Lifetime.D() {
 					// RFC 3463: X.4.7, delivery time expired; the last
 					// reply stays the diagnostic.
 					d.State = spool.Bounced
-					d.LastError = "queue lifetime expired; last error: " + res.Reply
+					d.LastError = "queue lifetime expired; last error: " + res.Diagnostic()
 					if withhold {
 						d.Withheld = true
 						continue
 					}
-					bounced[o.h.version] = append(bounced[o.h.version], failure{d: *d, status: "5.4.7", diag: res.Reply, remote: res.HostName})
+					f := resultFailure(*d, &res)
+					f.status = smtp.EnhancedCode{5, 4, 7}
+					bounced[o.h.version] = append(bounced[o.h.version], f)
 					continue
 				}
 				d.NextAttempt = now.Add(backoff(cfg, d.Attempts))
 				if dw := cfg.Queue.DelayWarning.D(); dw > 0 && !withhold && !d.Warned && now.Sub(env.Arrival) >= dw {
 					d.Warned = true
-					delayed = append(delayed, failure{d: *d, status: statusOf(res, "4.0.0"), diag: res.Reply, remote: res.HostName, delayed: true, version: o.h.version})
+					f := resultFailure(*d, &res)
+					f.delayed, f.version = true, o.h.version
+					delayed = append(delayed, f)
 				}
 			}
 		}
@@ -216,7 +220,7 @@ func (g *Gateway) attempt(ctx context.Context, env *spool.Envelope, h hop, idx [
 	}
 	for _, i := range idx {
 		r := v.Recipients[i]
-		msg.Recipients = append(msg.Recipients, courier.Rcpt{Addr: r.Addr, Notify: r.Notify, ORcpt: decodeORcpt(r.ORcpt)})
+		msg.Recipients = append(msg.Recipients, courier.Rcpt{Addr: r.Addr, Notify: r.Notify, ORcpt: smtp.DecodeORcpt(r.ORcpt)})
 	}
 	mode, err := courier.ParseTLSMode(h.tls)
 	if err != nil {
@@ -225,14 +229,6 @@ func (g *Gateway) attempt(ctx context.Context, env *spool.Envelope, h hop, idx [
 	}
 	route := courier.Route{NextHop: h.nextHop, Domain: h.domain, TLS: mode}
 	return g.courier.Deliver(ctx, route, msg)
-}
-
-// statusOf returns the enhanced status of a reply, or def.
-func statusOf(r courier.Result, def string) string {
-	if r.Enhanced != "" {
-		return r.Enhanced
-	}
-	return def
 }
 
 // finish records the envelope and tells when the message next needs work:
@@ -341,7 +337,11 @@ func allRefused(env *spool.Envelope) bool {
 }
 
 // refusal is the reply to a client whose message every next hop refused for
-// good at a relay-first attempt: the first refusal's status and words.
+// good at a relay-first attempt: the first refusal (by address). It is
+// built from the failure's fields, never from its text: the next hop's own
+// code when the refusal was its reply (550 user unknown, 552 too big, 554
+// refused), else RFC 5321's catch-all 554 with our reason; the enhanced
+// status when it is of class 5 (RFC 3463 section 2), else 5.0.0.
 func refusal(bounced map[int][]failure) *smtpd.Reject {
 	var f failure
 	for _, fs := range bounced {
@@ -349,38 +349,19 @@ func refusal(bounced map[int][]failure) *smtpd.Reject {
 			f = fs[0]
 		}
 	}
-	enh := [3]int{5, 0, 0}
-	if c, err := parseStatus(f.status); err == nil && c[0] == 5 {
-		enh = c
+	enh := [3]int(smtp.EnhancedPermanent)
+	if f.status.Valid() && f.status[0] == 5 {
+		enh = f.status
 	}
-	// The next hop's own code when its words start with one (550 user
-	// unknown, 552 too big, 554 refused), else RFC 5321's catch-all.
 	code := 554
-	if n, err := strconv.Atoi(f.diag[:min(3, len(f.diag))]); err == nil && n >= 500 && n <= 559 {
-		code = n
+	if f.fromHop && f.reply.Code >= 500 && f.reply.Code <= 559 {
+		code = f.reply.Code
 	}
 	who := "the next hop"
 	if f.remote != "" {
 		who = f.remote
 	}
-	return &smtpd.Reject{Code: code, Enhanced: enh, Message: fmt.Sprintf("Refused by %s for %s: %s", who, f.d.Addr, f.diag)}
-}
-
-// parseStatus reads an RFC 3463 enhanced status code, "5.1.1".
-func parseStatus(s string) ([3]int, error) {
-	var c [3]int
-	parts := strings.Split(s, ".")
-	if len(parts) != 3 {
-		return c, fmt.Errorf("not an enhanced status code: %q", s)
-	}
-	for i, p := range parts {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 0 || n > 999 {
-			return c, fmt.Errorf("not an enhanced status code: %q", s)
-		}
-		c[i] = n
-	}
-	return c, nil
+	return &smtpd.Reject{Code: code, Enhanced: enh, Message: fmt.Sprintf("Refused by %s for %s: %s", who, f.d.Addr, f.diagnostic())}
 }
 
 // nextDue is the earliest time a pending recipient (or the policy step) is
@@ -488,7 +469,7 @@ func (g *Gateway) expireHold(env *spool.Envelope, v *spool.Version, cfg *config.
 		}
 		v.Recipients[i].State = spool.Bounced
 		v.Recipients[i].LastError = reason
-		failed = append(failed, failure{d: v.Recipients[i], status: "5.7.1", diag: reason})
+		failed = append(failed, ownFailure(v.Recipients[i], smtp.EnhancedCode{5, 7, 1}, reason))
 	}
 	if err := g.bounce(env, v, failed, false); err != nil {
 		g.log.Error("cannot queue the bounce; the recipients stay held and it will be tried again", "queue_id", env.ID, "err", err)

@@ -270,7 +270,7 @@ func (h *hopHealth) observe(key string, results []courier.Result) {
 	silent, answered := false, false
 	for _, r := range results {
 		switch {
-		case r.Code != 0:
+		case r.Remote:
 			answered = true
 		case r.Status == courier.Deferred:
 			silent = true

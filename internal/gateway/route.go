@@ -18,6 +18,7 @@ import (
 	"smimegate/internal/config"
 	"smimegate/internal/policy"
 	"smimegate/internal/smime"
+	"smimegate/internal/smtp"
 	"smimegate/internal/spool"
 )
 
@@ -248,7 +249,7 @@ func (g *Gateway) route(env *spool.Envelope, vs *versions) (done bool, err error
 			for i := range v.Recipients {
 				v.Recipients[i].State = spool.Bounced
 				v.Recipients[i].LastError = reason
-				failed = append(failed, failure{d: v.Recipients[i], status: "5.1.3", diag: reason})
+				failed = append(failed, ownFailure(v.Recipients[i], smtp.EnhancedCode{5, 1, 3}, reason))
 			}
 			if err := vs.ensureStored(); err != nil {
 				return false, err
@@ -580,7 +581,7 @@ func (g *Gateway) refuseAll(env *spool.Envelope, reason string) error {
 	for i := range v.Recipients {
 		v.Recipients[i].State = spool.Bounced
 		v.Recipients[i].LastError = reason
-		failed = append(failed, failure{d: v.Recipients[i], status: "5.7.1", diag: reason})
+		failed = append(failed, ownFailure(v.Recipients[i], smtp.EnhancedCode{5, 7, 1}, reason))
 	}
 	if err := g.bounce(env, &v, failed, false); err != nil {
 		return err

@@ -100,17 +100,17 @@ func (g *Gateway) VerifyRecipient(ctx context.Context, addr string) error {
 		g.metrics.verifications.WithLabelValues("accepted").Inc()
 	case courier.Failed:
 		code, enh := 550, [3]int{5, 1, 1}
-		if res.Code >= 550 && res.Code <= 553 {
-			code = res.Code
+		if res.Remote && res.Reply.Code >= 550 && res.Reply.Code <= 553 {
+			code = res.Reply.Code
 		}
-		if e, err := parseStatus(res.Enhanced); err == nil && e[0] == 5 {
+		if e := res.Enhanced; e[0] == 5 {
 			enh = e
 		}
-		call.rej = &smtpd.Reject{Code: code, Enhanced: enh, Message: "Recipient address rejected: undeliverable address: " + res.Reply}
+		call.rej = &smtpd.Reject{Code: code, Enhanced: enh, Message: "Recipient address rejected: undeliverable address: " + res.Diagnostic()}
 		ttl = cfg.SMTP.VerifyNegativeTTL.D()
 		g.metrics.verifications.WithLabelValues("refused").Inc()
 	default:
-		call.rej = &smtpd.Reject{Code: 450, Enhanced: [3]int{4, 1, 1}, Message: "Recipient address rejected: unverified address: " + res.Reply}
+		call.rej = &smtpd.Reject{Code: 450, Enhanced: [3]int{4, 1, 1}, Message: "Recipient address rejected: unverified address: " + res.Diagnostic()}
 		g.metrics.verifications.WithLabelValues("tempfail").Inc()
 	}
 	c.mu.Lock()
@@ -120,7 +120,7 @@ func (g *Gateway) VerifyRecipient(ctx context.Context, addr string) error {
 	}
 	c.mu.Unlock()
 	close(call.done)
-	g.log.Debug("recipient verified", "rcpt", key, "next_hop", next, "reply", res.Reply, "code", strconv.Itoa(res.Code))
+	g.log.Debug("recipient verified", "rcpt", key, "next_hop", next, "reply", res.Diagnostic(), "code", strconv.Itoa(res.Reply.Code))
 	return rejectOrNil(call.rej)
 }
 

@@ -44,24 +44,24 @@ func (c EnhancedCode) String() string {
 // ParseEnhancedCode reads "class.subject.detail" as RFC 3463 section 2
 // writes it; ok is false for anything else.
 func ParseEnhancedCode(s string) (c EnhancedCode, ok bool) {
-	parts := strings.Split(s, ".")
-	if len(parts) != 3 || len(parts[0]) != 1 {
-		return EnhancedCode{}, false
-	}
-	for i, p := range parts {
-		if len(p) < 1 || len(p) > 3 {
-			return EnhancedCode{}, false
-		}
-		n := 0
-		for j := 0; j < len(p); j++ {
-			if p[j] < '0' || p[j] > '9' {
+	// Read digit by digit rather than split: it runs for every reply the
+	// courier reads, and must not allocate there.
+	part, digits := 0, 0
+	for i := 0; i < len(s); i++ {
+		switch ch := s[i]; {
+		case ch >= '0' && ch <= '9':
+			if digits == 3 || (part == 0 && digits == 1) {
 				return EnhancedCode{}, false
 			}
-			n = n*10 + int(p[j]-'0')
+			c[part] = c[part]*10 + int(ch-'0')
+			digits++
+		case ch == '.' && digits > 0 && part < 2:
+			part, digits = part+1, 0
+		default:
+			return EnhancedCode{}, false
 		}
-		c[i] = n
 	}
-	if !c.Valid() {
+	if part != 2 || digits == 0 || !c.Valid() {
 		return EnhancedCode{}, false
 	}
 	return c, true

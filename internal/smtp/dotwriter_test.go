@@ -1,4 +1,4 @@
-package courier
+package smtp
 
 import (
 	"bufio"
@@ -22,7 +22,7 @@ func referenceDot(writes [][]byte) []byte {
 func ourDot(writes [][]byte) []byte {
 	var b bytes.Buffer
 	bw := bufio.NewWriter(&b)
-	d := newDotWriter(bw)
+	d := NewDotWriter(bw)
 	for _, p := range writes {
 		d.Write(p)
 	}
@@ -89,7 +89,7 @@ func BenchmarkDotWriter(b *testing.B) {
 	b.Run("ours", func(b *testing.B) {
 		b.SetBytes(int64(len(msg)))
 		for b.Loop() {
-			d := newDotWriter(bufio.NewWriter(discard{}))
+			d := NewDotWriter(bufio.NewWriter(discard{}))
 			d.Write(msg)
 			d.Close()
 		}
