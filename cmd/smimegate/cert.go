@@ -16,6 +16,7 @@ import (
 
 	"smimegate/internal/certstore"
 	"smimegate/internal/config"
+	"smimegate/internal/smtp"
 )
 
 const certSynopsis = "list | import FILE... | show DOMAIN   [-config FILE]"
@@ -180,7 +181,7 @@ func certShow(args []string, stdout, stderr io.Writer) error {
 	if len(rest) != 1 {
 		return fmt.Errorf("%w: cert show needs exactly one DOMAIN", errUsage)
 	}
-	domain, err := certstore.CanonicalDomain(rest[0])
+	domain, err := smtp.CanonicalDomain(rest[0])
 	if err != nil {
 		return fmt.Errorf("%q is not a domain: %w", rest[0], err)
 	}

@@ -17,6 +17,7 @@ import (
 	"smimegate/internal/cms"
 	"smimegate/internal/config"
 	"smimegate/internal/smime"
+	"smimegate/internal/smtp"
 )
 
 // runEncrypt is `smimegate encrypt -to DOMAIN`: the outbound transformation
@@ -50,7 +51,7 @@ func encryptCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) er
 	if at := strings.LastIndexByte(d, '@'); at >= 0 {
 		d = d[at+1:]
 	}
-	domain, err := config.CanonicalDomain(d)
+	domain, err := smtp.CanonicalDomain(d)
 	if err != nil {
 		return fmt.Errorf("-to %q is not a valid domain: %w", *to, err)
 	}
@@ -269,7 +270,7 @@ func senderDomain(msg []byte) string {
 	if at < 0 {
 		return ""
 	}
-	d, err := config.CanonicalDomain(a.Address[at+1:])
+	d, err := smtp.CanonicalDomain(a.Address[at+1:])
 	if err != nil {
 		return ""
 	}
@@ -296,7 +297,7 @@ func offlineSigner(cfg *config.Config, store *certstore.Store, msg []byte) (*smi
 	var candidates []string
 	for _, a := range smime.FromOf(msg).Addresses {
 		if at := strings.LastIndexByte(a, '@'); at >= 0 {
-			if d, err := config.CanonicalDomain(a[at+1:]); err == nil && cfg.IsLocal(d) {
+			if d, err := smtp.CanonicalDomain(a[at+1:]); err == nil && cfg.IsLocal(d) {
 				candidates = append(candidates, d)
 			}
 		}

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/net/publicsuffix"
 
 	"smimegate/internal/cms"
+	"smimegate/internal/smtp"
 )
 
 // Status says whether a certificate may be used, and if not, why not.
@@ -166,7 +167,7 @@ type naming struct {
 func (o Options) naming() naming {
 	n := naming{names: o.Names, hosts: o.HostNames}
 	for _, d := range o.AllowPublicSuffix {
-		if c, err := CanonicalDomain(d); err == nil {
+		if c, err := smtp.CanonicalDomain(d); err == nil {
 			n.allowSuffix = append(n.allowSuffix, c)
 		}
 	}
@@ -234,7 +235,7 @@ func (c *Cert) domainsFrom(n naming) {
 			if host == "" || strings.Contains(host, "*") {
 				return
 			}
-			if d, err := CanonicalDomain(host); err == nil {
+			if d, err := smtp.CanonicalDomain(host); err == nil {
 				record(d, where, host)
 			}
 		}

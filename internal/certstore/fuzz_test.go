@@ -137,27 +137,6 @@ func FuzzEncryptedPKCS8(f *testing.F) {
 	})
 }
 
-// FuzzCanonicalDomain: canonical domains are stable (canonicalising twice
-// changes nothing), lower case, and have no empty label.
-func FuzzCanonicalDomain(f *testing.F) {
-	for _, s := range []string{"example.org", "Bücher.Example.", "xn--bcher-kva.example", "a..b", "", "."} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		d, err := CanonicalDomain(s)
-		if err != nil {
-			return
-		}
-		again, err := CanonicalDomain(d)
-		if err != nil || again != d {
-			t.Fatalf("%q -> %q -> %q, %v", s, d, again, err)
-		}
-		if strings.Contains(d, "..") || strings.HasPrefix(d, ".") || strings.HasSuffix(d, ".") || strings.ToLower(d) != d {
-			t.Fatalf("%q -> %q", s, d)
-		}
-	})
-}
-
 // FuzzBERToDER: the BER re-encoder never panics, and what it returns it
 // returns unchanged when given again, so no indefinite length is left.
 func FuzzBERToDER(f *testing.F) {

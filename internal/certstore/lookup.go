@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"smimegate/internal/smtp"
 )
 
 // Match is the answer to Lookup.
@@ -39,7 +41,7 @@ type Match struct {
 // certificate is looked up in the SMIMEA cache (see Discovery and
 // lookupDiscovered); Lookup itself never waits for DNS.
 func (s *Store) Lookup(domain string) Match {
-	d, err := CanonicalDomain(domain)
+	d, err := smtp.CanonicalDomain(domain)
 	if err != nil {
 		return Match{Rule: fmt.Sprintf("%q is not a valid domain (%v): nothing is encrypted to it", domain, err)}
 	}

@@ -13,6 +13,7 @@ import (
 
 	"smimegate/internal/certstore"
 	"smimegate/internal/config"
+	"smimegate/internal/smtp"
 )
 
 // Direction is a message's direction relative to the local domains.
@@ -185,7 +186,7 @@ func Domain(addr string) (domain string, ok bool) {
 		return "", false
 	}
 	d := strings.TrimSuffix(addr[at+1:], ".")
-	if c, err := config.CanonicalDomain(d); err == nil {
+	if c, err := smtp.CanonicalDomain(d); err == nil {
 		return c, true
 	}
 	return strings.ToLower(d), false
