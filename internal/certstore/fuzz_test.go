@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"smimegate/internal/cms"
 )
 
 // fuzzSeeds are valid inputs of each format, built once, for the corpora.
@@ -145,11 +147,11 @@ func FuzzBERToDER(f *testing.F) {
 	f.Add([]byte{0x30, 0x80, 0x04, 0x01, 0x41, 0xa0, 0x80, 0x05, 0x00, 0x00, 0x00, 0x00, 0x00})
 	f.Add([]byte{0x3f, 0x81, 0x01, 0x80, 0x00, 0x00})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		out, err := berToDER(data)
+		out, err := cms.BERToDER(data)
 		if err != nil {
 			return
 		}
-		again, err := berToDER(out)
+		again, err := cms.BERToDER(out)
 		if err != nil || !bytes.Equal(again, out) {
 			t.Fatalf("not stable: % x -> % x -> % x (%v)", data, out, again, err)
 		}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 
+	"smimegate/internal/cms"
+
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
@@ -28,7 +30,7 @@ func parsePKCS7Certs(data []byte) ([]*x509.Certificate, error) {
 	}
 	// Streaming encoders write BER with indefinite lengths; re-encode and
 	// try again, reporting the first error if that does not help.
-	der, berErr := berToDER(data)
+	der, berErr := cms.BERToDER(data)
 	if berErr != nil {
 		return nil, err
 	}
