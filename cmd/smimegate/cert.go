@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -283,11 +281,4 @@ func certLine(c *certstore.Cert) string {
 	}
 	return fmt.Sprintf("%s  %s  sha256 %s  not after %s  %s  (%s)", c.X509.Subject, c.KeyType(), c.Fingerprint,
 		c.X509.NotAfter.UTC().Format(time.DateOnly), c.Status, where)
-}
-
-// certFingerprint is the hex SHA-256 of a DER certificate, as certstore
-// and `cert list` show it.
-func certFingerprint(der []byte) string {
-	sum := sha256.Sum256(der)
-	return hex.EncodeToString(sum[:])
 }

@@ -109,7 +109,7 @@ func encryptCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) er
 			return fmt.Errorf("%s wants our domain signature (sign = true): %w", domain, err)
 		}
 		opts.Sign = so
-		signer = certFingerprint(so.Signer.Cert.Raw)
+		signer = certstore.Fingerprint(so.Signer.Cert)
 	}
 	w := bufio.NewWriterSize(stdout, 64<<10)
 	if err := smime.Seal(w, msg, opts); err != nil {
@@ -178,7 +178,7 @@ func decryptCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) er
 			return fmt.Errorf("writing standard output: %w", err)
 		}
 		logger.Info("opened", "direction", "inbound", "action", "decrypt", "sender_domain", sender,
-			"fingerprint", fingerprint(store, r.Info), "cipher", r.Info.Cipher, "key_transport", r.Info.KeyTransport, "size", len(r.Message))
+			"fingerprint", certstore.Fingerprint(r.Info.Cert), "cipher", r.Info.Cipher, "key_transport", r.Info.KeyTransport, "size", len(r.Message))
 		return nil
 	case smime.NotEncrypted:
 		return errors.New("not encrypted: no part of the message is CMS encrypted content; the gateway relays such mail unaltered")
@@ -275,19 +275,6 @@ func senderDomain(msg []byte) string {
 		return ""
 	}
 	return d
-}
-
-// fingerprint names the own certificate that opened a message, for the log.
-func fingerprint(store *certstore.Store, info *cms.Info) string {
-	if info == nil || info.Cert == nil {
-		return ""
-	}
-	for _, c := range store.Own() {
-		if c.X509.Equal(info.Cert) {
-			return c.Fingerprint
-		}
-	}
-	return ""
 }
 
 // offlineSigner finds our signing certificate for msg as the gateway's

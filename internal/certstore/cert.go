@@ -6,10 +6,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
-	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -147,8 +145,7 @@ var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
 // newCert describes x for the store: domains, fingerprint and the part of the
 // status that does not depend on the clock. It does not check trust.
 func newCert(x *x509.Certificate, file string, n naming) *Cert {
-	sum := sha256.Sum256(x.Raw)
-	c := &Cert{X509: x, File: file, Fingerprint: hex.EncodeToString(sum[:]), NamedBy: map[string]string{}, Source: SourceFile}
+	c := &Cert{X509: x, File: file, Fingerprint: Fingerprint(x), NamedBy: map[string]string{}, Source: SourceFile}
 	c.domainsFrom(n)
 	c.static, c.staticReason = checkKey(x)
 	if d, why := c.publicSuffix(n); d != "" {

@@ -3,9 +3,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -334,7 +331,7 @@ func (g *Gateway) openInbound(env *spool.Envelope, dir policy.Direction, data []
 	case smime.Failed:
 		return v, true, g.quarantine(env, vs, dir, fmt.Sprintf("cannot decrypt: %v", res.Err))
 	}
-	fp := fingerprint(res.Info.Cert)
+	fp := certstore.Fingerprint(res.Info.Cert)
 	in, err := g.judgeInbound(st, env, res.Message, true)
 	if err != nil {
 		return v, true, g.quarantine(env, vs, dir, fmt.Sprintf("decrypted, but %v", err))
@@ -618,16 +615,6 @@ func (g *Gateway) logDecision(env *spool.Envelope, dir policy.Direction, action,
 }
 
 func mixedRejection(p *policy.Plan) string { return policy.MixedRejection(p) }
-
-// fingerprint is the hex SHA-256 of a certificate, as certstore and the
-// cert commands show it.
-func fingerprint(c *x509.Certificate) string {
-	if c == nil {
-		return ""
-	}
-	sum := sha256.Sum256(c.Raw)
-	return hex.EncodeToString(sum[:])
-}
 
 // traceField returns the first header field of msg if it is a Received
 // field (with its continuation lines), else nothing.

@@ -265,11 +265,11 @@ func (g *Gateway) harvest(st *state, env *spool.Envelope, r smime.DomainResult) 
 		path, err := st.certs.Harvest(c, sd.Certificates, r.Domain, "message "+env.ID, time.Now())
 		switch {
 		case err != nil:
-			g.log.Info("certificate from a domain signature not harvested", "queue_id", env.ID, "domain", r.Domain, "cert_sha256", fingerprint(c), "reason", err)
+			g.log.Info("certificate from a domain signature not harvested", "queue_id", env.ID, "domain", r.Domain, "cert_sha256", certstore.Fingerprint(c), "reason", err)
 		case path != "":
 			added++
 			g.metrics.harvested.Inc()
-			g.log.Warn("partner certificate harvested from a verified domain signature", "queue_id", env.ID, "domain", r.Domain, "cert_sha256", fingerprint(c), "file", path)
+			g.log.Warn("partner certificate harvested from a verified domain signature", "queue_id", env.ID, "domain", r.Domain, "cert_sha256", certstore.Fingerprint(c), "file", path)
 		}
 	}
 	if added == 0 {
@@ -310,7 +310,7 @@ func (p *signPrep) prepare(st *state, env *spool.Envelope, data []byte, opts *sm
 		if err != nil {
 			p.err = err
 		} else {
-			p.signer = fingerprint(so.Signer.Cert)
+			p.signer = certstore.Fingerprint(so.Signer.Cert)
 		}
 	}
 	if p.err != nil {
