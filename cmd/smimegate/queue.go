@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -192,7 +191,7 @@ func (q *queueAccess) show(area, id string) (*gateway.EnvelopeWithHeader, error)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", area, id, err)
 	}
-	ewh.Header = string(headerSection(data))
+	ewh.Header = string(gateway.HeaderSection(data))
 	return &ewh, nil
 }
 
@@ -275,13 +274,6 @@ func releasePlainOffline(sp *spool.Spool, id string) error {
 		return fmt.Errorf("message %s has no held recipients", id)
 	}
 	return sp.Update(env)
-}
-
-func headerSection(msg []byte) []byte {
-	if i := bytes.Index(msg, []byte("\r\n\r\n")); i >= 0 {
-		return msg[:i+2]
-	}
-	return msg
 }
 
 func age(t time.Time) string {
