@@ -267,11 +267,11 @@ func (a *queueTestAdmin) requests() []string {
 // gateway does, so that the commands go through the admin API.
 func queueTestGatewayRunning(t *testing.T, state string) {
 	t.Helper()
-	unlock, err := lockStateDir(state)
+	sp, err := spool.OpenWith(state, spool.Options{Exclusive: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(unlock)
+	t.Cleanup(func() { sp.Close() })
 	if _, _, _, err := console.LoadOrCreateToken(state); err != nil {
 		t.Fatal(err)
 	}

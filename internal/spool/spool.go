@@ -45,7 +45,8 @@
 //	tmp/                 files being written; emptied at start-up
 //	work                 work markers: the starts of processing that did not
 //	                     end, per message (BeginWork, EndWork); never fsynced
-//	spool.lock           held (flock) by the process that recovered the spool
+//	smimegate.lock       held (flock) by the process that recovered the spool:
+//	                     a running gateway (LockFile)
 package spool
 
 import (
@@ -109,6 +110,10 @@ func (p SyncPolicy) String() string {
 type Options struct {
 	Logger *slog.Logger
 	Sync   SyncPolicy
+	// Exclusive makes OpenWith fail with ErrLocked, rather than open the
+	// spool without recovering it, when another process holds LockFile:
+	// the gateway opens its spool so, the queue commands do not.
+	Exclusive bool
 }
 
 // Spool is the queue on disk. Its methods may be called from many
@@ -124,7 +129,7 @@ type Spool struct {
 	policy     SyncPolicy
 	queueSync  *syncGroup
 
-	// lock holds an exclusive flock on state_dir/spool.lock while this
+	// lock holds an exclusive flock on state_dir/smimegate.lock while this
 	// Spool is open; nil if another process held it at Open.
 	lock *os.File
 
@@ -199,6 +204,9 @@ func OpenWith(dir string, opts Options) (*Spool, error) {
 	if err != nil {
 		return nil, err
 	}
+	if lock == nil && opts.Exclusive {
+		return nil, fmt.Errorf("spool: %s: %w", dir, ErrLocked)
+	}
 	if lock == nil {
 		// Recovery removes files that a live gateway may be in the middle of
 		// committing; a second opener (a queue command) must not run it.
@@ -226,23 +234,6 @@ func OpenWith(dir string, opts Options) (*Spool, error) {
 		return nil, err
 	}
 	return s, nil
-}
-
-// lockSpool takes the spool's lock, or returns nil if another open file
-// (another process, or another Spool in this one) holds it.
-func lockSpool(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, "spool.lock"), os.O_RDWR|os.O_CREATE, fileMode)
-	if err != nil {
-		return nil, fmt.Errorf("spool: %w", err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("spool: locking %s: %w", f.Name(), err)
-	}
-	return f, nil
 }
 
 // Close releases the spool's lock, so that the next Open recovers. The
