@@ -16,6 +16,7 @@ import (
 	"smimegate/internal/certstore"
 	"smimegate/internal/cms"
 	"smimegate/internal/config"
+	"smimegate/internal/gateway"
 	"smimegate/internal/smime"
 	"smimegate/internal/smtp"
 )
@@ -79,19 +80,9 @@ func encryptCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) er
 	if len(m.Certs) == 0 {
 		return noCertificateError(domain, m)
 	}
-	cipher, err := cms.ParseCipher(pp.Cipher)
+	opts, fingerprints, err := gateway.SealOptions(cfg, m, pp)
 	if err != nil {
 		return fmt.Errorf("policy for %s: %w", domain, err)
-	}
-	padding, err := cms.ParseRSAPadding(pp.RSAPadding)
-	if err != nil {
-		return fmt.Errorf("policy for %s: %w", domain, err)
-	}
-	opts := smime.SealOptions{Cipher: cipher, ProtectSubject: cfg.Policy.ProtectSubject}
-	fingerprints := make([]string, 0, len(m.Certs))
-	for _, c := range m.Certs {
-		opts.Recipients = append(opts.Recipients, cms.Recipient{Cert: c.X509, RSAPadding: padding, UseSKI: pp.KeyID == "ski"})
-		fingerprints = append(fingerprints, c.Fingerprint)
 	}
 
 	msg, err := readMessage(stdin, cfg.SMTP.MaxMessageBytes, smime.SealSpare)
@@ -119,7 +110,7 @@ func encryptCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) er
 		return fmt.Errorf("writing standard output: %w", err)
 	}
 	logger.Info("sealed", "direction", "outbound", "action", "encrypt", "domain", domain,
-		"cert_domain", m.Domain, "fingerprints", strings.Join(fingerprints, ","), "cipher", cipher.String(),
+		"cert_domain", m.Domain, "fingerprints", strings.Join(fingerprints, ","), "cipher", opts.Cipher.String(),
 		"rsa_padding", pp.RSAPadding, "key_id", pp.KeyID, "policy_entry", pp.Entry, "size", size, "signed_by", signer)
 	return nil
 }

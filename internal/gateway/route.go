@@ -485,7 +485,7 @@ func (g *Gateway) quarantineFull() (bool, string) {
 // With inPlace, data itself is encrypted (and so destroyed); else a copy.
 func (g *Gateway) seal(env *spool.Envelope, data []byte, inPlace bool, domain string, m certstore.Match, pp config.PartnerPolicy, rcpts []spool.Delivery, vs *versions, fast bool, prep *signPrep) (spool.Version, error) {
 	st := g.state.Load()
-	opts, fps, err := sealOptions(st.cfg, m, pp)
+	opts, fps, err := SealOptions(st.cfg, m, pp)
 	if err != nil {
 		return spool.Version{}, err
 	}
@@ -526,10 +526,13 @@ func (g *Gateway) seal(env *spool.Envelope, data []byte, inPlace bool, domain st
 	return spool.Version{Data: name, Action: "encrypt", Domain: domain, Fingerprints: fps, Cipher: opts.Cipher.String(), Recipients: rcpts}, nil
 }
 
-// sealOptions turns a certificate match and a partner policy into the
+// SealOptions turns a certificate match and a partner policy into the
 // options of smime.Seal: every usable certificate of the domain is a
-// recipient (a key rotation in progress).
-func sealOptions(cfg *config.Config, m certstore.Match, pp config.PartnerPolicy) (smime.SealOptions, []string, error) {
+// recipient (a key rotation in progress). It returns the certificates'
+// fingerprints too, for the decision log. The gateway and `smimegate
+// encrypt` both build their options here, so that the offline command
+// seals as the gateway does.
+func SealOptions(cfg *config.Config, m certstore.Match, pp config.PartnerPolicy) (smime.SealOptions, []string, error) {
 	cipher, err := cms.ParseCipher(pp.Cipher)
 	if err != nil {
 		return smime.SealOptions{}, nil, err
