@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/mail"
 	"os"
 	"strings"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"smimegate/internal/gateway"
 	"smimegate/internal/smime"
 	"smimegate/internal/smtp"
+	"smimegate/internal/spool"
 )
 
 // runEncrypt is `smimegate encrypt -to DOMAIN`: the outbound transformation
@@ -116,9 +116,17 @@ func encryptCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) er
 }
 
 func decryptCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlagSet("decrypt", "[-config FILE] < sealed > message")
+	return decryptAt(args, stdin, stdout, stderr, time.Now, spool.NewID)
+}
+
+// decryptAt is decryptCommand with the clock and the queue id (both in our
+// Received field) given, so that a test can compare its output with the
+// gateway's byte for byte.
+func decryptAt(args []string, stdin io.Reader, stdout, stderr io.Writer, now func() time.Time, newID func() string) error {
+	fs := newFlagSet("decrypt", "[-config FILE] [-sender ADDR] < sealed > message")
 	fs.SetOutput(stderr)
 	cfgPath := configFlag(fs)
+	sender := fs.String("sender", "", "the envelope sender (MAIL FROM) the gateway would have seen, `ADDR`; none by default, as for a bounce")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -134,51 +142,37 @@ func decryptCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	// Our keys, expired certificates included: mail sealed before the
-	// expiry may still be in flight. A certificate whose key could not be
-	// loaded stays in with a nil Key, so that mail to it is reported as
-	// waiting for the key rather than as not for us.
-	var keys []cms.KeyPair
-	for _, c := range store.Own() {
-		keys = append(keys, cms.KeyPair{Cert: c.X509, Key: c.Key})
-	}
 	msg, err := readMessage(stdin, cfg.SMTP.MaxMessageBytes, 0)
 	if err != nil {
 		return err
 	}
-	sender := senderDomain(msg)
-	opts := smime.OpenOptions{
-		Allow3DES: cfg.Policy.Allow3DES,
-		// policy.require_aead, or the sender's [policy.partners] entry.
-		RequireAEAD: cfg.PartnerPolicy(sender).RequireAEAD,
-		MaxSize:     cfg.SMTP.MaxMessageBytes,
-	}
-	// Every header the SMTP receiver accepts can be inspected.
-	if cfg.SMTP.MaxHeaderBytes > smime.DefaultMaxHeaderBytes {
-		opts.MaxHeaderBytes = cfg.SMTP.MaxHeaderBytes
-	}
-	r := smime.Open(msg, keys, opts)
-	switch r.Outcome {
-	case smime.Opened:
-		// The outer trace fields first, as the gateway writes them
-		// (RFC 5321 section 4.4: they must not be deleted).
-		if _, err := stdout.Write(r.Trace); err != nil {
+	// The gateway's inbound step itself: the same keys (expired
+	// certificates and those whose key is not loaded included), limits,
+	// signature check, sender rules and fields.
+	env := &spool.Envelope{ID: newID(), Sender: *sender}
+	o := gateway.OpenInbound(cfg, store, env, msg, now())
+	switch {
+	case o.Ready():
+		w := bufio.NewWriterSize(stdout, 64<<10)
+		if _, err := o.WriteTo(w); err != nil {
 			return fmt.Errorf("writing standard output: %w", err)
 		}
-		if _, err := stdout.Write(r.Message); err != nil {
+		if err := w.Flush(); err != nil {
 			return fmt.Errorf("writing standard output: %w", err)
 		}
-		logger.Info("opened", "direction", "inbound", "action", "decrypt", "sender_domain", sender,
-			"fingerprint", certstore.Fingerprint(r.Info.Cert), "cipher", r.Info.Cipher, "key_transport", r.Info.KeyTransport, "size", len(r.Message))
+		logger.Info("opened", "direction", "inbound", "action", "decrypt", "queue_id", env.ID,
+			"fingerprint", o.Fingerprint, "cipher", o.Info.Cipher, "key_transport", o.Info.KeyTransport, "size", o.Size())
 		return nil
-	case smime.NotEncrypted:
+	case o.Outcome == smime.NotEncrypted:
 		return errors.New("not encrypted: no part of the message is CMS encrypted content; the gateway relays such mail unaltered")
-	case smime.NotForUs:
-		return fmt.Errorf("not for us: %s is encrypted, but to none of our %d own certificate(s) in %s; the gateway relays such mail unaltered", r.Where, len(keys), cfg.Certs.Own)
-	case smime.KeyUnavailable:
-		return fmt.Errorf("key unavailable: the message is encrypted to our certificate, whose private key is not loaded; the gateway would keep it queued and raise an alarm: %w", r.Err)
+	case o.Outcome == smime.NotForUs:
+		return fmt.Errorf("not for us: %s is encrypted, but to none of our %d own certificate(s) in %s; the gateway relays such mail unaltered", o.Where, len(store.Own()), cfg.Certs.Own)
+	case o.Outcome == smime.KeyUnavailable:
+		return fmt.Errorf("key unavailable: the message is encrypted to our certificate, whose private key is not loaded; the gateway would keep it queued and raise an alarm: %w", o.Err)
+	case o.Outcome == smime.Failed:
+		return fmt.Errorf("failed: the message is encrypted but cannot be opened, the gateway would quarantine it: %w", o.Err)
 	default:
-		return fmt.Errorf("failed: the message is encrypted but cannot be opened, the gateway would quarantine it: %w", r.Err)
+		return fmt.Errorf("quarantined: the message opened, but the gateway would quarantine it: %s", o.Quarantine)
 	}
 }
 
@@ -244,28 +238,6 @@ func readMessage(r io.Reader, limit int64, spare int) ([]byte, error) {
 		msg = append(make([]byte, 0, len(msg)+spare), msg...)
 	}
 	return msg, nil
-}
-
-// senderDomain is the domain of the message's From address, "" if there is
-// none that parses: it selects the sender's [policy.partners] entry.
-func senderDomain(msg []byte) string {
-	m, err := mail.ReadMessage(bytes.NewReader(msg))
-	if err != nil {
-		return ""
-	}
-	a, err := mail.ParseAddress(m.Header.Get("From"))
-	if err != nil {
-		return ""
-	}
-	at := strings.LastIndexByte(a.Address, '@')
-	if at < 0 {
-		return ""
-	}
-	d, err := smtp.CanonicalDomain(a.Address[at+1:])
-	if err != nil {
-		return ""
-	}
-	return d
 }
 
 // offlineSigner finds our signing certificate for msg as the gateway's

@@ -311,8 +311,9 @@ func (g *Gateway) openInbound(env *spool.Envelope, dir policy.Direction, data []
 	// one of our certificates is opened or quarantined (draft section 5.2),
 	// never relayed inward still encrypted because its sender claimed to be
 	// one of ours.
-	res := smime.Open(data, st.ownKeys, openOptions(st.cfg))
-	switch res.Outcome {
+	o := openInbound(st, env, data, time.Now())
+	g.countForged(env, o.judged)
+	switch o.Outcome {
 	case smime.NotEncrypted:
 		return g.plainInbound(st, env, dir, data, rcpts, domain, vs, fast, "not encrypted")
 	case smime.NotForUs:
@@ -323,50 +324,28 @@ func (g *Gateway) openInbound(env *spool.Envelope, dir policy.Direction, data []
 		// The policy step is retried with backoff, like any temporary
 		// failure, and the operator is told at every attempt.
 		g.metrics.ownKeyUnavailable.Inc()
-		g.log.Error("inbound message encrypted to our certificate whose private key is not loaded; it waits in the queue", "queue_id", env.ID, "reason", res.Err)
+		g.log.Error("inbound message encrypted to our certificate whose private key is not loaded; it waits in the queue", "queue_id", env.ID, "reason", o.Err)
 		if err := vs.ensureStored(); err != nil {
 			return v, false, err
 		}
-		return v, false, fmt.Errorf("encrypted to our certificate whose private key is not loaded: %w", res.Err)
-	case smime.Failed:
-		return v, true, g.quarantine(env, vs, dir, fmt.Sprintf("cannot decrypt: %v", res.Err))
+		return v, false, fmt.Errorf("encrypted to our certificate whose private key is not loaded: %w", o.Err)
 	}
-	fp := certstore.Fingerprint(res.Info.Cert)
-	in, err := g.judgeInbound(st, env, res.Message, true)
-	if err != nil {
-		return v, true, g.quarantine(env, vs, dir, fmt.Sprintf("decrypted, but %v", err))
+	if !o.Ready() {
+		return v, true, g.quarantine(env, vs, dir, o.Quarantine)
 	}
-	if in.quarantine != "" {
-		return v, true, g.quarantine(env, vs, dir, in.quarantine)
-	}
-	// require_aead is keyed on who the message says it is from (the
-	// verified signer, the From domains) as well as on the envelope
-	// sender, so that a different MAIL FROM does not bypass it.
-	if d, required := requiresAEAD(st.cfg, in.domains); !res.Info.AEAD && required {
-		return v, true, g.quarantine(env, vs, dir, fmt.Sprintf("unauthenticated %s content refused by policy (require_aead) for %s", res.Info.Cipher, d))
-	}
+	in := o.judged
 	g.harvest(st, env, in.result)
-	dec := &decryption{fingerprint: fp, cipher: res.Info.Cipher, keyTransport: res.Info.KeyTransport}
-	// Our own trace field and our verdict, then the outer message's trace
-	// fields (ours from the receiver with the client's address among
-	// them: RFC 5321 section 4.4 forbids deleting trace fields), then the
-	// message that was inside.
-	head := receivedField(st.cfg.Hostname, env, "decrypted") + authResultsField(st.cfg.Hostname, in.result, dec) + decryptedFieldText(st.cfg.Hostname, dec)
-	name, err := vs.write(fast, len(head)+len(res.Trace)+len(in.trace)+len(in.message), func(w io.Writer) error {
-		for _, part := range [][]byte{[]byte(head), res.Trace, in.trace, in.message} {
-			if _, err := w.Write(part); err != nil {
-				return err
-			}
-		}
-		return nil
+	name, err := vs.write(fast, o.Size(), func(w io.Writer) error {
+		_, err := o.WriteTo(w)
+		return err
 	})
 	if err != nil {
 		return v, false, err
 	}
 	g.metrics.decisions.WithLabelValues("decrypt").Inc()
 	g.metrics.verdicts.WithLabelValues(string(in.result.Verdict)).Inc()
-	g.logDecision(env, dir, "decrypt", domain, []string{fp}, res.Info.Cipher, verdictNote(in))
-	return spool.Version{Data: name, Action: "decrypt", Domain: domain, Fingerprints: []string{fp}, Cipher: res.Info.Cipher, EightBit: res.EightBit, Recipients: rcpts}, false, nil
+	g.logDecision(env, dir, "decrypt", domain, []string{o.Fingerprint}, o.Info.Cipher, verdictNote(in))
+	return spool.Version{Data: name, Action: "decrypt", Domain: domain, Fingerprints: []string{o.Fingerprint}, Cipher: o.Info.Cipher, EightBit: o.EightBit, Recipients: rcpts}, false, nil
 }
 
 // plainInbound relays mail to local recipients that was not opened: as it

@@ -68,9 +68,6 @@ var ErrTooLarge = errors.New("smime: encrypted message exceeds the size limit")
 type OpenOptions struct {
 	// Allow3DES lets 3DES-CBC content be opened (policy.allow_3des).
 	Allow3DES bool
-	// RequireAEAD makes unauthenticated CBC content a failure
-	// (policy.require_aead): CBC is malleable (EFAIL).
-	RequireAEAD bool
 	// MaxSize refuses larger encrypted parts before anything is
 	// allocated for them, and bounds the bytes that inspecting one
 	// message may decode; 0 means DefaultMaxSize.
@@ -202,9 +199,6 @@ func Open(msg []byte, keys []cms.KeyPair, opts OpenOptions) OpenResult {
 		return failed(nil, fmt.Errorf("addressed to our certificate, yet no key matches: %w", err))
 	case err != nil:
 		return failed(nil, err)
-	}
-	if opts.RequireAEAD && !info.AEAD {
-		return failed(info, fmt.Errorf("content cipher %s is not authenticated and policy.require_aead is set", info.Cipher))
 	}
 	header, _ := entity(msg)
 	out, err := unwrap(pt, header, maxHeader)
