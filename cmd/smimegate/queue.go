@@ -303,7 +303,7 @@ func printQueue(w io.Writer, envs []*spool.Envelope) {
 					continue
 				}
 				label := d.Addr
-				if v.Action == "hold" {
+				if v.Action == spool.ActionHold {
 					label += " (held)"
 				}
 				pending = append(pending, label)

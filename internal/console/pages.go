@@ -243,7 +243,7 @@ func newQueueRow(env *spool.Envelope, now time.Time) queueRow {
 				continue
 			}
 			label := d.Addr
-			if v.Action == "hold" {
+			if v.Action == spool.ActionHold {
 				label += " (held)"
 			}
 			row.Recipients = append(row.Recipients, label)

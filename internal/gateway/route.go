@@ -113,7 +113,7 @@ func needsMemory(env *spool.Envelope, force bool) bool {
 	}
 	now := time.Now()
 	for i := range env.Versions {
-		if env.Versions[i].Action == "hold" && (force || holdDue(&env.Versions[i], now)) {
+		if env.Versions[i].Action == spool.ActionHold && (force || holdDue(&env.Versions[i], now)) {
 			return true
 		}
 	}
@@ -230,17 +230,17 @@ func (g *Gateway) route(env *spool.Envelope, vs *versions) (done bool, err error
 				rcpts[i].NextAttempt = time.Now().Add(st.cfg.Queue.MinBackoff.D())
 				rcpts[i].LastError = lastErr
 			}
-			versions = append(versions, spool.Version{Action: "hold", Domain: grp.Domain, Recipients: rcpts})
+			versions = append(versions, spool.Version{Action: spool.ActionHold, Domain: grp.Domain, Recipients: rcpts})
 			g.logDecision(env, plan.Direction, "hold", grp.Domain, nil, "", why)
 		case policy.Pass:
-			versions = append(versions, spool.Version{Action: "pass", Domain: grp.Domain, Recipients: rcpts})
+			versions = append(versions, spool.Version{Action: spool.ActionPass, Domain: grp.Domain, Recipients: rcpts})
 			g.logDecision(env, plan.Direction, "pass", grp.Domain, nil, "", "")
 		case policy.Refuse:
 			// The receiver refuses these at RCPT; whatever reaches the
 			// policy another way (a spool written by an older version) is
 			// bounced, never looked up or passed.
 			reason := "the domain " + grp.Domain + " is not a valid IDNA domain name (RFC 5891); no policy can be applied to it"
-			v := spool.Version{Action: "refuse", Domain: grp.Domain, Recipients: rcpts}
+			v := spool.Version{Action: spool.ActionRefuse, Domain: grp.Domain, Recipients: rcpts}
 			var failed []failure
 			for i := range v.Recipients {
 				v.Recipients[i].State = spool.Bounced
@@ -275,7 +275,7 @@ func mergePass(vs []spool.Version) []spool.Version {
 	var out []spool.Version
 	passAt := -1
 	for _, v := range vs {
-		if v.Action == "pass" && v.Data == "" {
+		if v.Action == spool.ActionPass && v.Data == "" {
 			if passAt >= 0 {
 				out[passAt].Recipients = append(out[passAt].Recipients, v.Recipients...)
 				out[passAt].Domain = ""
@@ -345,7 +345,7 @@ func (g *Gateway) openInbound(env *spool.Envelope, dir policy.Direction, data []
 	g.metrics.decisions.WithLabelValues("decrypt").Inc()
 	g.metrics.verdicts.WithLabelValues(string(in.result.Verdict)).Inc()
 	g.logDecision(env, dir, "decrypt", domain, []string{o.Fingerprint}, o.Info.Cipher, verdictNote(in))
-	return spool.Version{Data: name, Action: "decrypt", Domain: domain, Fingerprints: []string{o.Fingerprint}, Cipher: o.Info.Cipher, EightBit: o.EightBit, Recipients: rcpts}, false, nil
+	return spool.Version{Data: name, Action: spool.ActionDecrypt, Domain: domain, Fingerprints: []string{o.Fingerprint}, Cipher: o.Info.Cipher, EightBit: o.EightBit, Recipients: rcpts}, false, nil
 }
 
 // plainInbound relays mail to local recipients that was not opened: as it
@@ -353,7 +353,7 @@ func (g *Gateway) openInbound(env *spool.Envelope, dir policy.Direction, data []
 // was checked (then with our verdict, and without the domain layer it
 // verified), or require_signature sends it to the quarantine.
 func (g *Gateway) plainInbound(st *state, env *spool.Envelope, dir policy.Direction, data []byte, rcpts []spool.Delivery, domain string, vs *versions, fast bool, note string) (spool.Version, bool, error) {
-	pass := spool.Version{Action: "pass", Domain: domain, Recipients: rcpts}
+	pass := spool.Version{Action: spool.ActionPass, Domain: domain, Recipients: rcpts}
 	in, err := g.judgeInbound(st, env, data, false)
 	if err != nil {
 		return spool.Version{}, true, g.quarantine(env, vs, dir, err.Error())
@@ -502,7 +502,7 @@ func (g *Gateway) seal(env *spool.Envelope, data []byte, inPlace bool, domain st
 		return spool.Version{}, err
 	}
 	g.metrics.decisions.WithLabelValues("encrypt").Inc()
-	return spool.Version{Data: name, Action: "encrypt", Domain: domain, Fingerprints: fps, Cipher: opts.Cipher.String(), Recipients: rcpts}, nil
+	return spool.Version{Data: name, Action: spool.ActionEncrypt, Domain: domain, Fingerprints: fps, Cipher: opts.Cipher.String(), Recipients: rcpts}, nil
 }
 
 // SealOptions turns a certificate match and a partner policy into the
@@ -554,7 +554,7 @@ func (g *Gateway) routeFailed(env *spool.Envelope, err error) time.Time {
 // refuseAll bounces every recipient of a received message with the reason
 // and removes it from the queue.
 func (g *Gateway) refuseAll(env *spool.Envelope, reason string) error {
-	v := spool.Version{Action: "refuse", Recipients: deliveries(env, seq(len(env.Recipients)))}
+	v := spool.Version{Action: spool.ActionRefuse, Recipients: deliveries(env, seq(len(env.Recipients)))}
 	var failed []failure
 	for i := range v.Recipients {
 		v.Recipients[i].State = spool.Bounced

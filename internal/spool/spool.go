@@ -333,6 +333,9 @@ func decodeEnvelope(b []byte) (*Envelope, error) {
 		if err := checkData(v.Data); err != nil {
 			return nil, err
 		}
+		if !v.Action.Valid() {
+			return nil, fmt.Errorf("envelope has a version with unknown action %q", v.Action)
+		}
 	}
 	return &env, nil
 }
