@@ -66,7 +66,7 @@ func encryptCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) er
 		return err
 	}
 
-	// Fail closed (shared/spec/STANDARDS.md section 5): without a usable
+	// Fail closed (docs/threats.md section 3): without a usable
 	// certificate nothing is written, never the message in the clear. With
 	// discovery, DNS is asked first, as the queue would.
 	ctx, cancel := context.WithTimeout(context.Background(), discoveryCommandWait)

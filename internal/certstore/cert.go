@@ -209,8 +209,8 @@ func publicSuffixReason(d string) string {
 // An unparseable domain is skipped: the certificate still serves the others.
 //
 // With n.hosts, a subjectAltName dNSName or smtp:// URI names a domain too
-// (the convention of draft-melnikov-smime-msa-to-mda, STANDARDS.md section
-// 2). Wildcards never do. A TLS server certificate is not thereby a domain
+// (the convention of draft-melnikov-smime-msa-to-mda, docs/threats.md
+// section 2). Wildcards never do. A TLS server certificate is not thereby a domain
 // certificate: its extended key usage (serverAuth, no emailProtection)
 // makes it unusable for encryption (see status).
 func (c *Cert) domainsFrom(n naming) {

@@ -29,10 +29,10 @@ type Match struct {
 //
 // The most specific domain that has any certificate decides, even when none
 // of its certificates is usable: then Domain is set and Certs is empty, and
-// the caller must not send in the clear (shared/spec/STANDARDS.md section 5,
-// after RFC 8162: unusable certificates are never used, even if the message
-// then cannot be sent securely). Falling back to a parent's certificate would encrypt to a
-// gateway that the sub-domain did not name.
+// the caller must not send in the clear (RFC 8162 section 5: unusable
+// certificates are never used, even if the message then cannot be sent
+// securely; docs/threats.md section 3). Falling back to a parent's
+// certificate would encrypt to a gateway that the sub-domain did not name.
 //
 // Validity is judged at the time of the call, so a certificate that expires
 // while loaded stops being used without a reload.

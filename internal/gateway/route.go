@@ -299,7 +299,8 @@ func deliveries(env *spool.Envelope, idx []int) []spool.Delivery {
 
 // openInbound handles the recipients in local domains: an inbound message
 // encrypted to one of our certificates is opened (draft 5.2); one that
-// cannot be opened goes to the quarantine and is never relayed (D6). An
+// cannot be opened goes to the quarantine and is never relayed (draft
+// section 5.2 step 2). An
 // opened message, and a plain one from a partner domain, is checked for a
 // domain signature (signature.go): the verdict is written for the
 // recipient, require_signature and require_aead may send it to the

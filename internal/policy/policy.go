@@ -148,7 +148,7 @@ func classifyDomain(cfg *config.Config, certs Lookup, domain string) Group {
 		// The domain has certificates, but none is usable now (expired,
 		// wrong key usage, untrusted). The partner expects encryption:
 		// fail closed and hold until a usable one is installed or the
-		// hold lifetime ends (STANDARDS.md section 5, RFC 8162).
+		// hold lifetime ends (RFC 8162 section 5; docs/threats.md section 3).
 		g.Action = Hold
 	default:
 		g.Action = Pass
