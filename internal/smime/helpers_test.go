@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -166,4 +167,22 @@ func certsOnly(t testing.TB) string {
 // independent parser that the tests hold the package's own scanner to.
 func readHeader(header []byte) (textproto.Header, error) {
 	return textproto.ReadHeader(bufio.NewReader(bytes.NewReader(header)))
+}
+
+// String names an Outcome in test failures; the gateway and the commands
+// switch on outcomes and never print one, so it lives here.
+func (o Outcome) String() string {
+	switch o {
+	case NotEncrypted:
+		return "not-encrypted"
+	case NotForUs:
+		return "not-for-us"
+	case Opened:
+		return "opened"
+	case Failed:
+		return "failed"
+	case KeyUnavailable:
+		return "key-unavailable"
+	}
+	return fmt.Sprintf("Outcome(%d)", int(o))
 }

@@ -37,22 +37,6 @@ const (
 	KeyUnavailable
 )
 
-func (o Outcome) String() string {
-	switch o {
-	case NotEncrypted:
-		return "not-encrypted"
-	case NotForUs:
-		return "not-for-us"
-	case Opened:
-		return "opened"
-	case Failed:
-		return "failed"
-	case KeyUnavailable:
-		return "key-unavailable"
-	}
-	return fmt.Sprintf("Outcome(%d)", int(o))
-}
-
 // DefaultMaxSize is the limit on a sealed message when OpenOptions.MaxSize
 // is 0: above the default smtp.max_message_bytes (50 MiB), so that anything
 // the gateway accepted can be opened, and low enough that the one-shot
