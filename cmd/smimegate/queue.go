@@ -288,33 +288,8 @@ func printQueue(w io.Writer, envs []*spool.Envelope) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tAGE\tSENDER\tPENDING RECIPIENTS\tNEXT ATTEMPT\tLAST ERROR")
 	for _, env := range envs {
-		var pending []string
-		var next time.Time
-		lastErr := env.LastError
-		if env.Stage == spool.StageReceived {
-			for _, r := range env.Recipients {
-				pending = append(pending, r.Addr)
-			}
-			next = env.NextAttempt
-		}
-		for _, v := range env.Versions {
-			for _, d := range v.Recipients {
-				if d.State != spool.Pending {
-					continue
-				}
-				label := d.Addr
-				if v.Action == spool.ActionHold {
-					label += " (held)"
-				}
-				pending = append(pending, label)
-				if next.IsZero() || d.NextAttempt.Before(next) {
-					next = d.NextAttempt
-				}
-				if d.LastError != "" {
-					lastErr = d.LastError
-				}
-			}
-		}
+		w := env.Waiting()
+		pending, next, lastErr := w.Recipients, w.NextAttempt, w.LastError
 		sender := env.Sender
 		if sender == "" {
 			sender = "<>"
