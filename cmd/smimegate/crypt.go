@@ -56,12 +56,7 @@ func encryptCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) er
 	if err != nil {
 		return fmt.Errorf("-to %q is not a valid domain: %w", *to, err)
 	}
-	cfg, err := loadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	logger := newLogger(stderr, cfg.LogLevel)
-	store, err := loadStore(cfg, logger)
+	cfg, logger, store, err := loadOffline(*cfgPath, stderr)
 	if err != nil {
 		return err
 	}
@@ -133,12 +128,7 @@ func decryptAt(args []string, stdin io.Reader, stdout, stderr io.Writer, now fun
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q (the message is read from standard input)", errUsage, fs.Arg(0))
 	}
-	cfg, err := loadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	logger := newLogger(stderr, cfg.LogLevel)
-	store, err := loadStore(cfg, logger)
+	cfg, logger, store, err := loadOffline(*cfgPath, stderr)
 	if err != nil {
 		return err
 	}
@@ -174,6 +164,22 @@ func decryptAt(args []string, stdin io.Reader, stdout, stderr io.Writer, now fun
 	default:
 		return fmt.Errorf("quarantined: the message opened, but the gateway would quarantine it: %s", o.Quarantine)
 	}
+}
+
+// loadOffline is what the offline transformations (encrypt, decrypt) start
+// from: the configuration, a logger on stderr at its level, and the
+// certificate store as serve loads it.
+func loadOffline(cfgPath string, stderr io.Writer) (*config.Config, *slog.Logger, *certstore.Store, error) {
+	cfg, err := loadConfig(cfgPath)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	logger := newLogger(stderr, cfg.LogLevel)
+	store, err := loadStore(cfg, logger)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return cfg, logger, store, nil
 }
 
 // loadStore loads the certificate store as `serve` does, and reports the
