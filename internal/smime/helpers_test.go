@@ -97,10 +97,6 @@ func sealed(t testing.TB, msg []byte, opts SealOptions) []byte {
 	return out.Bytes()
 }
 
-func recipient(t testing.TB, name string, pad cms.RSAPadding) cms.Recipient {
-	return cms.Recipient{Cert: loadPair(t, name).Cert, RSAPadding: pad}
-}
-
 // checkShape checks the outer message that Seal wrote against RFC 8551
 // section 3.2 and 3.4 and the header protection list.
 func checkShape(t testing.TB, out []byte, aead bool) {
