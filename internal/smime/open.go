@@ -64,6 +64,19 @@ type OpenOptions struct {
 	MaxHeaderBytes int
 }
 
+// limits returns MaxSize and MaxHeaderBytes with their defaults, the one
+// place Inspect and Open take them from, so that both decide alike.
+func (o OpenOptions) limits() (maxSize int64, maxHeader int) {
+	maxSize, maxHeader = o.MaxSize, o.MaxHeaderBytes
+	if maxSize <= 0 {
+		maxSize = DefaultMaxSize
+	}
+	if maxHeader <= 0 {
+		maxHeader = DefaultMaxHeaderBytes
+	}
+	return maxSize, maxHeader
+}
+
 // OpenResult is the outcome of Open.
 type OpenResult struct {
 	Outcome Outcome
@@ -161,14 +174,7 @@ func Open(msg []byte, keys []cms.KeyPair, opts OpenOptions) OpenResult {
 	failed := func(info *cms.Info, err error) OpenResult {
 		return OpenResult{Outcome: Failed, Where: t.where, Info: info, Err: fmt.Errorf("smime: open %s: %w", t.where, err)}
 	}
-	maxSize := opts.MaxSize
-	if maxSize <= 0 {
-		maxSize = DefaultMaxSize
-	}
-	maxHeader := opts.MaxHeaderBytes
-	if maxHeader <= 0 {
-		maxHeader = DefaultMaxHeaderBytes
-	}
+	maxSize, maxHeader := opts.limits()
 	der := t.der
 	if t.raw {
 		// cms.Decrypt works in place, and this aliases msg.
