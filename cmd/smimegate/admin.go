@@ -50,7 +50,7 @@ func adminCommand(args []string, stdout, stderr io.Writer) error {
 	if err := actAsStateDirOwner(cfg.StateDir, stderr); err != nil {
 		return err
 	}
-	if !spool.Locked(cfg.StateDir) {
+	if !spool.GatewayRunning(cfg.StateDir) {
 		return fmt.Errorf("no gateway is running on state_dir %s: the console is part of a running gateway (smimegate serve)", cfg.StateDir)
 	}
 	c, err := newAdminClient(cfg)

@@ -131,7 +131,7 @@ type queueAccess struct {
 }
 
 func newQueueAccess(cfg *config.Config) *queueAccess {
-	return &queueAccess{cfg: cfg, running: spool.Locked(cfg.StateDir)}
+	return &queueAccess{cfg: cfg, running: spool.GatewayRunning(cfg.StateDir)}
 }
 
 func (q *queueAccess) api(method, path string, out any) error {

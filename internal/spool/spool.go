@@ -75,8 +75,9 @@ var ErrNotFound = errors.New("no such message")
 type Options struct {
 	Logger *slog.Logger
 	// Exclusive makes OpenWith fail with ErrLocked, rather than open the
-	// spool without recovering it, when another process holds LockFile:
-	// the gateway opens its spool so, the queue commands do not.
+	// spool without recovering it, when another process holds LockFile,
+	// and marks the holder as a gateway (GatewayRunning): the gateway
+	// opens its spool so, the queue commands do not.
 	Exclusive bool
 }
 
@@ -161,7 +162,11 @@ func OpenWith(dir string, opts Options) (*Spool, error) {
 		}
 	}
 	s.queueSync = newSyncGroup(func() error { return syncDir(s.queueDir) })
-	lock, err := lockSpool(dir)
+	role := roleCommand
+	if opts.Exclusive {
+		role = roleGateway
+	}
+	lock, err := lockSpool(dir, role)
 	if err != nil {
 		return nil, err
 	}
