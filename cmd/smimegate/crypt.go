@@ -154,9 +154,9 @@ func decryptAt(args []string, stdin io.Reader, stdout, stderr io.Writer, now fun
 			"fingerprint", o.Fingerprint, "cipher", o.Info.Cipher, "key_transport", o.Info.KeyTransport, "size", o.Size())
 		return nil
 	case o.Outcome == smime.NotEncrypted:
-		return errors.New("not encrypted: no part of the message is CMS encrypted content; the gateway relays such mail unaltered")
+		return errors.New("not encrypted: no part of the message is CMS encrypted content; the gateway relays such mail as it came (fields that claim to be ours removed, a partner's signature checked)")
 	case o.Outcome == smime.NotForUs:
-		return fmt.Errorf("not for us: %s is encrypted, but to none of our %d own certificate(s) in %s; the gateway relays such mail unaltered", o.Where, len(store.Own()), cfg.Certs.Own)
+		return fmt.Errorf("not for us: %s is encrypted, but to none of our %d own certificate(s) in %s; the gateway relays such mail as it came (fields that claim to be ours removed, a partner's signature checked)", o.Where, len(store.Own()), cfg.Certs.Own)
 	case o.Outcome == smime.KeyUnavailable:
 		return fmt.Errorf("key unavailable: the message is encrypted to our certificate, whose private key is not loaded; the gateway would keep it queued and raise an alarm: %w", o.Err)
 	case o.Outcome == smime.Failed:
