@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"smimegate/internal/console"
+	"smimegate/internal/spool"
 )
 
 const adminSynopsis = "url [-config FILE]"
@@ -49,7 +50,7 @@ func adminCommand(args []string, stdout, stderr io.Writer) error {
 	if err := actAsStateDirOwner(cfg.StateDir, stderr); err != nil {
 		return err
 	}
-	if !stateDirLocked(cfg.StateDir) {
+	if !spool.GatewayRunning(cfg.StateDir) {
 		return fmt.Errorf("no gateway is running on state_dir %s: the console is part of a running gateway (smimegate serve)", cfg.StateDir)
 	}
 	c, err := newAdminClient(cfg)

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +14,7 @@ import (
 
 	"smimegate/internal/certstore"
 	"smimegate/internal/config"
+	"smimegate/internal/smtp"
 )
 
 const certSynopsis = "list | import FILE... | show DOMAIN   [-config FILE]"
@@ -180,7 +179,7 @@ func certShow(args []string, stdout, stderr io.Writer) error {
 	if len(rest) != 1 {
 		return fmt.Errorf("%w: cert show needs exactly one DOMAIN", errUsage)
 	}
-	domain, err := certstore.CanonicalDomain(rest[0])
+	domain, err := smtp.CanonicalDomain(rest[0])
 	if err != nil {
 		return fmt.Errorf("%q is not a domain: %w", rest[0], err)
 	}
@@ -282,11 +281,4 @@ func certLine(c *certstore.Cert) string {
 	}
 	return fmt.Sprintf("%s  %s  sha256 %s  not after %s  %s  (%s)", c.X509.Subject, c.KeyType(), c.Fingerprint,
 		c.X509.NotAfter.UTC().Format(time.DateOnly), c.Status, where)
-}
-
-// certFingerprint is the hex SHA-256 of a DER certificate, as certstore
-// and `cert list` show it.
-func certFingerprint(der []byte) string {
-	sum := sha256.Sum256(der)
-	return hex.EncodeToString(sum[:])
 }

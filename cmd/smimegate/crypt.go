@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/mail"
 	"os"
 	"strings"
 	"time"
@@ -16,7 +15,10 @@ import (
 	"smimegate/internal/certstore"
 	"smimegate/internal/cms"
 	"smimegate/internal/config"
+	"smimegate/internal/gateway"
 	"smimegate/internal/smime"
+	"smimegate/internal/smtp"
+	"smimegate/internal/spool"
 )
 
 // runEncrypt is `smimegate encrypt -to DOMAIN`: the outbound transformation
@@ -50,21 +52,16 @@ func encryptCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) er
 	if at := strings.LastIndexByte(d, '@'); at >= 0 {
 		d = d[at+1:]
 	}
-	domain, err := config.CanonicalDomain(d)
+	domain, err := smtp.CanonicalDomain(d)
 	if err != nil {
 		return fmt.Errorf("-to %q is not a valid domain: %w", *to, err)
 	}
-	cfg, err := loadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	logger := newLogger(stderr, cfg.LogLevel)
-	store, err := loadStore(cfg, logger)
+	cfg, logger, store, err := loadOffline(*cfgPath, stderr)
 	if err != nil {
 		return err
 	}
 
-	// Fail closed (shared/spec/STANDARDS.md section 5): without a usable
+	// Fail closed (docs/threats.md section 3): without a usable
 	// certificate nothing is written, never the message in the clear. With
 	// discovery, DNS is asked first, as the queue would.
 	ctx, cancel := context.WithTimeout(context.Background(), discoveryCommandWait)
@@ -78,19 +75,9 @@ func encryptCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) er
 	if len(m.Certs) == 0 {
 		return noCertificateError(domain, m)
 	}
-	cipher, err := cms.ParseCipher(pp.Cipher)
+	opts, fingerprints, err := gateway.SealOptions(cfg, m, pp)
 	if err != nil {
 		return fmt.Errorf("policy for %s: %w", domain, err)
-	}
-	padding, err := cms.ParseRSAPadding(pp.RSAPadding)
-	if err != nil {
-		return fmt.Errorf("policy for %s: %w", domain, err)
-	}
-	opts := smime.SealOptions{Cipher: cipher, ProtectSubject: cfg.Policy.ProtectSubject}
-	fingerprints := make([]string, 0, len(m.Certs))
-	for _, c := range m.Certs {
-		opts.Recipients = append(opts.Recipients, cms.Recipient{Cert: c.X509, RSAPadding: padding, UseSKI: pp.KeyID == "ski"})
-		fingerprints = append(fingerprints, c.Fingerprint)
 	}
 
 	msg, err := readMessage(stdin, cfg.SMTP.MaxMessageBytes, smime.SealSpare)
@@ -108,7 +95,7 @@ func encryptCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) er
 			return fmt.Errorf("%s wants our domain signature (sign = true): %w", domain, err)
 		}
 		opts.Sign = so
-		signer = certFingerprint(so.Signer.Cert.Raw)
+		signer = certstore.Fingerprint(so.Signer.Cert)
 	}
 	w := bufio.NewWriterSize(stdout, 64<<10)
 	if err := smime.Seal(w, msg, opts); err != nil {
@@ -118,76 +105,81 @@ func encryptCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) er
 		return fmt.Errorf("writing standard output: %w", err)
 	}
 	logger.Info("sealed", "direction", "outbound", "action", "encrypt", "domain", domain,
-		"cert_domain", m.Domain, "fingerprints", strings.Join(fingerprints, ","), "cipher", cipher.String(),
+		"cert_domain", m.Domain, "fingerprints", strings.Join(fingerprints, ","), "cipher", opts.Cipher.String(),
 		"rsa_padding", pp.RSAPadding, "key_id", pp.KeyID, "policy_entry", pp.Entry, "size", size, "signed_by", signer)
 	return nil
 }
 
 func decryptCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlagSet("decrypt", "[-config FILE] < sealed > message")
+	return decryptAt(args, stdin, stdout, stderr, time.Now, spool.NewID)
+}
+
+// decryptAt is decryptCommand with the clock and the queue id (both in our
+// Received field) given, so that a test can compare its output with the
+// gateway's byte for byte.
+func decryptAt(args []string, stdin io.Reader, stdout, stderr io.Writer, now func() time.Time, newID func() string) error {
+	fs := newFlagSet("decrypt", "[-config FILE] [-sender ADDR] < sealed > message")
 	fs.SetOutput(stderr)
 	cfgPath := configFlag(fs)
+	sender := fs.String("sender", "", "the envelope sender (MAIL FROM) the gateway would have seen, `ADDR`; none by default, as for a bounce")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q (the message is read from standard input)", errUsage, fs.Arg(0))
 	}
-	cfg, err := loadConfig(*cfgPath)
+	cfg, logger, store, err := loadOffline(*cfgPath, stderr)
 	if err != nil {
 		return err
-	}
-	logger := newLogger(stderr, cfg.LogLevel)
-	store, err := loadStore(cfg, logger)
-	if err != nil {
-		return err
-	}
-	// Our keys, expired certificates included: mail sealed before the
-	// expiry may still be in flight. A certificate whose key could not be
-	// loaded stays in with a nil Key, so that mail to it is reported as
-	// waiting for the key rather than as not for us.
-	var keys []cms.KeyPair
-	for _, c := range store.Own() {
-		keys = append(keys, cms.KeyPair{Cert: c.X509, Key: c.Key})
 	}
 	msg, err := readMessage(stdin, cfg.SMTP.MaxMessageBytes, 0)
 	if err != nil {
 		return err
 	}
-	sender := senderDomain(msg)
-	opts := smime.OpenOptions{
-		Allow3DES: cfg.Policy.Allow3DES,
-		// policy.require_aead, or the sender's [policy.partners] entry.
-		RequireAEAD: cfg.PartnerPolicy(sender).RequireAEAD,
-		MaxSize:     cfg.SMTP.MaxMessageBytes,
-	}
-	// Every header the SMTP receiver accepts can be inspected.
-	if cfg.SMTP.MaxHeaderBytes > smime.DefaultMaxHeaderBytes {
-		opts.MaxHeaderBytes = cfg.SMTP.MaxHeaderBytes
-	}
-	r := smime.Open(msg, keys, opts)
-	switch r.Outcome {
-	case smime.Opened:
-		// The outer trace fields first, as the gateway writes them
-		// (RFC 5321 section 4.4: they must not be deleted).
-		if _, err := stdout.Write(r.Trace); err != nil {
+	// The gateway's inbound step itself: the same keys (expired
+	// certificates and those whose key is not loaded included), limits,
+	// signature check, sender rules and fields.
+	env := &spool.Envelope{ID: newID(), Sender: *sender}
+	o := gateway.OpenInbound(cfg, store, env, msg, now())
+	switch {
+	case o.Ready():
+		w := bufio.NewWriterSize(stdout, 64<<10)
+		if _, err := o.WriteTo(w); err != nil {
 			return fmt.Errorf("writing standard output: %w", err)
 		}
-		if _, err := stdout.Write(r.Message); err != nil {
+		if err := w.Flush(); err != nil {
 			return fmt.Errorf("writing standard output: %w", err)
 		}
-		logger.Info("opened", "direction", "inbound", "action", "decrypt", "sender_domain", sender,
-			"fingerprint", fingerprint(store, r.Info), "cipher", r.Info.Cipher, "key_transport", r.Info.KeyTransport, "size", len(r.Message))
+		logger.Info("opened", "direction", "inbound", "action", "decrypt", "queue_id", env.ID,
+			"fingerprint", o.Fingerprint, "cipher", o.Info.Cipher, "key_transport", o.Info.KeyTransport, "size", o.Size())
 		return nil
-	case smime.NotEncrypted:
-		return errors.New("not encrypted: no part of the message is CMS encrypted content; the gateway relays such mail unaltered")
-	case smime.NotForUs:
-		return fmt.Errorf("not for us: %s is encrypted, but to none of our %d own certificate(s) in %s; the gateway relays such mail unaltered", r.Where, len(keys), cfg.Certs.Own)
-	case smime.KeyUnavailable:
-		return fmt.Errorf("key unavailable: the message is encrypted to our certificate, whose private key is not loaded; the gateway would keep it queued and raise an alarm: %w", r.Err)
+	case o.Outcome == smime.NotEncrypted:
+		return errors.New("not encrypted: no part of the message is CMS encrypted content; the gateway relays such mail as it came (fields that claim to be ours removed, a partner's signature checked)")
+	case o.Outcome == smime.NotForUs:
+		return fmt.Errorf("not for us: %s is encrypted, but to none of our %d own certificate(s) in %s; the gateway relays such mail as it came (fields that claim to be ours removed, a partner's signature checked)", o.Where, len(store.Own()), cfg.Certs.Own)
+	case o.Outcome == smime.KeyUnavailable:
+		return fmt.Errorf("key unavailable: the message is encrypted to our certificate, whose private key is not loaded; the gateway would keep it queued and raise an alarm: %w", o.Err)
+	case o.Outcome == smime.Failed:
+		return fmt.Errorf("failed: the message is encrypted but cannot be opened, the gateway would quarantine it: %w", o.Err)
 	default:
-		return fmt.Errorf("failed: the message is encrypted but cannot be opened, the gateway would quarantine it: %w", r.Err)
+		return fmt.Errorf("quarantined: the message opened, but the gateway would quarantine it: %s", o.Quarantine)
 	}
+}
+
+// loadOffline is what the offline transformations (encrypt, decrypt) start
+// from: the configuration, a logger on stderr at its level, and the
+// certificate store as serve loads it.
+func loadOffline(cfgPath string, stderr io.Writer) (*config.Config, *slog.Logger, *certstore.Store, error) {
+	cfg, err := loadConfig(cfgPath)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	logger := newLogger(stderr, cfg.LogLevel)
+	store, err := loadStore(cfg, logger)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return cfg, logger, store, nil
 }
 
 // loadStore loads the certificate store as `serve` does, and reports the
@@ -254,41 +246,6 @@ func readMessage(r io.Reader, limit int64, spare int) ([]byte, error) {
 	return msg, nil
 }
 
-// senderDomain is the domain of the message's From address, "" if there is
-// none that parses: it selects the sender's [policy.partners] entry.
-func senderDomain(msg []byte) string {
-	m, err := mail.ReadMessage(bytes.NewReader(msg))
-	if err != nil {
-		return ""
-	}
-	a, err := mail.ParseAddress(m.Header.Get("From"))
-	if err != nil {
-		return ""
-	}
-	at := strings.LastIndexByte(a.Address, '@')
-	if at < 0 {
-		return ""
-	}
-	d, err := config.CanonicalDomain(a.Address[at+1:])
-	if err != nil {
-		return ""
-	}
-	return d
-}
-
-// fingerprint names the own certificate that opened a message, for the log.
-func fingerprint(store *certstore.Store, info *cms.Info) string {
-	if info == nil || info.Cert == nil {
-		return ""
-	}
-	for _, c := range store.Own() {
-		if c.X509.Equal(info.Cert) {
-			return c.Fingerprint
-		}
-	}
-	return ""
-}
-
 // offlineSigner finds our signing certificate for msg as the gateway's
 // policy step does: the own certificate of a local From domain, else of
 // the first local domain that has one.
@@ -296,7 +253,7 @@ func offlineSigner(cfg *config.Config, store *certstore.Store, msg []byte) (*smi
 	var candidates []string
 	for _, a := range smime.FromOf(msg).Addresses {
 		if at := strings.LastIndexByte(a, '@'); at >= 0 {
-			if d, err := config.CanonicalDomain(a[at+1:]); err == nil && cfg.IsLocal(d) {
+			if d, err := smtp.CanonicalDomain(a[at+1:]); err == nil && cfg.IsLocal(d) {
 				candidates = append(candidates, d)
 			}
 		}

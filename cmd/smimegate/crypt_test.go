@@ -157,7 +157,7 @@ func TestEncryptDecryptCommands(t *testing.T) {
 		t.Errorf("openssl cms -decrypt gave %q", got)
 	}
 	dec := cryptTestRun(t, dir, enc.stdout, "decrypt")
-	if dec.code != 0 || string(dec.stdout) != cryptMsg {
+	if dec.code != 0 || cryptTestInside(t, dec.stdout) != cryptMsg {
 		t.Errorf("decrypt: exit %d, %q, %s", dec.code, dec.stdout, dec.stderr)
 	}
 }
@@ -183,7 +183,7 @@ func TestEncryptPartnerPolicy(t *testing.T) {
 			t.Errorf("openssl cms -print does not show %s", want)
 		}
 	}
-	if dec := cryptTestRun(t, dir, enc.stdout, "decrypt"); dec.code != 0 || string(dec.stdout) != cryptMsg {
+	if dec := cryptTestRun(t, dir, enc.stdout, "decrypt"); dec.code != 0 || cryptTestInside(t, dec.stdout) != cryptMsg {
 		t.Errorf("decrypt: exit %d, %s", dec.code, dec.stderr)
 	}
 }
@@ -240,7 +240,7 @@ func TestDecryptOutcomes(t *testing.T) {
 		in  []byte
 	}{"3des allowed": {legacy, des}, "smime cbc": {dir, cbc}, "cms gcm": {dir, gcm}, "gcm, require_aead": {strict, gcm}} {
 		r := cryptTestRun(t, c.dir, c.in, "decrypt")
-		if r.code != 0 || string(r.stdout) != cryptMsg {
+		if r.code != 0 || cryptTestInside(t, r.stdout) != cryptMsg {
 			t.Errorf("%s: exit %d, %q, %s", name, r.code, r.stdout, r.stderr)
 		}
 	}
@@ -330,7 +330,7 @@ func TestDecryptGPGSM(t *testing.T) {
 		"Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\n" +
 		"Content-Transfer-Encoding: base64\n\n" + string(b64)
 	r := cryptTestRun(t, cryptTestGateway(t, ""), []byte(mail), "decrypt")
-	if r.code != 0 || string(r.stdout) != cryptMsg {
+	if r.code != 0 || cryptTestInside(t, r.stdout) != cryptMsg {
 		t.Errorf("decrypt: exit %d, %q, %s", r.code, r.stdout, r.stderr)
 	}
 }
@@ -350,7 +350,7 @@ func TestDecryptKeepsTrace(t *testing.T) {
 		t.Fatalf("encrypt wrote a trace field of its own:\n%.200s", sealed)
 	}
 	dec := cryptTestRun(t, dir, append([]byte(trace), sealed...), "decrypt")
-	if dec.code != 0 || string(dec.stdout) != trace+cryptMsg {
+	if dec.code != 0 || cryptTestInside(t, dec.stdout) != trace+cryptMsg {
 		t.Errorf("decrypt: exit %d, %q, %s\nwant %q", dec.code, dec.stdout, dec.stderr, trace+cryptMsg)
 	}
 }
@@ -390,4 +390,35 @@ func TestEncryptSigns(t *testing.T) {
 	if got := cryptTestOpenSSL(t, nil, "cms", "-verify", "-in", pf, "-CAfile", orgCrt); string(got) != cryptMsg {
 		t.Errorf("openssl cms -verify gave %q", got)
 	}
+}
+
+// cryptTestInside returns what `decrypt` wrote below the fields the
+// gateway puts on every copy it opened (our Received field, our
+// Authentication-Results and Smimegate-Decrypted fields), and fails the
+// test if they are not there, in that order.
+func cryptTestInside(t *testing.T, out []byte) string {
+	t.Helper()
+	rest := string(out)
+	for _, name := range []string{"Received: by ", "Authentication-Results: ", "Smimegate-Decrypted: "} {
+		if !strings.HasPrefix(rest, name) {
+			t.Errorf("decrypt output does not start with our %q field:\n%.300s", name, rest)
+			return rest
+		}
+		// The field and its continuation lines (RFC 5322 section 2.2.3).
+		end := strings.Index(rest, "\r\n")
+		for end >= 0 && end+2 < len(rest) && (rest[end+2] == ' ' || rest[end+2] == '\t') {
+			next := strings.Index(rest[end+2:], "\r\n")
+			if next < 0 {
+				end = -1
+				break
+			}
+			end += 2 + next
+		}
+		if end < 0 {
+			t.Errorf("decrypt output ends inside our %q field", name)
+			return ""
+		}
+		rest = rest[end+2:]
+	}
+	return rest
 }

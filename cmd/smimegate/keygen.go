@@ -107,7 +107,7 @@ func keygenCommand(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "names: %s\n", strings.Join(c.EmailAddresses, ", "))
 	if !*csrOnly {
-		fmt.Fprintf(stdout, "sha256 fingerprint: %s\nvalid until: %s\n", certFingerprint(c.Raw), c.NotAfter.UTC().Format(time.RFC3339))
+		fmt.Fprintf(stdout, "sha256 fingerprint: %s\nvalid until: %s\n", certstore.Fingerprint(c), c.NotAfter.UTC().Format(time.RFC3339))
 		fmt.Fprintf(stdout, "keep %s and %s in certs.own; give %s to partner gateways (`smimegate cert import`)\n",
 			filepath.Base(base+".key"), filepath.Base(base+".crt"), filepath.Base(base+".crt"))
 	} else {

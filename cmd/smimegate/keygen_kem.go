@@ -67,7 +67,7 @@ func keygenKEM(opts certstore.KeygenOptions, issuerCert, issuerKey, out string, 
 	}
 	c := g.Cert
 	fmt.Fprintf(stdout, "names: %s\n", strings.Join(c.EmailAddresses, ", "))
-	fmt.Fprintf(stdout, "sha256 fingerprint: %s\nvalid until: %s\n", certFingerprint(c.Raw), c.NotAfter.UTC().Format(time.RFC3339))
+	fmt.Fprintf(stdout, "sha256 fingerprint: %s\nvalid until: %s\n", certstore.Fingerprint(c), c.NotAfter.UTC().Format(time.RFC3339))
 	fmt.Fprintf(stdout, "keep %s and %s in certs.own; give %s to partner gateways (`smimegate cert import`)\n",
 		filepath.Base(base+".key"), filepath.Base(base+".crt"), filepath.Base(base+".crt"))
 	if g.IssuerKeyPEM != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -132,7 +131,7 @@ type queueAccess struct {
 }
 
 func newQueueAccess(cfg *config.Config) *queueAccess {
-	return &queueAccess{cfg: cfg, running: stateDirLocked(cfg.StateDir)}
+	return &queueAccess{cfg: cfg, running: spool.GatewayRunning(cfg.StateDir)}
 }
 
 func (q *queueAccess) api(method, path string, out any) error {
@@ -192,7 +191,7 @@ func (q *queueAccess) show(area, id string) (*gateway.EnvelopeWithHeader, error)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", area, id, err)
 	}
-	ewh.Header = string(headerSection(data))
+	ewh.Header = string(gateway.HeaderSection(data))
 	return &ewh, nil
 }
 
@@ -277,13 +276,6 @@ func releasePlainOffline(sp *spool.Spool, id string) error {
 	return sp.Update(env)
 }
 
-func headerSection(msg []byte) []byte {
-	if i := bytes.Index(msg, []byte("\r\n\r\n")); i >= 0 {
-		return msg[:i+2]
-	}
-	return msg
-}
-
 func age(t time.Time) string {
 	d := time.Since(t).Round(time.Second)
 	if d >= 48*time.Hour {
@@ -296,33 +288,8 @@ func printQueue(w io.Writer, envs []*spool.Envelope) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tAGE\tSENDER\tPENDING RECIPIENTS\tNEXT ATTEMPT\tLAST ERROR")
 	for _, env := range envs {
-		var pending []string
-		var next time.Time
-		lastErr := env.LastError
-		if env.Stage == spool.StageReceived {
-			for _, r := range env.Recipients {
-				pending = append(pending, r.Addr)
-			}
-			next = env.NextAttempt
-		}
-		for _, v := range env.Versions {
-			for _, d := range v.Recipients {
-				if d.State != spool.Pending {
-					continue
-				}
-				label := d.Addr
-				if v.Action == "hold" {
-					label += " (held)"
-				}
-				pending = append(pending, label)
-				if next.IsZero() || d.NextAttempt.Before(next) {
-					next = d.NextAttempt
-				}
-				if d.LastError != "" {
-					lastErr = d.LastError
-				}
-			}
-		}
+		w := env.Waiting()
+		pending, next, lastErr := w.Recipients, w.NextAttempt, w.LastError
 		sender := env.Sender
 		if sender == "" {
 			sender = "<>"

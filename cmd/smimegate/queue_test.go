@@ -16,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"smimegate/internal/config"
 	"smimegate/internal/console"
+	"smimegate/internal/gateway"
 	"smimegate/internal/spool"
 )
 
@@ -265,11 +267,11 @@ func (a *queueTestAdmin) requests() []string {
 // gateway does, so that the commands go through the admin API.
 func queueTestGatewayRunning(t *testing.T, state string) {
 	t.Helper()
-	unlock, err := lockStateDir(state)
+	sp, err := spool.OpenWith(state, spool.Options{Exclusive: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(unlock)
+	t.Cleanup(func() { sp.Close() })
 	if _, _, _, err := console.LoadOrCreateToken(state); err != nil {
 		t.Fatal(err)
 	}
@@ -355,5 +357,31 @@ func TestCommandsRefuseRedirects(t *testing.T) {
 	defer hit.Unlock()
 	if target != 0 {
 		t.Errorf("the commands followed %d redirects", target)
+	}
+}
+
+// TestQueueShowHeaderIsTheGateways: `queue show` on a stopped gateway shows
+// the header section as the admin API of a running one does
+// (gateway.HeaderSection, the blank line that ends it included), so the
+// output does not depend on whether the gateway runs.
+func TestQueueShowHeaderIsTheGateways(t *testing.T) {
+	cfgPath, state := queueTestSetup(t, "127.0.0.1:1")
+	quarantined, queued := queueTestQuarantined(t, state)
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := newQueueAccess(cfg)
+	for area, c := range map[string]struct{ id, want string }{
+		"queue":      {queued, "Subject: queued\r\n\r\n"},
+		"quarantine": {quarantined, "Subject: held\r\n\r\n"},
+	} {
+		ewh, err := q.show(area, c.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ewh.Header != c.want || ewh.Header != string(gateway.HeaderSection([]byte(c.want+"body\r\n"))) {
+			t.Errorf("%s show: header %q, want %q", area, ewh.Header, c.want)
+		}
 	}
 }

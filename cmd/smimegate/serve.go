@@ -87,16 +87,19 @@ func serve(ctx context.Context, cfgPath string, cfg *config.Config, logger *slog
 	if err := serveAsStateDirOwner(cfg.StateDir); err != nil {
 		return err
 	}
-	unlock, err := lockStateDir(cfg.StateDir)
-	if err != nil {
-		return err
+	// The spool's lock is the state directory's one lock: held while the
+	// gateway runs, so that two gateways never share a spool and the queue
+	// commands know to go through the admin API.
+	sp, err := spool.OpenWith(cfg.StateDir, spool.Options{Logger: logger, Exclusive: true})
+	if errors.Is(err, spool.ErrLocked) {
+		return fmt.Errorf("another smimegate is running with state_dir %s, or a queue command has its spool open (%s is locked)", cfg.StateDir, filepath.Join(cfg.StateDir, spool.LockFile))
 	}
-	defer unlock()
-
-	sp, err := spool.Open(cfg.StateDir, logger)
 	if err != nil {
 		return fmt.Errorf("opening the spool in %s: %w", cfg.StateDir, err)
 	}
+	// Deferred first, so run last: the lock goes when everything that
+	// uses the spool has stopped.
+	defer sp.Close()
 	certOpts, err := certOptions(cfg, logger)
 	if err != nil {
 		return err
@@ -322,36 +325,4 @@ func serveAsStateDirOwner(dir string) error {
 		return fmt.Errorf("state_dir %s belongs to uid %d, and serve runs as root: run it as that user (as the systemd unit does, with the capability to bind port 25), or give state_dir to root", dir, sys.Uid)
 	}
 	return nil
-}
-
-// lockStateDir takes an exclusive lock on state_dir/smimegate.lock, so that
-// two gateways never share a spool, and so that the queue commands know
-// whether a gateway is running (then they go through its admin API).
-func lockStateDir(dir string) (unlock func(), err error) {
-	path := filepath.Join(dir, "smimegate.lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("another smimegate is running with state_dir %s (%s is locked)", dir, path)
-	}
-	_ = f.Truncate(0)
-	fmt.Fprintf(f, "%d\n", os.Getpid())
-	return func() { f.Close() }, nil
-}
-
-// stateDirLocked reports whether a running gateway holds the lock.
-func stateDirLocked(dir string) bool {
-	f, err := os.Open(filepath.Join(dir, "smimegate.lock"))
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
-		return true
-	}
-	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-	return false
 }

@@ -6,10 +6,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
-	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -18,6 +16,7 @@ import (
 	"golang.org/x/net/publicsuffix"
 
 	"smimegate/internal/cms"
+	"smimegate/internal/smtp"
 )
 
 // Status says whether a certificate may be used, and if not, why not.
@@ -146,8 +145,7 @@ var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
 // newCert describes x for the store: domains, fingerprint and the part of the
 // status that does not depend on the clock. It does not check trust.
 func newCert(x *x509.Certificate, file string, n naming) *Cert {
-	sum := sha256.Sum256(x.Raw)
-	c := &Cert{X509: x, File: file, Fingerprint: hex.EncodeToString(sum[:]), NamedBy: map[string]string{}, Source: SourceFile}
+	c := &Cert{X509: x, File: file, Fingerprint: Fingerprint(x), NamedBy: map[string]string{}, Source: SourceFile}
 	c.domainsFrom(n)
 	c.static, c.staticReason = checkKey(x)
 	if d, why := c.publicSuffix(n); d != "" {
@@ -166,7 +164,7 @@ type naming struct {
 func (o Options) naming() naming {
 	n := naming{names: o.Names, hosts: o.HostNames}
 	for _, d := range o.AllowPublicSuffix {
-		if c, err := CanonicalDomain(d); err == nil {
+		if c, err := smtp.CanonicalDomain(d); err == nil {
 			n.allowSuffix = append(n.allowSuffix, c)
 		}
 	}
@@ -211,8 +209,8 @@ func publicSuffixReason(d string) string {
 // An unparseable domain is skipped: the certificate still serves the others.
 //
 // With n.hosts, a subjectAltName dNSName or smtp:// URI names a domain too
-// (the convention of draft-melnikov-smime-msa-to-mda, STANDARDS.md section
-// 2). Wildcards never do. A TLS server certificate is not thereby a domain
+// (the convention of draft-melnikov-smime-msa-to-mda, docs/threats.md
+// section 2). Wildcards never do. A TLS server certificate is not thereby a domain
 // certificate: its extended key usage (serverAuth, no emailProtection)
 // makes it unusable for encryption (see status).
 func (c *Cert) domainsFrom(n naming) {
@@ -234,7 +232,7 @@ func (c *Cert) domainsFrom(n naming) {
 			if host == "" || strings.Contains(host, "*") {
 				return
 			}
-			if d, err := CanonicalDomain(host); err == nil {
+			if d, err := smtp.CanonicalDomain(host); err == nil {
 				record(d, where, host)
 			}
 		}

@@ -1,50 +1,10 @@
 package certstore
 
 import (
-	"errors"
-	"fmt"
 	"strings"
-	"unicode/utf8"
 
-	"golang.org/x/net/idna"
+	"smimegate/internal/smtp"
 )
-
-// maxDomainLength is the longest domain name DNS can carry (RFC 1035 section
-// 2.3.4: 255 octets on the wire, 253 characters in text form).
-const maxDomainLength = 253
-
-// CanonicalDomain returns the form in which smimegate compares domains:
-// lower case, A-labels (punycode) for internationalised names (RFC 5891), no
-// trailing dot. It duplicates config.CanonicalDomain on purpose, because
-// certstore imports no other smimegate package; it is a little stricter
-// (empty labels and over-long names are refused) because its input also
-// comes from certificates that a partner wrote.
-func CanonicalDomain(d string) (string, error) {
-	d = strings.TrimSuffix(d, ".")
-	if d == "" {
-		return "", errors.New("empty domain")
-	}
-	// idna maps invalid UTF-8 to U+FFFD and encodes that as an A-label
-	// that names nothing ("0\xbc0" became "xn--00-gg4n"; found by
-	// FuzzCanonicalDomain), so such input is refused first.
-	if !utf8.ValidString(d) {
-		return "", fmt.Errorf("domain %q is not valid UTF-8", d)
-	}
-	a, err := idna.Lookup.ToASCII(d)
-	if err != nil {
-		return "", fmt.Errorf("domain %q: %w", d, err)
-	}
-	a = strings.ToLower(a)
-	if len(a) > maxDomainLength {
-		return "", fmt.Errorf("domain %q is longer than %d characters", d, maxDomainLength)
-	}
-	for label := range strings.SplitSeq(a, ".") {
-		if label == "" {
-			return "", fmt.Errorf("domain %q has an empty label", d)
-		}
-	}
-	return a, nil
-}
 
 // parentDomain returns the parent of a canonical domain ("a.b.c" -> "b.c"),
 // "" at the top.
@@ -76,5 +36,5 @@ func domainOfMailbox(addr string, names []string) (string, error) {
 	if !match {
 		return "", nil
 	}
-	return CanonicalDomain(addr[at+1:])
+	return smtp.CanonicalDomain(addr[at+1:])
 }

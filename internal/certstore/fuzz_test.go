@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"smimegate/internal/cms"
 )
 
 // fuzzSeeds are valid inputs of each format, built once, for the corpora.
@@ -137,27 +139,6 @@ func FuzzEncryptedPKCS8(f *testing.F) {
 	})
 }
 
-// FuzzCanonicalDomain: canonical domains are stable (canonicalising twice
-// changes nothing), lower case, and have no empty label.
-func FuzzCanonicalDomain(f *testing.F) {
-	for _, s := range []string{"example.org", "Bücher.Example.", "xn--bcher-kva.example", "a..b", "", "."} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		d, err := CanonicalDomain(s)
-		if err != nil {
-			return
-		}
-		again, err := CanonicalDomain(d)
-		if err != nil || again != d {
-			t.Fatalf("%q -> %q -> %q, %v", s, d, again, err)
-		}
-		if strings.Contains(d, "..") || strings.HasPrefix(d, ".") || strings.HasSuffix(d, ".") || strings.ToLower(d) != d {
-			t.Fatalf("%q -> %q", s, d)
-		}
-	})
-}
-
 // FuzzBERToDER: the BER re-encoder never panics, and what it returns it
 // returns unchanged when given again, so no indefinite length is left.
 func FuzzBERToDER(f *testing.F) {
@@ -166,11 +147,11 @@ func FuzzBERToDER(f *testing.F) {
 	f.Add([]byte{0x30, 0x80, 0x04, 0x01, 0x41, 0xa0, 0x80, 0x05, 0x00, 0x00, 0x00, 0x00, 0x00})
 	f.Add([]byte{0x3f, 0x81, 0x01, 0x80, 0x00, 0x00})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		out, err := berToDER(data)
+		out, err := cms.BERToDER(data)
 		if err != nil {
 			return
 		}
-		again, err := berToDER(out)
+		again, err := cms.BERToDER(out)
 		if err != nil || !bytes.Equal(again, out) {
 			t.Fatalf("not stable: % x -> % x -> % x (%v)", data, out, again, err)
 		}

@@ -9,7 +9,7 @@ import (
 
 // TestHostNamesMarkDomains: with HostNames (the default in the gateway's
 // configuration), a subjectAltName dNSName or smtp:// URI names a domain
-// (STANDARDS.md section 2); wildcards never do; without HostNames only the
+// (docs/threats.md section 2); wildcards never do; without HostNames only the
 // mailbox forms count. A TLS server certificate names its host but is not
 // usable for encryption.
 func TestHostNamesMarkDomains(t *testing.T) {

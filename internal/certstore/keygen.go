@@ -17,6 +17,8 @@ import (
 	"slices"
 	"time"
 
+	"smimegate/internal/smtp"
+
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
@@ -276,7 +278,7 @@ func keygenDefaults(in []string, days *int, names *[]string, now *func() time.Ti
 	}
 	var domains []string
 	for _, d := range in {
-		a, err := CanonicalDomain(d)
+		a, err := smtp.CanonicalDomain(d)
 		if err != nil {
 			return nil, err
 		}

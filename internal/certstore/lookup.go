@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"smimegate/internal/smtp"
 )
 
 // Match is the answer to Lookup.
@@ -27,10 +29,10 @@ type Match struct {
 //
 // The most specific domain that has any certificate decides, even when none
 // of its certificates is usable: then Domain is set and Certs is empty, and
-// the caller must not send in the clear (shared/spec/STANDARDS.md section 5,
-// after RFC 8162: unusable certificates are never used, even if the message
-// then cannot be sent securely). Falling back to a parent's certificate would encrypt to a
-// gateway that the sub-domain did not name.
+// the caller must not send in the clear (RFC 8162 section 5: unusable
+// certificates are never used, even if the message then cannot be sent
+// securely; docs/threats.md section 3). Falling back to a parent's
+// certificate would encrypt to a gateway that the sub-domain did not name.
 //
 // Validity is judged at the time of the call, so a certificate that expires
 // while loaded stops being used without a reload.
@@ -39,7 +41,7 @@ type Match struct {
 // certificate is looked up in the SMIMEA cache (see Discovery and
 // lookupDiscovered); Lookup itself never waits for DNS.
 func (s *Store) Lookup(domain string) Match {
-	d, err := CanonicalDomain(domain)
+	d, err := smtp.CanonicalDomain(domain)
 	if err != nil {
 		return Match{Rule: fmt.Sprintf("%q is not a valid domain (%v): nothing is encrypted to it", domain, err)}
 	}

@@ -20,7 +20,7 @@ func fingerprints(cs []*Cert) []string {
 	return out
 }
 
-// TestLookupMostSpecific covers draft section 4 (STANDARDS D3): the most
+// TestLookupMostSpecific covers draft section 4 (docs/threats.md section 1): the most
 // specific domain with a certificate wins, sub-domains inherit it.
 func TestLookupMostSpecific(t *testing.T) {
 	t.Parallel()

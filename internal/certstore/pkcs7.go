@@ -6,12 +6,11 @@ import (
 	"errors"
 	"fmt"
 
+	"smimegate/internal/cms"
+
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
-
-// oidSignedData is id-signedData (RFC 5652 section 5.1).
-var oidSignedData = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 2}
 
 // maxCertsPerFile bounds how many certificates one file may bring: a
 // partner's chain is a handful, a whole CA bundle a few hundred.
@@ -28,7 +27,7 @@ func parsePKCS7Certs(data []byte) ([]*x509.Certificate, error) {
 	}
 	// Streaming encoders write BER with indefinite lengths; re-encode and
 	// try again, reporting the first error if that does not help.
-	der, berErr := berToDER(data)
+	der, berErr := cms.BERToDER(data)
 	if berErr != nil {
 		return nil, err
 	}
@@ -43,7 +42,7 @@ func parsePKCS7DER(der []byte) ([]*x509.Certificate, error) {
 	if !in.ReadASN1(&ci, cbasn1.SEQUENCE) || !in.Empty() || !ci.ReadASN1ObjectIdentifier(&ctype) {
 		return nil, errors.New("not a PKCS#7 ContentInfo")
 	}
-	if !ctype.Equal(oidSignedData) {
+	if !ctype.Equal(cms.OIDSignedData) {
 		return nil, fmt.Errorf("PKCS#7 content type %s is not signedData", ctype)
 	}
 	if !ci.ReadASN1(&content, cbasn1.Tag(0).Constructed().ContextSpecific()) || !ci.Empty() ||

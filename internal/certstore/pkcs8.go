@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"hash"
 
+	"smimegate/internal/cms"
+
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
@@ -33,11 +35,6 @@ var (
 	oidHMACWithSHA256 = asn1.ObjectIdentifier{1, 2, 840, 113549, 2, 9}
 	oidHMACWithSHA384 = asn1.ObjectIdentifier{1, 2, 840, 113549, 2, 10}
 	oidHMACWithSHA512 = asn1.ObjectIdentifier{1, 2, 840, 113549, 2, 11}
-
-	oidAES128CBC  = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 2}
-	oidAES192CBC  = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 22}
-	oidAES256CBC  = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 42}
-	oidDESEDE3CBC = asn1.ObjectIdentifier{1, 2, 840, 113549, 3, 7}
 )
 
 // maxPBKDF2Iterations bounds the work a key file can demand. OpenSSL writes
@@ -145,13 +142,13 @@ func parseEncryptedPKCS8(der []byte) (*pbes2Params, error) {
 // cipherSizes returns the key and block length of a PBES2 cipher, 0 if unknown.
 func cipherSizes(oid asn1.ObjectIdentifier) (keyLen, blockSize int) {
 	switch {
-	case oid.Equal(oidAES128CBC):
+	case oid.Equal(cms.OIDAES128CBC):
 		return 16, aes.BlockSize
-	case oid.Equal(oidAES192CBC):
+	case oid.Equal(cms.OIDAES192CBC):
 		return 24, aes.BlockSize
-	case oid.Equal(oidAES256CBC):
+	case oid.Equal(cms.OIDAES256CBC):
 		return 32, aes.BlockSize
-	case oid.Equal(oidDESEDE3CBC):
+	case oid.Equal(cms.OIDDESEDE3CBC):
 		return 24, des.BlockSize
 	}
 	return 0, 0
@@ -169,7 +166,7 @@ func decryptPKCS8(der, passphrase []byte) (any, error) {
 		return nil, fmt.Errorf("PBKDF2: %w", err)
 	}
 	var block cipher.Block
-	if p.cipher.Equal(oidDESEDE3CBC) {
+	if p.cipher.Equal(cms.OIDDESEDE3CBC) {
 		block, err = des.NewTripleDESCipher(key)
 	} else {
 		block, err = aes.NewCipher(key)
@@ -247,7 +244,7 @@ func encryptPKCS8(pkcs8, passphrase []byte) ([]byte, error) {
 					})
 				})
 				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-					b.AddASN1ObjectIdentifier(oidAES256CBC)
+					b.AddASN1ObjectIdentifier(cms.OIDAES256CBC)
 					b.AddASN1OctetString(iv)
 				})
 			})

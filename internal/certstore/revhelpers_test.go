@@ -170,12 +170,6 @@ func (p *testPKI) revoke(c *x509.Certificate) {
 	p.mu.Unlock()
 }
 
-func (p *testPKI) unrevoke(c *x509.Certificate) {
-	p.mu.Lock()
-	delete(p.revoked, c.SerialNumber.String())
-	p.mu.Unlock()
-}
-
 func (p *testPKI) set(f func(p *testPKI)) {
 	p.mu.Lock()
 	f(p)

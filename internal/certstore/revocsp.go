@@ -11,6 +11,8 @@ import (
 	"math/big"
 	"time"
 
+	"smimegate/internal/cms"
+
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 	"golang.org/x/crypto/ocsp"
@@ -47,19 +49,10 @@ const maxOCSPSingleResponses = 64
 // clock a little ahead of ours) before the answer is refused.
 const clockSkew = 5 * time.Minute
 
-// OIDs of RFC 6960 and the hash algorithms a CertID may use.
+// OIDs of RFC 6960; the hash algorithms a CertID may use are cms.DigestByOID's.
 var (
 	oidOCSPBasic = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 1, 1}
 	oidOCSPNonce = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 1, 2}
-	hashByOID    = []struct {
-		oid  asn1.ObjectIdentifier
-		hash crypto.Hash
-	}{
-		{asn1.ObjectIdentifier{1, 3, 14, 3, 2, 26}, crypto.SHA1},
-		{asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 1}, crypto.SHA256},
-		{asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 2}, crypto.SHA384},
-		{asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 3}, crypto.SHA512},
-	}
 )
 
 // ocspCertID is one SingleResponse's CertID (RFC 6960 section 4.1.1).
@@ -136,11 +129,9 @@ func scanOCSP(der []byte) (*ocspScan, error) {
 			!certID.ReadASN1Integer(id.serial) {
 			return nil, errOCSPMalformed
 		}
-		for _, h := range hashByOID {
-			if h.oid.Equal(algOID) {
-				id.hash = h.hash
-			}
-		}
+		// A CertID hashed with an algorithm we do not know keeps hash 0
+		// and so matches no certificate we ask about.
+		id.hash, _ = cms.DigestByOID(algOID)
 		sc.ids = append(sc.ids, id)
 	}
 	var exts cryptobyte.String

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"smimegate/internal/smtp"
 )
 
 // Domain signatures (RFC 3183 section 3): which certificates speak for a
@@ -180,7 +182,7 @@ const maxChain = 8
 // the nearest parent of it as a domain signer, the one that lasts longest
 // among equals; or an error that says why there is none.
 func (s *Store) OwnSigner(domain string) (*Signing, error) {
-	d, err := CanonicalDomain(domain)
+	d, err := smtp.CanonicalDomain(domain)
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"smimegate/internal/smtp"
 )
 
 // maxDiscoveredMemo bounds the discovered certificates a Store keeps
@@ -150,7 +152,7 @@ func (s *Store) Discover(ctx context.Context, domain string) error {
 	if s.opts.Discovery == nil {
 		return nil
 	}
-	d, err := CanonicalDomain(domain)
+	d, err := smtp.CanonicalDomain(domain)
 	if err != nil {
 		return nil // Lookup refuses it; nothing to ask DNS
 	}
@@ -173,7 +175,7 @@ func (s *Store) DiscoveryPending(domain string) bool {
 	if s.opts.Discovery == nil {
 		return false
 	}
-	d, err := CanonicalDomain(domain)
+	d, err := smtp.CanonicalDomain(domain)
 	if err != nil {
 		return false
 	}
@@ -237,7 +239,7 @@ func (s *Store) ExplainDiscovery(ctx context.Context, domain string) ([]Discover
 	if s.opts.Discovery == nil {
 		return nil, nil
 	}
-	d, err := CanonicalDomain(domain)
+	d, err := smtp.CanonicalDomain(domain)
 	if err != nil {
 		return nil, err
 	}

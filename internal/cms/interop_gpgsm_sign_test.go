@@ -11,8 +11,8 @@ import (
 )
 
 // gpgsmSigner is a GNUPGHOME in which gpgsm holds the rsa fixture's
-// certificate and secret key, trusted as a root (STANDARDS.md section 7:
-// a self-signed certificate needs a "relax" trust line).
+// certificate and secret key, trusted as a root (a self-signed
+// certificate needs a "relax" trust line: docs/threats.md section 6).
 type gpgsmSigner struct {
 	home, fpr string
 	env       []string

@@ -57,7 +57,8 @@ var (
 )
 
 // oidNames gives the readable name of the algorithms that error messages
-// mention, so that an operator sees "rc2-cbc" and not only digits.
+// mention, so that an operator sees "rc2-cbc" and not only digits: one
+// table for the identifiers of oid.go, signed_oid.go and oid_kem.go.
 var oidNames = []struct {
 	oid  asn1.ObjectIdentifier
 	name string
@@ -78,15 +79,35 @@ var oidNames = []struct {
 	{oidECDHHKDFSHA512, "dhSinglePass-stdDH-hkdf-sha512-scheme"},
 	{oidECPublicKey, "id-ecPublicKey"}, {oidX25519, "id-X25519"},
 	{oidData, "id-data"}, {oidEnvelopedData, "envelopedData"}, {oidAuthEnvelopedData, "authEnvelopedData"},
+	// signed_oid.go
+	{oidSignedData, "signedData"},
+	{oidSHA256WithRSA, "sha256WithRSAEncryption"}, {oidSHA384WithRSA, "sha384WithRSAEncryption"},
+	{oidSHA512WithRSA, "sha512WithRSAEncryption"}, {oidSHA1WithRSA, "sha1WithRSAEncryption"},
+	{oidRSASSAPSS, "rsassa-pss"},
+	{oidECDSAWithSHA256, "ecdsa-with-SHA256"}, {oidECDSAWithSHA384, "ecdsa-with-SHA384"},
+	{oidECDSAWithSHA512, "ecdsa-with-SHA512"}, {oidECDSAWithSHA1, "ecdsa-with-SHA1"},
+	{oidEd25519, "id-Ed25519"}, {oidEd448, "id-Ed448"},
+	// oid_kem.go
+	{oidORIKEM, "id-ori-kem"},
+	{oidMLKEM512, "id-alg-ml-kem-512"}, {oidMLKEM768, "id-alg-ml-kem-768"}, {oidMLKEM1024, "id-alg-ml-kem-1024"},
+	{oidHKDFSHA256, "id-alg-hkdf-with-sha256"}, {oidHKDFSHA384, "id-alg-hkdf-with-sha384"}, {oidHKDFSHA512, "id-alg-hkdf-with-sha512"},
+	{oidKMAC128, "id-kmac128"}, {oidKMAC256, "id-kmac256"},
+	{oidMLKEM768RSA2048, "id-MLKEM768-RSA2048-SHA3-256"},
+	{oidMLKEM768RSA3072, "id-MLKEM768-RSA3072-SHA3-256"},
+	{oidMLKEM768RSA4096, "id-MLKEM768-RSA4096-SHA3-256"},
+	{oidMLKEM768X25519, "id-MLKEM768-X25519-SHA3-256"},
+	{oidMLKEM768P256, "id-MLKEM768-ECDH-P256-SHA3-256"},
+	{oidMLKEM768P384, "id-MLKEM768-ECDH-P384-SHA3-256"},
+	{oidMLKEM768Brainpool, "id-MLKEM768-ECDH-brainpoolP256r1-SHA3-256"},
+	{oidMLKEM1024RSA3072, "id-MLKEM1024-RSA3072-SHA3-256"},
+	{oidMLKEM1024P384, "id-MLKEM1024-ECDH-P384-SHA3-256"},
+	{oidMLKEM1024Brainpool, "id-MLKEM1024-ECDH-brainpoolP384r1-SHA3-256"},
+	{oidMLKEM1024X448, "id-MLKEM1024-X448-SHA3-256"},
+	{oidMLKEM1024P521, "id-MLKEM1024-ECDH-P521-SHA3-256"},
 }
 
 func oidName(oid asn1.ObjectIdentifier) string {
 	for _, n := range oidNames {
-		if n.oid.Equal(oid) {
-			return n.name
-		}
-	}
-	for _, n := range kemOIDNames {
 		if n.oid.Equal(oid) {
 			return n.name
 		}

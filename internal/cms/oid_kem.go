@@ -43,26 +43,3 @@ var (
 func compositeOID(n int) asn1.ObjectIdentifier {
 	return asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 6, n}
 }
-
-// kemOIDNames names the algorithms above in error messages, like oidNames.
-var kemOIDNames = []struct {
-	oid  asn1.ObjectIdentifier
-	name string
-}{
-	{oidORIKEM, "id-ori-kem"},
-	{oidMLKEM512, "id-alg-ml-kem-512"}, {oidMLKEM768, "id-alg-ml-kem-768"}, {oidMLKEM1024, "id-alg-ml-kem-1024"},
-	{oidHKDFSHA256, "id-alg-hkdf-with-sha256"}, {oidHKDFSHA384, "id-alg-hkdf-with-sha384"}, {oidHKDFSHA512, "id-alg-hkdf-with-sha512"},
-	{oidKMAC128, "id-kmac128"}, {oidKMAC256, "id-kmac256"},
-	{oidMLKEM768RSA2048, "id-MLKEM768-RSA2048-SHA3-256"},
-	{oidMLKEM768RSA3072, "id-MLKEM768-RSA3072-SHA3-256"},
-	{oidMLKEM768RSA4096, "id-MLKEM768-RSA4096-SHA3-256"},
-	{oidMLKEM768X25519, "id-MLKEM768-X25519-SHA3-256"},
-	{oidMLKEM768P256, "id-MLKEM768-ECDH-P256-SHA3-256"},
-	{oidMLKEM768P384, "id-MLKEM768-ECDH-P384-SHA3-256"},
-	{oidMLKEM768Brainpool, "id-MLKEM768-ECDH-brainpoolP256r1-SHA3-256"},
-	{oidMLKEM1024RSA3072, "id-MLKEM1024-RSA3072-SHA3-256"},
-	{oidMLKEM1024P384, "id-MLKEM1024-ECDH-P384-SHA3-256"},
-	{oidMLKEM1024Brainpool, "id-MLKEM1024-ECDH-brainpoolP384r1-SHA3-256"},
-	{oidMLKEM1024X448, "id-MLKEM1024-X448-SHA3-256"},
-	{oidMLKEM1024P521, "id-MLKEM1024-ECDH-P521-SHA3-256"},
-}

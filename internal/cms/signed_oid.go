@@ -36,20 +36,3 @@ var (
 	oidEd25519 = asn1.ObjectIdentifier{1, 3, 101, 112}
 	oidEd448   = asn1.ObjectIdentifier{1, 3, 101, 113}
 )
-
-// The names of these identifiers in error messages, added to oidNames so
-// that an operator reads "sha1WithRSAEncryption" and not only digits.
-func init() {
-	oidNames = append(oidNames, []struct {
-		oid  asn1.ObjectIdentifier
-		name string
-	}{
-		{oidSignedData, "signedData"},
-		{oidSHA256WithRSA, "sha256WithRSAEncryption"}, {oidSHA384WithRSA, "sha384WithRSAEncryption"},
-		{oidSHA512WithRSA, "sha512WithRSAEncryption"}, {oidSHA1WithRSA, "sha1WithRSAEncryption"},
-		{oidRSASSAPSS, "rsassa-pss"},
-		{oidECDSAWithSHA256, "ecdsa-with-SHA256"}, {oidECDSAWithSHA384, "ecdsa-with-SHA384"},
-		{oidECDSAWithSHA512, "ecdsa-with-SHA512"}, {oidECDSAWithSHA1, "ecdsa-with-SHA1"},
-		{oidEd25519, "id-Ed25519"}, {oidEd448, "id-Ed448"},
-	}...)
-}

@@ -17,10 +17,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
+
+	"smimegate/internal/smtp"
 
 	toml "github.com/pelletier/go-toml/v2"
-	"golang.org/x/net/idna"
 )
 
 // DefaultFile is where the commands look when -config is not given.
@@ -268,7 +268,7 @@ func Default() *Config {
 	if err != nil || host == "" {
 		host = "localhost"
 	}
-	if a, err := CanonicalDomain(host); err == nil {
+	if a, err := smtp.CanonicalDomain(host); err == nil {
 		host = a
 	}
 	return &Config{
@@ -530,39 +530,6 @@ func Parent(domain string) string {
 		return domain[i+1:]
 	}
 	return ""
-}
-
-// maxDomainLength is the longest domain name DNS can carry (RFC 1035 section
-// 2.3.4: 255 octets on the wire, 253 characters in text form).
-const maxDomainLength = 253
-
-// CanonicalDomain returns the form in which smimegate compares domains:
-// lower case, A-labels (punycode) for internationalised names (RFC 5891), no
-// trailing dot. It refuses what no mail domain can be (empty labels, names
-// too long for DNS), so that a typo in the file is reported rather than
-// silently never matching; certstore.CanonicalDomain applies the same rules.
-func CanonicalDomain(d string) (string, error) {
-	d = strings.TrimSuffix(d, ".")
-	if d == "" {
-		return "", errors.New("empty domain")
-	}
-	if !utf8.ValidString(d) {
-		return "", errors.New("not valid UTF-8")
-	}
-	a, err := idna.Lookup.ToASCII(d)
-	if err != nil {
-		return "", err
-	}
-	a = strings.ToLower(a)
-	if len(a) > maxDomainLength {
-		return "", fmt.Errorf("longer than %d characters", maxDomainLength)
-	}
-	for label := range strings.SplitSeq(a, ".") {
-		if label == "" {
-			return "", errors.New("empty label")
-		}
-	}
-	return a, nil
 }
 
 // Duration is a time.Duration that reads "300s", "1h30m" and also "5d".

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"smimegate/internal/smtp"
 )
 
 // minimal is the smallest valid file: the two keys without a default.
@@ -471,7 +474,10 @@ func TestIsLocal(t *testing.T) {
 	}
 }
 
-func TestCanonicalDomain(t *testing.T) {
+// TestDomainsAreCanonicalised: every domain the file names goes through
+// smtp.CanonicalDomain, so it is stored in the one form in which it is
+// compared, and one with no such form is an error that names it once.
+func TestDomainsAreCanonicalised(t *testing.T) {
 	t.Parallel()
 	good := map[string]string{
 		"example.org":           "example.org",
@@ -483,13 +489,19 @@ func TestCanonicalDomain(t *testing.T) {
 		"例え.テスト":                "xn--r8jz45g.xn--zckzah",
 	}
 	for in, want := range good {
-		if got, err := CanonicalDomain(in); err != nil || got != want {
-			t.Errorf("CanonicalDomain(%q) = %q, %v; want %q", in, got, err, want)
+		c, err := Parse("f.toml", []byte(doc(fmt.Sprintf("local_domains = [%q]\n", in), "")))
+		if err != nil || len(c.LocalDomains) != 1 || c.LocalDomains[0] != want {
+			t.Errorf("local_domains = [%q]: %v, %v; want %q", in, c, err, want)
 		}
 	}
-	for _, bad := range []string{"", ".", "a..b", ".example.org", "-a.example", "a_b.example", "ex ample.org", "[127.0.0.1]", strings.Repeat("a.", 127) + "example"} {
-		if got, err := CanonicalDomain(bad); err == nil {
-			t.Errorf("CanonicalDomain(%q) = %q, want an error", bad, got)
+	for _, bad := range []string{"", ".", "a..b", ".example.org", "-a.example", "a_b.example", "ex ample.org", "[127.0.0.1]", "10.0.0.1", strings.Repeat("a.", 127) + "example"} {
+		_, err := Parse("f.toml", []byte(doc(fmt.Sprintf("local_domains = [%q]\n", bad), "")))
+		if err == nil {
+			t.Errorf("local_domains = [%q] accepted", bad)
+			continue
+		}
+		if q := fmt.Sprintf("%q", bad); strings.Count(err.Error(), q) > 1 {
+			t.Errorf("local_domains = [%q]: the error names the domain %d times: %v", bad, strings.Count(err.Error(), q), err)
 		}
 	}
 }
@@ -582,7 +594,7 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		if _, err := CanonicalDomain(c.Hostname); err != nil {
+		if _, err := smtp.CanonicalDomain(c.Hostname); err != nil {
 			// The default hostname is this machine's name, kept even where
 			// it is not a valid domain; written into a file it would be
 			// refused, so such a machine cannot round-trip it.

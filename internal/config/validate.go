@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 
+	"smimegate/internal/smtp"
+
 	"github.com/pelletier/go-toml/v2/unstable"
 )
 
@@ -185,18 +187,20 @@ func (v *validator) hostName(key string, name *string) {
 	if _, set := v.lines[key]; !set {
 		return
 	}
-	a, err := CanonicalDomain(*name)
+	a, err := smtp.CanonicalDomain(*name)
 	if err != nil {
-		v.fail(key, "%q is not a valid host name: %v", *name, err)
+		// The error names the name already (smtp.CanonicalDomain).
+		v.fail(key, "not a valid host name: %v", err)
 		return
 	}
 	*name = a
 }
 
 func (v *validator) domain(key, d string) string {
-	a, err := CanonicalDomain(d)
+	a, err := smtp.CanonicalDomain(d)
 	if err != nil {
-		v.fail(key, "%q is not a valid domain: %v", d, err)
+		// The error names the domain already (smtp.CanonicalDomain).
+		v.fail(key, "not a valid domain: %v", err)
 		return d
 	}
 	return a

@@ -230,31 +230,9 @@ func newQueueRow(env *spool.Envelope, now time.Time) queueRow {
 	if row.Sender == "" {
 		row.Sender = "<>"
 	}
-	var next time.Time
-	if env.Stage == spool.StageReceived {
-		for _, rc := range env.Recipients {
-			row.Recipients = append(row.Recipients, rc.Addr)
-		}
-		next = env.NextAttempt
-	}
-	for _, v := range env.Versions {
-		for _, d := range v.Recipients {
-			if d.State != spool.Pending {
-				continue
-			}
-			label := d.Addr
-			if v.Action == "hold" {
-				label += " (held)"
-			}
-			row.Recipients = append(row.Recipients, label)
-			if next.IsZero() || d.NextAttempt.Before(next) {
-				next = d.NextAttempt
-			}
-			if d.LastError != "" {
-				row.LastError = oneLine(d.LastError)
-			}
-		}
-	}
+	w := env.Waiting()
+	row.Recipients, row.LastError = w.Recipients, oneLine(w.LastError)
+	next := w.NextAttempt
 	row.NextAttempt, row.Due = next, !next.After(now)
 	return row
 }

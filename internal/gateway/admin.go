@@ -73,7 +73,7 @@ func (g *Gateway) apiHandler() http.Handler {
 			return
 		}
 		data, err := g.spool.ReadData(id, "")
-		writeJSON(w, EnvelopeWithHeader{env, string(headerOf(data))}, err)
+		writeJSON(w, EnvelopeWithHeader{env, string(HeaderSection(data))}, err)
 	})
 	mux.HandleFunc("POST /queue/flush", func(w http.ResponseWriter, r *http.Request) {
 		n := g.Flush()
@@ -111,7 +111,7 @@ func (g *Gateway) apiHandler() http.Handler {
 			return
 		}
 		data, err := g.spool.ReadQuarantinedData(id)
-		writeJSON(w, EnvelopeWithHeader{env, string(headerOf(data))}, err)
+		writeJSON(w, EnvelopeWithHeader{env, string(HeaderSection(data))}, err)
 	})
 	mux.HandleFunc("POST /quarantine/{id}/release", func(w http.ResponseWriter, r *http.Request) {
 		id, ok := pathID(w, r)
@@ -197,7 +197,7 @@ func (g *Gateway) QuarantinedHeader(id string) (*spool.Envelope, []byte, error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	return env, headerOf(data), nil
+	return env, HeaderSection(data), nil
 }
 
 // Decisions returns the last decision log lines, oldest first

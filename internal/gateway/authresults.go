@@ -6,8 +6,8 @@ import (
 	"strings"
 
 	"smimegate/internal/certstore"
-	"smimegate/internal/config"
 	"smimegate/internal/smime"
+	"smimegate/internal/smtp"
 )
 
 // The verdict the gateway gives the recipient (RFC 8601, with RFC 7281's
@@ -53,7 +53,7 @@ func forgedField(hostname string) func(name, value string) bool {
 			return strings.Contains(strings.ToLower(value), host)
 		}
 		id = strings.TrimSuffix(strings.ToLower(id), ".")
-		if c, err := config.CanonicalDomain(id); err == nil {
+		if c, err := smtp.CanonicalDomain(id); err == nil {
 			id = c
 		}
 		return id == host

@@ -118,7 +118,7 @@ func (g *Gateway) bounce(env *spool.Envelope, v *spool.Version, failed []failure
 	var err error
 	if full {
 		original, err = g.spool.ReadData(env.ID, "")
-		hdr = headerOf(original)
+		hdr = HeaderSection(original)
 	} else {
 		hdr, err = g.readHeader(env.ID, v.Data)
 	}
@@ -177,9 +177,12 @@ func (g *Gateway) bounce(env *spool.Envelope, v *spool.Version, failed []failure
 	return nil
 }
 
-// headerOf returns the header section of a message, up to and including the
-// empty line that ends it.
-func headerOf(msg []byte) []byte {
+// HeaderSection returns the header section of a message, up to and
+// including the empty line that ends it (RFC 5322 section 2.1), or the whole
+// message when it has no body. It is what a report quotes and what the
+// queue commands show, whether they ask a running gateway or read a
+// stopped one's spool.
+func HeaderSection(msg []byte) []byte {
 	if i := bytes.Index(msg, []byte("\r\n\r\n")); i >= 0 {
 		return msg[:i+4]
 	}

@@ -38,7 +38,7 @@ func foreignDomains(st *state, env *spool.Envelope, held bool) []string {
 	}
 	if held {
 		for _, v := range env.Versions {
-			if v.Action == "hold" {
+			if v.Action == spool.ActionHold {
 				add(v.Domain)
 			}
 		}

@@ -124,12 +124,7 @@ func New(cfg *config.Config, certs *certstore.Store, sp *spool.Spool, opts Optio
 }
 
 func (g *Gateway) setState(cfg *config.Config, certs *certstore.Store) {
-	st := &state{cfg: cfg, certs: certs, signerCerts: certs.HeldCertificates()}
-	for _, c := range certs.Own() {
-		st.ownKeys = append(st.ownKeys, cms.KeyPair{Cert: c.X509, Key: c.Key})
-		st.ownCerts = append(st.ownCerts, c.X509)
-	}
-	g.state.Store(st)
+	g.state.Store(newState(cfg, certs))
 }
 
 // Reload replaces configuration and certificates for all work that starts

@@ -71,8 +71,8 @@ func (g *Gateway) Handoff(env *spool.Envelope, in *spool.Incoming) error {
 		// Encrypted to us (or not inspectable, which ends in the
 		// quarantine): committed before the 250 and opened from the
 		// queue, so that neither the reply nor its timing depends on
-		// whether it decrypts (the padding oracle of STANDARDS.md
-		// section 6).
+		// whether it decrypts (the padding oracle of RFC 3218; see
+		// docs/threats.md section 5).
 		if err := in.Commit(env); err != nil {
 			return err
 		}

@@ -3,9 +3,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -117,7 +114,7 @@ func needsMemory(env *spool.Envelope, force bool) bool {
 	}
 	now := time.Now()
 	for i := range env.Versions {
-		if env.Versions[i].Action == "hold" && (force || holdDue(&env.Versions[i], now)) {
+		if env.Versions[i].Action == spool.ActionHold && (force || holdDue(&env.Versions[i], now)) {
 			return true
 		}
 	}
@@ -234,17 +231,17 @@ func (g *Gateway) route(env *spool.Envelope, vs *versions) (done bool, err error
 				rcpts[i].NextAttempt = time.Now().Add(st.cfg.Queue.MinBackoff.D())
 				rcpts[i].LastError = lastErr
 			}
-			versions = append(versions, spool.Version{Action: "hold", Domain: grp.Domain, Recipients: rcpts})
+			versions = append(versions, spool.Version{Action: spool.ActionHold, Domain: grp.Domain, Recipients: rcpts})
 			g.logDecision(env, plan.Direction, "hold", grp.Domain, nil, "", why)
 		case policy.Pass:
-			versions = append(versions, spool.Version{Action: "pass", Domain: grp.Domain, Recipients: rcpts})
+			versions = append(versions, spool.Version{Action: spool.ActionPass, Domain: grp.Domain, Recipients: rcpts})
 			g.logDecision(env, plan.Direction, "pass", grp.Domain, nil, "", "")
 		case policy.Refuse:
 			// The receiver refuses these at RCPT; whatever reaches the
 			// policy another way (a spool written by an older version) is
 			// bounced, never looked up or passed.
 			reason := "the domain " + grp.Domain + " is not a valid IDNA domain name (RFC 5891); no policy can be applied to it"
-			v := spool.Version{Action: "refuse", Domain: grp.Domain, Recipients: rcpts}
+			v := spool.Version{Action: spool.ActionRefuse, Domain: grp.Domain, Recipients: rcpts}
 			var failed []failure
 			for i := range v.Recipients {
 				v.Recipients[i].State = spool.Bounced
@@ -279,7 +276,7 @@ func mergePass(vs []spool.Version) []spool.Version {
 	var out []spool.Version
 	passAt := -1
 	for _, v := range vs {
-		if v.Action == "pass" && v.Data == "" {
+		if v.Action == spool.ActionPass && v.Data == "" {
 			if passAt >= 0 {
 				out[passAt].Recipients = append(out[passAt].Recipients, v.Recipients...)
 				out[passAt].Domain = ""
@@ -303,7 +300,8 @@ func deliveries(env *spool.Envelope, idx []int) []spool.Delivery {
 
 // openInbound handles the recipients in local domains: an inbound message
 // encrypted to one of our certificates is opened (draft 5.2); one that
-// cannot be opened goes to the quarantine and is never relayed (D6). An
+// cannot be opened goes to the quarantine and is never relayed (draft
+// section 5.2 step 2). An
 // opened message, and a plain one from a partner domain, is checked for a
 // domain signature (signature.go): the verdict is written for the
 // recipient, require_signature and require_aead may send it to the
@@ -315,8 +313,9 @@ func (g *Gateway) openInbound(env *spool.Envelope, dir policy.Direction, data []
 	// one of our certificates is opened or quarantined (draft section 5.2),
 	// never relayed inward still encrypted because its sender claimed to be
 	// one of ours.
-	res := smime.Open(data, st.ownKeys, openOptions(st.cfg))
-	switch res.Outcome {
+	o := openInbound(st, env, data, time.Now())
+	g.countForged(env, o.judged)
+	switch o.Outcome {
 	case smime.NotEncrypted:
 		return g.plainInbound(st, env, dir, data, rcpts, domain, vs, fast, "not encrypted")
 	case smime.NotForUs:
@@ -327,50 +326,28 @@ func (g *Gateway) openInbound(env *spool.Envelope, dir policy.Direction, data []
 		// The policy step is retried with backoff, like any temporary
 		// failure, and the operator is told at every attempt.
 		g.metrics.ownKeyUnavailable.Inc()
-		g.log.Error("inbound message encrypted to our certificate whose private key is not loaded; it waits in the queue", "queue_id", env.ID, "reason", res.Err)
+		g.log.Error("inbound message encrypted to our certificate whose private key is not loaded; it waits in the queue", "queue_id", env.ID, "reason", o.Err)
 		if err := vs.ensureStored(); err != nil {
 			return v, false, err
 		}
-		return v, false, fmt.Errorf("encrypted to our certificate whose private key is not loaded: %w", res.Err)
-	case smime.Failed:
-		return v, true, g.quarantine(env, vs, dir, fmt.Sprintf("cannot decrypt: %v", res.Err))
+		return v, false, fmt.Errorf("encrypted to our certificate whose private key is not loaded: %w", o.Err)
 	}
-	fp := fingerprint(res.Info.Cert)
-	in, err := g.judgeInbound(st, env, res.Message, true)
-	if err != nil {
-		return v, true, g.quarantine(env, vs, dir, fmt.Sprintf("decrypted, but %v", err))
+	if !o.Ready() {
+		return v, true, g.quarantine(env, vs, dir, o.Quarantine)
 	}
-	if in.quarantine != "" {
-		return v, true, g.quarantine(env, vs, dir, in.quarantine)
-	}
-	// require_aead is keyed on who the message says it is from (the
-	// verified signer, the From domains) as well as on the envelope
-	// sender, so that a different MAIL FROM does not bypass it.
-	if d, required := requiresAEAD(st.cfg, in.domains); !res.Info.AEAD && required {
-		return v, true, g.quarantine(env, vs, dir, fmt.Sprintf("unauthenticated %s content refused by policy (require_aead) for %s", res.Info.Cipher, d))
-	}
+	in := o.judged
 	g.harvest(st, env, in.result)
-	dec := &decryption{fingerprint: fp, cipher: res.Info.Cipher, keyTransport: res.Info.KeyTransport}
-	// Our own trace field and our verdict, then the outer message's trace
-	// fields (ours from the receiver with the client's address among
-	// them: RFC 5321 section 4.4 forbids deleting trace fields), then the
-	// message that was inside.
-	head := receivedField(st.cfg.Hostname, env, "decrypted") + authResultsField(st.cfg.Hostname, in.result, dec) + decryptedFieldText(st.cfg.Hostname, dec)
-	name, err := vs.write(fast, len(head)+len(res.Trace)+len(in.trace)+len(in.message), func(w io.Writer) error {
-		for _, part := range [][]byte{[]byte(head), res.Trace, in.trace, in.message} {
-			if _, err := w.Write(part); err != nil {
-				return err
-			}
-		}
-		return nil
+	name, err := vs.write(fast, o.Size(), func(w io.Writer) error {
+		_, err := o.WriteTo(w)
+		return err
 	})
 	if err != nil {
 		return v, false, err
 	}
 	g.metrics.decisions.WithLabelValues("decrypt").Inc()
 	g.metrics.verdicts.WithLabelValues(string(in.result.Verdict)).Inc()
-	g.logDecision(env, dir, "decrypt", domain, []string{fp}, res.Info.Cipher, verdictNote(in))
-	return spool.Version{Data: name, Action: "decrypt", Domain: domain, Fingerprints: []string{fp}, Cipher: res.Info.Cipher, EightBit: res.EightBit, Recipients: rcpts}, false, nil
+	g.logDecision(env, dir, "decrypt", domain, []string{o.Fingerprint}, o.Info.Cipher, verdictNote(in))
+	return spool.Version{Data: name, Action: spool.ActionDecrypt, Domain: domain, Fingerprints: []string{o.Fingerprint}, Cipher: o.Info.Cipher, EightBit: o.EightBit, Recipients: rcpts}, false, nil
 }
 
 // plainInbound relays mail to local recipients that was not opened: as it
@@ -378,7 +355,7 @@ func (g *Gateway) openInbound(env *spool.Envelope, dir policy.Direction, data []
 // was checked (then with our verdict, and without the domain layer it
 // verified), or require_signature sends it to the quarantine.
 func (g *Gateway) plainInbound(st *state, env *spool.Envelope, dir policy.Direction, data []byte, rcpts []spool.Delivery, domain string, vs *versions, fast bool, note string) (spool.Version, bool, error) {
-	pass := spool.Version{Action: "pass", Domain: domain, Recipients: rcpts}
+	pass := spool.Version{Action: spool.ActionPass, Domain: domain, Recipients: rcpts}
 	in, err := g.judgeInbound(st, env, data, false)
 	if err != nil {
 		return spool.Version{}, true, g.quarantine(env, vs, dir, err.Error())
@@ -489,7 +466,7 @@ func (g *Gateway) quarantineFull() (bool, string) {
 // With inPlace, data itself is encrypted (and so destroyed); else a copy.
 func (g *Gateway) seal(env *spool.Envelope, data []byte, inPlace bool, domain string, m certstore.Match, pp config.PartnerPolicy, rcpts []spool.Delivery, vs *versions, fast bool, prep *signPrep) (spool.Version, error) {
 	st := g.state.Load()
-	opts, fps, err := sealOptions(st.cfg, m, pp)
+	opts, fps, err := SealOptions(st.cfg, m, pp)
 	if err != nil {
 		return spool.Version{}, err
 	}
@@ -527,13 +504,16 @@ func (g *Gateway) seal(env *spool.Envelope, data []byte, inPlace bool, domain st
 		return spool.Version{}, err
 	}
 	g.metrics.decisions.WithLabelValues("encrypt").Inc()
-	return spool.Version{Data: name, Action: "encrypt", Domain: domain, Fingerprints: fps, Cipher: opts.Cipher.String(), Recipients: rcpts}, nil
+	return spool.Version{Data: name, Action: spool.ActionEncrypt, Domain: domain, Fingerprints: fps, Cipher: opts.Cipher.String(), Recipients: rcpts}, nil
 }
 
-// sealOptions turns a certificate match and a partner policy into the
+// SealOptions turns a certificate match and a partner policy into the
 // options of smime.Seal: every usable certificate of the domain is a
-// recipient (a key rotation in progress).
-func sealOptions(cfg *config.Config, m certstore.Match, pp config.PartnerPolicy) (smime.SealOptions, []string, error) {
+// recipient (a key rotation in progress). It returns the certificates'
+// fingerprints too, for the decision log. The gateway and `smimegate
+// encrypt` both build their options here, so that the offline command
+// seals as the gateway does.
+func SealOptions(cfg *config.Config, m certstore.Match, pp config.PartnerPolicy) (smime.SealOptions, []string, error) {
 	cipher, err := cms.ParseCipher(pp.Cipher)
 	if err != nil {
 		return smime.SealOptions{}, nil, err
@@ -576,7 +556,7 @@ func (g *Gateway) routeFailed(env *spool.Envelope, err error) time.Time {
 // refuseAll bounces every recipient of a received message with the reason
 // and removes it from the queue.
 func (g *Gateway) refuseAll(env *spool.Envelope, reason string) error {
-	v := spool.Version{Action: "refuse", Recipients: deliveries(env, seq(len(env.Recipients)))}
+	v := spool.Version{Action: spool.ActionRefuse, Recipients: deliveries(env, seq(len(env.Recipients)))}
 	var failed []failure
 	for i := range v.Recipients {
 		v.Recipients[i].State = spool.Bounced
@@ -619,16 +599,6 @@ func (g *Gateway) logDecision(env *spool.Envelope, dir policy.Direction, action,
 }
 
 func mixedRejection(p *policy.Plan) string { return policy.MixedRejection(p) }
-
-// fingerprint is the hex SHA-256 of a certificate, as certstore and the
-// cert commands show it.
-func fingerprint(c *x509.Certificate) string {
-	if c == nil {
-		return ""
-	}
-	sum := sha256.Sum256(c.Raw)
-	return hex.EncodeToString(sum[:])
-}
 
 // traceField returns the first header field of msg if it is a Received
 // field (with its continuation lines), else nothing.

@@ -46,6 +46,7 @@ type inbound struct {
 	// sender's alone.
 	domains []string
 	changed bool // message differs from the input
+	forged  int  // fields that claimed to be ours, removed
 }
 
 // signatureCheck is the smime verifier's view of our certificates.
@@ -61,11 +62,32 @@ func signatureCheck(st *state, env *spool.Envelope, now time.Time) smime.DomainC
 	}
 }
 
-// judgeInbound checks msg (decrypted, or as it came) and decides: verify a
-// signature (always for decrypted mail; for plain mail when a claimed
-// domain is a partner's or requires a signature), apply require_signature,
-// take a verified domain layer off, and remove forged fields of ours.
+// judgeInbound is judge at the current time, with the forged fields it
+// removed logged and counted.
 func (g *Gateway) judgeInbound(st *state, env *spool.Envelope, msg []byte, decrypted bool) (*inbound, error) {
+	in, err := judge(st, env, msg, decrypted, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	g.countForged(env, in)
+	return in, nil
+}
+
+// countForged logs and counts the fields of ours that judge removed.
+func (g *Gateway) countForged(env *spool.Envelope, in *inbound) {
+	if in == nil || in.forged == 0 {
+		return
+	}
+	g.log.Warn("removed header fields that claimed to be ours", "queue_id", env.ID, "fields", in.forged)
+	g.metrics.forgedFields.Add(float64(in.forged))
+}
+
+// judge checks msg (decrypted, or as it came) and decides: verify a
+// signature at now (always for decrypted mail; for plain mail when a
+// claimed domain is a partner's or requires a signature), apply
+// require_signature, take a verified domain layer off, and remove forged
+// fields of ours. It has no side effects.
+func judge(st *state, env *spool.Envelope, msg []byte, decrypted bool, now time.Time) (*inbound, error) {
 	in := &inbound{message: msg}
 	cfg := st.cfg
 	claimed := claimedDomains(env, msg)
@@ -77,7 +99,7 @@ func (g *Gateway) judgeInbound(st *state, env *spool.Envelope, msg []byte, decry
 		}
 	}
 	if verify {
-		in.result = smime.VerifyDomainSignature(msg, signatureCheck(st, env, time.Now()))
+		in.result = smime.VerifyDomainSignature(msg, signatureCheck(st, env, now))
 		in.checked = decrypted || in.result.Verdict != smime.VerdictNone
 		for _, d := range in.result.Claimed {
 			if !slices.Contains(claimed, d) {
@@ -112,9 +134,7 @@ func (g *Gateway) judgeInbound(st *state, env *spool.Envelope, msg []byte, decry
 		in.changed = true
 	}
 	if out, n := smime.RemoveHeaderFields(in.message, forgedField(cfg.Hostname)); n > 0 {
-		in.message, in.changed = out, true
-		g.log.Warn("removed header fields that claimed to be ours", "queue_id", env.ID, "fields", n)
-		g.metrics.forgedFields.Add(float64(n))
+		in.message, in.changed, in.forged = out, true, n
 	}
 	return in, nil
 }
@@ -265,11 +285,11 @@ func (g *Gateway) harvest(st *state, env *spool.Envelope, r smime.DomainResult) 
 		path, err := st.certs.Harvest(c, sd.Certificates, r.Domain, "message "+env.ID, time.Now())
 		switch {
 		case err != nil:
-			g.log.Info("certificate from a domain signature not harvested", "queue_id", env.ID, "domain", r.Domain, "cert_sha256", fingerprint(c), "reason", err)
+			g.log.Info("certificate from a domain signature not harvested", "queue_id", env.ID, "domain", r.Domain, "cert_sha256", certstore.Fingerprint(c), "reason", err)
 		case path != "":
 			added++
 			g.metrics.harvested.Inc()
-			g.log.Warn("partner certificate harvested from a verified domain signature", "queue_id", env.ID, "domain", r.Domain, "cert_sha256", fingerprint(c), "file", path)
+			g.log.Warn("partner certificate harvested from a verified domain signature", "queue_id", env.ID, "domain", r.Domain, "cert_sha256", certstore.Fingerprint(c), "file", path)
 		}
 	}
 	if added == 0 {
@@ -310,7 +330,7 @@ func (p *signPrep) prepare(st *state, env *spool.Envelope, data []byte, opts *sm
 		if err != nil {
 			p.err = err
 		} else {
-			p.signer = fingerprint(so.Signer.Cert)
+			p.signer = certstore.Fingerprint(so.Signer.Cert)
 		}
 	}
 	if p.err != nil {

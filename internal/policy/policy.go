@@ -13,6 +13,7 @@ import (
 
 	"smimegate/internal/certstore"
 	"smimegate/internal/config"
+	"smimegate/internal/smtp"
 )
 
 // Direction is a message's direction relative to the local domains.
@@ -147,7 +148,7 @@ func classifyDomain(cfg *config.Config, certs Lookup, domain string) Group {
 		// The domain has certificates, but none is usable now (expired,
 		// wrong key usage, untrusted). The partner expects encryption:
 		// fail closed and hold until a usable one is installed or the
-		// hold lifetime ends (STANDARDS.md section 5, RFC 8162).
+		// hold lifetime ends (RFC 8162 section 5; docs/threats.md section 3).
 		g.Action = Hold
 	default:
 		g.Action = Pass
@@ -185,7 +186,7 @@ func Domain(addr string) (domain string, ok bool) {
 		return "", false
 	}
 	d := strings.TrimSuffix(addr[at+1:], ".")
-	if c, err := config.CanonicalDomain(d); err == nil {
+	if c, err := smtp.CanonicalDomain(d); err == nil {
 		return c, true
 	}
 	return strings.ToLower(d), false

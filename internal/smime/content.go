@@ -9,8 +9,8 @@ import (
 // checkContent holds decrypted content to the rules that the SMTP
 // receiver's strict DATA reader holds what arrives in the clear, because
 // the plaintext of an opened message goes to the internal server without
-// ever having passed that reader (shared/spec/STANDARDS.md section 6,
-// "smuggling through decryption"):
+// ever having passed that reader (docs/threats.md section 5, "smuggling
+// through decryption"):
 //
 //   - a NUL byte anywhere refuses the content: RFC 5321 section 4.5.2 and
 //     RFC 6152 allow none in DATA, and servers disagree on what follows it;

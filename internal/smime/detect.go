@@ -2,8 +2,11 @@ package smime
 
 import (
 	"bytes"
+	"encoding/asn1"
 	"mime"
 	"strings"
+
+	"smimegate/internal/cms"
 )
 
 // form is what the outer header says about an encrypted message.
@@ -90,23 +93,32 @@ func mediaType(v string) (string, map[string]string) {
 }
 
 // The content types of a CMS ContentInfo (RFC 5652 section 3) that this
-// package tells apart, DER-encoded OID contents.
+// package tells apart, as the contents octets of their DER encoding (what
+// follows tag and length), which is what the readers here compare. The
+// identifiers are cms's; only those cms does not read are spelt out here.
 var (
-	// RFC 5652 section 6: id-envelopedData 1.2.840.113549.1.7.3.
-	oidEnvelopedData = []byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x03}
-	// RFC 5083 section 1: id-ct-authEnvelopedData 1.2.840.113549.1.9.16.1.23.
-	oidAuthEnvelopedData = []byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x10, 0x01, 0x17}
-	// RFC 5652 section 5.1: id-signedData 1.2.840.113549.1.7.2.
-	oidSignedData = []byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02}
+	oidEnvelopedData     = oidContents(cms.OIDEnvelopedData)
+	oidAuthEnvelopedData = oidContents(cms.OIDAuthEnvelopedData)
+	oidSignedData        = oidContents(cms.OIDSignedData)
+	// id-data, the eContentType of a MIME entity that S/MIME signs or
+	// compresses (RFC 8551 sections 3.5 and 3.6).
+	oidData = oidContents(cms.OIDData)
 	// RFC 3274 section 1.1: id-ct-compressedData 1.2.840.113549.1.9.16.1.9.
-	oidCompressedData = []byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x10, 0x01, 0x09}
-	// RFC 5652 section 4: id-data 1.2.840.113549.1.7.1, the eContentType
-	// of a MIME entity that S/MIME signs or compresses (RFC 8551 section
-	// 3.5 and 3.6).
-	oidData = []byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01}
+	oidCompressedData = oidContents(asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 1, 9})
 	// RFC 3274 section 2: id-alg-zlibCompress 1.2.840.113549.1.9.16.3.8.
-	oidZlibCompress = []byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x10, 0x03, 0x08}
+	oidZlibCompress = oidContents(asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 3, 8})
 )
+
+// oidContents returns the contents octets of oid's DER encoding (X.690
+// section 8.19). The identifiers above are short (one length octet), and
+// a failure is a programming error, found at start-up.
+func oidContents(oid asn1.ObjectIdentifier) []byte {
+	der, err := asn1.Marshal(oid)
+	if err != nil || len(der) < 2 || der[1] >= 0x80 {
+		panic("smime: cannot encode OBJECT IDENTIFIER " + oid.String())
+	}
+	return der[2:]
+}
 
 // cmsKind is what the first bytes of a body say it is.
 type cmsKind int

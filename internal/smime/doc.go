@@ -29,7 +29,7 @@
 //
 // The plaintext of an opened message reaches the internal server without
 // having passed the SMTP receiver's strict DATA reader, so Open holds it to
-// the same rules (shared/spec/STANDARDS.md section 6): a NUL byte anywhere or
+// the same rules (docs/threats.md section 5): a NUL byte anywhere or
 // a bare CR (not followed by LF) makes the message Failed, with the offset
 // in the reason; a bare LF becomes CRLF (peers that encrypt LF-only text are
 // common); the message ends with CRLF, one being appended if it does not.

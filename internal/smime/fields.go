@@ -43,18 +43,3 @@ func LeadingTraceField(msg []byte) int {
 	}
 	return 0
 }
-
-// HasHeaderField reports whether msg's header section has a field for
-// which match is true, without allocating.
-func HasHeaderField(msg []byte, match func(name []byte) bool) bool {
-	header, _ := splitHeader(msg)
-	for s := newHeaderScanner(header); s.next(); {
-		if s.fields > maxHeaderFields {
-			return false
-		}
-		if match(s.name) {
-			return true
-		}
-	}
-	return false
-}

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -96,10 +97,6 @@ func sealed(t testing.TB, msg []byte, opts SealOptions) []byte {
 	return out.Bytes()
 }
 
-func recipient(t testing.TB, name string, pad cms.RSAPadding) cms.Recipient {
-	return cms.Recipient{Cert: loadPair(t, name).Cert, RSAPadding: pad}
-}
-
 // checkShape checks the outer message that Seal wrote against RFC 8551
 // section 3.2 and 3.4 and the header protection list.
 func checkShape(t testing.TB, out []byte, aead bool) {
@@ -166,4 +163,22 @@ func certsOnly(t testing.TB) string {
 // independent parser that the tests hold the package's own scanner to.
 func readHeader(header []byte) (textproto.Header, error) {
 	return textproto.ReadHeader(bufio.NewReader(bytes.NewReader(header)))
+}
+
+// String names an Outcome in test failures; the gateway and the commands
+// switch on outcomes and never print one, so it lives here.
+func (o Outcome) String() string {
+	switch o {
+	case NotEncrypted:
+		return "not-encrypted"
+	case NotForUs:
+		return "not-for-us"
+	case Opened:
+		return "opened"
+	case Failed:
+		return "failed"
+	case KeyUnavailable:
+		return "key-unavailable"
+	}
+	return fmt.Sprintf("Outcome(%d)", int(o))
 }

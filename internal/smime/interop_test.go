@@ -125,7 +125,7 @@ func TestOpenEntityFromOpenSSL(t *testing.T) {
 }
 
 // TestOpenGPGSM opens what GnuPG's gpgsm encrypts (RSA PKCS #1 v1.5 and
-// AES-128-CBC by default, shared/spec/STANDARDS.md section 7), wrapped both
+// AES-128-CBC by default, docs/threats.md section 6), wrapped both
 // as binary x-pkcs7-mime and as base64 in LF lines.
 func TestOpenGPGSM(t *testing.T) {
 	t.Parallel()

@@ -37,22 +37,6 @@ const (
 	KeyUnavailable
 )
 
-func (o Outcome) String() string {
-	switch o {
-	case NotEncrypted:
-		return "not-encrypted"
-	case NotForUs:
-		return "not-for-us"
-	case Opened:
-		return "opened"
-	case Failed:
-		return "failed"
-	case KeyUnavailable:
-		return "key-unavailable"
-	}
-	return fmt.Sprintf("Outcome(%d)", int(o))
-}
-
 // DefaultMaxSize is the limit on a sealed message when OpenOptions.MaxSize
 // is 0: above the default smtp.max_message_bytes (50 MiB), so that anything
 // the gateway accepted can be opened, and low enough that the one-shot
@@ -68,9 +52,6 @@ var ErrTooLarge = errors.New("smime: encrypted message exceeds the size limit")
 type OpenOptions struct {
 	// Allow3DES lets 3DES-CBC content be opened (policy.allow_3des).
 	Allow3DES bool
-	// RequireAEAD makes unauthenticated CBC content a failure
-	// (policy.require_aead): CBC is malleable (EFAIL).
-	RequireAEAD bool
 	// MaxSize refuses larger encrypted parts before anything is
 	// allocated for them, and bounds the bytes that inspecting one
 	// message may decode; 0 means DefaultMaxSize.
@@ -81,6 +62,19 @@ type OpenOptions struct {
 	// smtp.max_header_bytes, or mail that the SMTP receiver accepted
 	// cannot be inspected.
 	MaxHeaderBytes int
+}
+
+// limits returns MaxSize and MaxHeaderBytes with their defaults, the one
+// place Inspect and Open take them from, so that both decide alike.
+func (o OpenOptions) limits() (maxSize int64, maxHeader int) {
+	maxSize, maxHeader = o.MaxSize, o.MaxHeaderBytes
+	if maxSize <= 0 {
+		maxSize = DefaultMaxSize
+	}
+	if maxHeader <= 0 {
+		maxHeader = DefaultMaxHeaderBytes
+	}
+	return maxSize, maxHeader
 }
 
 // OpenResult is the outcome of Open.
@@ -180,14 +174,7 @@ func Open(msg []byte, keys []cms.KeyPair, opts OpenOptions) OpenResult {
 	failed := func(info *cms.Info, err error) OpenResult {
 		return OpenResult{Outcome: Failed, Where: t.where, Info: info, Err: fmt.Errorf("smime: open %s: %w", t.where, err)}
 	}
-	maxSize := opts.MaxSize
-	if maxSize <= 0 {
-		maxSize = DefaultMaxSize
-	}
-	maxHeader := opts.MaxHeaderBytes
-	if maxHeader <= 0 {
-		maxHeader = DefaultMaxHeaderBytes
-	}
+	maxSize, maxHeader := opts.limits()
 	der := t.der
 	if t.raw {
 		// cms.Decrypt works in place, and this aliases msg.
@@ -202,9 +189,6 @@ func Open(msg []byte, keys []cms.KeyPair, opts OpenOptions) OpenResult {
 		return failed(nil, fmt.Errorf("addressed to our certificate, yet no key matches: %w", err))
 	case err != nil:
 		return failed(nil, err)
-	}
-	if opts.RequireAEAD && !info.AEAD {
-		return failed(info, fmt.Errorf("content cipher %s is not authenticated and policy.require_aead is set", info.Cipher))
 	}
 	header, _ := entity(msg)
 	out, err := unwrap(pt, header, maxHeader)

@@ -320,7 +320,7 @@ func runToolCombined(t testing.TB, env []string, name string, args ...string) st
 }
 
 // gpgsmHome is a short-lived GNUPGHOME that trusts the fixture certificate
-// as a root ("S relax", STANDARDS.md section 7), and its environment.
+// as a root ("S relax", docs/threats.md section 6), and its environment.
 func gpgsmHome(t testing.TB, crt string) []string {
 	t.Helper()
 	home, err := os.MkdirTemp("", "gpgsm")

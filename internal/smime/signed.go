@@ -6,31 +6,22 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"smimegate/internal/cms"
 )
 
 // This file reads just enough of a BER-encoded SignedData (RFC 5652 section
 // 5) or CompressedData (RFC 3274) to reach its encapsulated content, so that
 // the walk can look inside: a signature is not verified and a digest not
-// checked. It is a small, separate reader because internal/cms reads only
-// the enveloped structures, and because the content it extracts is looked
-// at, never trusted.
+// checked. The elements are read with internal/cms's BER reader and its
+// bounds (the eContent sits 4 levels down, its pieces 6 and more, well
+// within cms's nesting bound); the content it extracts is looked at, never
+// trusted.
 
-const (
-	// maxBERDepth bounds the nesting that the reader descends through. The
-	// eContent sits 4 levels down (ContentInfo, [0], SignedData,
-	// EncapsulatedContentInfo) and what is skipped on the way (the
-	// digestAlgorithms SET, an AlgorithmIdentifier) nests 3 more; 32
-	// leaves room for odd encoders, and since every indefinite-length
-	// element is scanned once per ancestor, it also caps the passes over
-	// the input.
-	maxBERDepth = 32
-
-	// maxStringSegments bounds the pieces of a constructed OCTET STRING
-	// (X.690 section 8.7.3). Streaming encoders cut the eContent into
-	// pieces of 1 KiB (OpenSSL) to 64 KiB; 65536 pieces of 1 KiB are 64
-	// MiB, DefaultMaxSize.
-	maxStringSegments = 1 << 16
-)
+// maxStringSegments bounds the pieces of a constructed OCTET STRING (X.690
+// section 8.7.3). Streaming encoders cut the eContent into pieces of 1 KiB
+// (OpenSSL) to 64 KiB; 65536 pieces of 1 KiB are 64 MiB, DefaultMaxSize.
+const maxStringSegments = 1 << 16
 
 // errBER is wrapped by every error of this reader.
 var errBER = errors.New("malformed BER")
@@ -44,54 +35,17 @@ type tlv struct {
 	body        []byte // contents, without the end-of-contents octets
 }
 
-// readTLV reads the element at the start of b and returns it with the rest
-// of b.
+// readTLV reads the element at the start of b, depth levels down, and
+// returns it with the rest of b.
 func readTLV(b []byte, depth int) (tlv, []byte, error) {
-	if depth > maxBERDepth {
-		return tlv{}, nil, fmt.Errorf("%w: nested deeper than %d levels", errBER, maxBERDepth)
+	e, rest, err := cms.ReadElement(b, depth)
+	if err != nil {
+		return tlv{}, nil, fmt.Errorf("%w: %w", errBER, err)
 	}
-	if len(b) < 2 {
-		return tlv{}, nil, fmt.Errorf("%w: truncated element", errBER)
-	}
-	e := tlv{tag: b[0] &^ 0x20, constructed: b[0]&0x20 != 0}
-	if b[0]&0x1f == 0x1f {
+	if e.Tag >= 0x1f {
 		return tlv{}, nil, fmt.Errorf("%w: high tag number form", errBER)
 	}
-	l, hdr := int(b[1]), 2
-	switch {
-	case l == 0x80:
-		// X.690 section 8.1.3.6: indefinite length, constructed only;
-		// the contents end at the end-of-contents octets 00 00.
-		if !e.constructed {
-			return tlv{}, nil, fmt.Errorf("%w: primitive element of indefinite length", errBER)
-		}
-		rest := b[2:]
-		for {
-			if len(rest) >= 2 && rest[0] == 0 && rest[1] == 0 {
-				e.body = b[2 : len(b)-len(rest)]
-				return e, rest[2:], nil
-			}
-			var err error
-			if _, rest, err = readTLV(rest, depth+1); err != nil {
-				return tlv{}, nil, err
-			}
-		}
-	case l > 0x80:
-		n := l & 0x7f
-		if n > 4 || len(b) < 2+n {
-			return tlv{}, nil, fmt.Errorf("%w: length of %d octets", errBER, n)
-		}
-		l = 0
-		for _, c := range b[2 : 2+n] {
-			l = l<<8 | int(c)
-		}
-		hdr += n
-	}
-	if l > len(b)-hdr {
-		return tlv{}, nil, fmt.Errorf("%w: element of %d bytes in %d", errBER, l, len(b)-hdr)
-	}
-	e.body = b[hdr : hdr+l]
-	return e, b[hdr+l:], nil
+	return tlv{tag: byte(e.Class<<6 | e.Tag), constructed: e.Constructed, body: e.Body}, rest, nil
 }
 
 // child reads the next element of a constructed body, which must have the

@@ -7,7 +7,7 @@ import (
 )
 
 // unwrap turns a decrypted plaintext into the message to relay
-// (shared/spec/STANDARDS.md section 4), outer being the header section of
+// (docs/threats.md section 4), outer being the header section of
 // the message that carried it:
 //
 //   - a message/rfc822 entity (RFC 8551 section 3.1 wrapping of a whole

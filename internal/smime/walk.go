@@ -128,14 +128,7 @@ func childPath(parent string, i int) string {
 // inspect walks msg and returns what it found, with the content to decrypt
 // when Open should decrypt.
 func inspect(msg []byte, certs []*x509.Certificate, opts OpenOptions) (Inspection, *target) {
-	maxSize := opts.MaxSize
-	if maxSize <= 0 {
-		maxSize = DefaultMaxSize
-	}
-	maxHeader := opts.MaxHeaderBytes
-	if maxHeader <= 0 {
-		maxHeader = DefaultMaxHeaderBytes
-	}
+	maxSize, maxHeader := opts.limits()
 	w := &walker{
 		certs:     certs,
 		dopts:     cms.DecryptOptions{Allow3DES: opts.Allow3DES, MaxSize: maxSize},

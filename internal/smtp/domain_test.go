@@ -38,7 +38,7 @@ func TestCanonicalDomain(t *testing.T) {
 }
 
 func FuzzCanonicalDomain(f *testing.F) {
-	for _, s := range []string{"example.org", "bücher.example", "xn--bcher-kva.example", "0\xbc0", "1.2.3.4", "a..b"} {
+	for _, s := range []string{"example.org", "bücher.example", "Bücher.Example.", "xn--bcher-kva.example", "0\xbc0", "1.2.3.4", "a..b", "", "."} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -46,7 +46,8 @@ func FuzzCanonicalDomain(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if len(c) > MaxDomainLength || !utf8.ValidString(c) || strings.ToLower(c) != c || strings.HasSuffix(c, ".") {
+		if len(c) > MaxDomainLength || !utf8.ValidString(c) || strings.ToLower(c) != c ||
+			strings.HasSuffix(c, ".") || strings.HasPrefix(c, ".") || strings.Contains(c, "..") {
 			t.Fatalf("%q canonicalised to %q", s, c)
 		}
 		again, err := CanonicalDomain(c)

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"smimegate/internal/config"
+	"smimegate/internal/smtp"
 )
 
 // path is a reverse-path or forward-path of RFC 5321 section 4.1.2, kept as
@@ -261,7 +261,7 @@ func (p path) routingTrick() string {
 }
 
 // canonicalDomain returns a path's domain in the form in which smimegate
-// compares and stores domains (config.CanonicalDomain: lower case, A-labels,
+// compares and stores domains (smtp.CanonicalDomain: lower case, A-labels,
 // no trailing dot), or an error saying why it has none. Everything after
 // the receiver (policy, certificate look-up, routing) works on this form
 // only: a name that cannot be put in it is refused here, so that no later
@@ -269,7 +269,10 @@ func (p path) routingTrick() string {
 // certificate-less domain (RFC 5891 section 5: a lookup application must
 // not use a label that fails the IDNA tests).
 func canonicalDomain(d string) (string, error) {
-	a, err := config.CanonicalDomain(d)
+	a, err := smtp.CanonicalDomain(d)
+	if errors.Is(err, smtp.ErrNumericDomain) {
+		return "", errNumericDomain
+	}
 	if err != nil {
 		return "", err
 	}

@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"smimegate/internal/spool"
 )
 
 // TestDiskFull puts the spool on a small tmpfs and fills it: every message
@@ -24,7 +22,7 @@ func TestDiskFull(t *testing.T) {
 		t.Skipf("cannot mount a tmpfs to fill (needs root): %v %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
-	h := newHarnessIn(t, dir, "", Options{}, spool.SyncGrouped)
+	h := newHarnessIn(t, dir, "", Options{})
 	c := h.session(trustedIP)
 	body := "Subject: filler\r\n\r\n" + strings.Repeat(strings.Repeat("f", 78)+"\r\n", 400) // 32 KB
 	accepted, full := 0, 0

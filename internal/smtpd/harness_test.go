@@ -143,22 +143,16 @@ type harness struct {
 // smtpExtra is TOML for the [smtp] table.
 func newHarness(t testing.TB, smtpExtra string, opts Options) *harness {
 	t.Helper()
-	return newHarnessSync(t, smtpExtra, opts, spool.SyncGrouped)
-}
-
-// newHarnessSync is newHarness with a choice of spool sync policy.
-func newHarnessSync(t testing.TB, smtpExtra string, opts Options, policy spool.SyncPolicy) *harness {
-	t.Helper()
-	return newHarnessIn(t, t.TempDir(), smtpExtra, opts, policy)
+	return newHarnessIn(t, t.TempDir(), smtpExtra, opts)
 }
 
 // newHarnessIn is newHarness with the state directory given.
-func newHarnessIn(t testing.TB, dir, smtpExtra string, opts Options, policy spool.SyncPolicy) *harness {
+func newHarnessIn(t testing.TB, dir, smtpExtra string, opts Options) *harness {
 	t.Helper()
 	cfg := testConfig(t, dir, smtpExtra)
 	h := &harness{t: t, cfg: cfg, logs: &logBuffer{}}
 	logger := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	sp, err := spool.OpenWith(dir, spool.Options{Logger: logger, Sync: policy})
+	sp, err := spool.Open(dir, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -225,7 +225,7 @@ func (in *Incoming) Commit(env *Envelope) (err error) {
 	if err := in.w.Flush(); err != nil {
 		return fmt.Errorf("spool: writing message %s: %w", in.ID, err)
 	}
-	if err := s.syncFile(in.f); err != nil {
+	if err := in.f.Sync(); err != nil {
 		return fmt.Errorf("spool: fsync of message %s: %w", in.ID, err)
 	}
 	if err := in.f.Close(); err != nil {
@@ -271,7 +271,7 @@ func (s *Spool) writeEnvelope(dir string, env *Envelope) error {
 	tmp := f.Name()
 	_, err = f.Write(b)
 	if err == nil {
-		err = s.syncFile(f)
+		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -345,7 +345,7 @@ func (v *VersionWriter) Commit() (string, error) {
 		err = v.w.Flush()
 	}
 	if err == nil {
-		err = v.s.syncFile(v.f)
+		err = v.f.Sync()
 	}
 	if cerr := v.f.Close(); err == nil {
 		err = cerr

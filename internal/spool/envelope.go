@@ -55,11 +55,8 @@ type Version struct {
 	// Data names the data file of this version, as returned by
 	// VersionWriter.Commit; "" means the original as received.
 	Data string `json:"data,omitempty"`
-	// Action is what the policy step did: "pass", "encrypt", "decrypt",
-	// "hold" (a require=true partner without a usable certificate: the
-	// policy step is retried for these recipients, the courier skips them)
-	// or "refuse" (a domain that does not canonicalise: bounced at once).
-	Action       string   `json:"action"`
+	// Action is what the policy step did (action.go).
+	Action       Action   `json:"action"`
 	Domain       string   `json:"domain,omitempty"`       // destination domain for encrypt/hold
 	Fingerprints []string `json:"fingerprints,omitempty"` // certificates sealed to / opened with
 	Cipher       string   `json:"cipher,omitempty"`

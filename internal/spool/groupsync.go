@@ -2,6 +2,13 @@ package spool
 
 import "sync"
 
+// dirSyncer is what the spool needs of its directory sync: the grouped one
+// below, or in the benchmarks a reference that syncs once per caller.
+type dirSyncer interface {
+	Sync() error
+	Rounds() uint64
+}
+
 // syncGroup runs one sync function on behalf of many callers. A caller that
 // arrives while a sync is running waits for the next one, which then covers
 // every caller that arrived in the meantime: N sessions committing at once

@@ -9,18 +9,16 @@
 // strong as with a separate envelope file, for these reasons:
 //
 //   - The file is written whole in tmp/ (data, trailer, footer) and fsynced
-//     once before the rename (SyncGrouped, SyncEach), or covered by the
-//     syncfs that precedes the 250 (SyncFilesystem). So every original
-//     that can be seen in queue/ after a crash, if it was acknowledged, has
-//     its envelope and footer on disk: the rename is durable (directory
-//     fsync or syncfs) before the 250 is sent, and its contents were
-//     durable before the rename.
+//     once before the rename. So every original that can be seen in queue/
+//     after a crash, if it was acknowledged, has its envelope and footer on
+//     disk: the rename is durable (a directory fsync, grouped with the
+//     commits that arrived meanwhile) before the 250 is sent, and its
+//     contents were durable before the rename.
 //   - Files in tmp/ were never renamed, so never acknowledged: recovery
 //     removes them, as before.
 //   - An original in queue/ without a valid footer, with an envelope JSON
 //     that does not decode, names another id or another size, can only be
-//     a torn write that no 250 followed (the SyncFilesystem case, or a lying
-//     disk); recovery moves it to corrupt/ with a log line, as it does with
+//     a torn write that no 250 followed (a lying disk); recovery moves it to corrupt/ with a log line, as it does with
 //     any damaged file.
 //   - ID.json is written as before (tmp file, fsync, rename, directory
 //     sync), so an update is either the old trailer or envelope, or the new
@@ -45,7 +43,8 @@
 //	tmp/                 files being written; emptied at start-up
 //	work                 work markers: the starts of processing that did not
 //	                     end, per message (BeginWork, EndWork); never fsynced
-//	spool.lock           held (flock) by the process that recovered the spool
+//	smimegate.lock       held (flock) by the process that recovered the spool:
+//	                     a running gateway (LockFile)
 package spool
 
 import (
@@ -59,8 +58,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-
-	"golang.org/x/sys/unix"
 )
 
 // File and directory modes: the spool holds plaintext mail, so only the
@@ -74,41 +71,14 @@ const (
 // queue or the quarantine.
 var ErrNotFound = errors.New("no such message")
 
-// SyncPolicy says how commits are made durable.
-type SyncPolicy int
-
-const (
-	// SyncGrouped: each committer fsyncs its own files (in parallel with
-	// the others), then one fsync of the queue directory covers every
-	// commit that arrived while the previous one ran. The default.
-	SyncGrouped SyncPolicy = iota
-	// SyncFilesystem: no per-file fsync; one grouped syncfs(2) of the
-	// whole file system covers the files and the directory of every commit
-	// that arrived while the previous one ran. A crash before the 250 may
-	// then leave a torn, never-acknowledged message that recovery moves to
-	// corrupt/.
-	SyncFilesystem
-	// SyncEach: each commit fsyncs its files and the directory itself,
-	// without grouping. This is the reference the benchmarks compare to.
-	SyncEach
-)
-
-func (p SyncPolicy) String() string {
-	switch p {
-	case SyncGrouped:
-		return "grouped"
-	case SyncFilesystem:
-		return "syncfs"
-	case SyncEach:
-		return "each"
-	}
-	return fmt.Sprintf("SyncPolicy(%d)", int(p))
-}
-
 // Options configures OpenWith.
 type Options struct {
 	Logger *slog.Logger
-	Sync   SyncPolicy
+	// Exclusive makes OpenWith fail with ErrLocked, rather than open the
+	// spool without recovering it, when another process holds LockFile,
+	// and marks the holder as a gateway (GatewayRunning): the gateway
+	// opens its spool so, the queue commands do not.
+	Exclusive bool
 }
 
 // Spool is the queue on disk. Its methods may be called from many
@@ -121,10 +91,12 @@ type Spool struct {
 	corruptDir string
 	tmpDir     string
 	log        *slog.Logger
-	policy     SyncPolicy
-	queueSync  *syncGroup
+	// queueSync makes the queue directory's entries durable, one
+	// directory fsync for every commit that arrived while the previous one
+	// ran (groupsync.go).
+	queueSync dirSyncer
 
-	// lock holds an exclusive flock on state_dir/spool.lock while this
+	// lock holds an exclusive flock on state_dir/smimegate.lock while this
 	// Spool is open; nil if another process held it at Open.
 	lock *os.File
 
@@ -162,7 +134,8 @@ func Open(dir string, logger *slog.Logger) (*Spool, error) {
 	return OpenWith(dir, Options{Logger: logger})
 }
 
-// OpenWith is Open with a choice of sync policy.
+// OpenWith is Open with options: a logger, and whether another holder of
+// the lock is an error (Exclusive).
 func OpenWith(dir string, opts Options) (*Spool, error) {
 	logger := opts.Logger
 	if logger == nil {
@@ -175,7 +148,6 @@ func OpenWith(dir string, opts Options) (*Spool, error) {
 		corruptDir: filepath.Join(dir, "corrupt"),
 		tmpDir:     filepath.Join(dir, "tmp"),
 		log:        logger,
-		policy:     opts.Sync,
 		pending:    map[string][]string{},
 		free:       newFreeList(),
 	}
@@ -189,15 +161,17 @@ func OpenWith(dir string, opts Options) (*Spool, error) {
 			return nil, fmt.Errorf("spool: %w", err)
 		}
 	}
-	switch opts.Sync {
-	case SyncFilesystem:
-		s.queueSync = newSyncGroup(func() error { return syncFilesystem(s.queueDir) })
-	default:
-		s.queueSync = newSyncGroup(func() error { return syncDir(s.queueDir) })
+	s.queueSync = newSyncGroup(func() error { return syncDir(s.queueDir) })
+	role := roleCommand
+	if opts.Exclusive {
+		role = roleGateway
 	}
-	lock, err := lockSpool(dir)
+	lock, err := lockSpool(dir, role)
 	if err != nil {
 		return nil, err
+	}
+	if lock == nil && opts.Exclusive {
+		return nil, fmt.Errorf("spool: %s: %w", dir, ErrLocked)
 	}
 	if lock == nil {
 		// Recovery removes files that a live gateway may be in the middle of
@@ -228,23 +202,6 @@ func OpenWith(dir string, opts Options) (*Spool, error) {
 	return s, nil
 }
 
-// lockSpool takes the spool's lock, or returns nil if another open file
-// (another process, or another Spool in this one) holds it.
-func lockSpool(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, "spool.lock"), os.O_RDWR|os.O_CREATE, fileMode)
-	if err != nil {
-		return nil, fmt.Errorf("spool: %w", err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("spool: locking %s: %w", f.Name(), err)
-	}
-	return f, nil
-}
-
 // Close releases the spool's lock, so that the next Open recovers. The
 // Spool must not be used afterwards.
 func (s *Spool) Close() error {
@@ -265,29 +222,13 @@ func (s *Spool) Close() error {
 // Dir returns the state directory the spool lives in.
 func (s *Spool) Dir() string { return s.dir }
 
-// SyncRounds returns how many directory (or file system) syncs the queue
-// has needed so far; with grouping it is well below the number of commits.
+// SyncRounds returns how many directory syncs the queue has needed so far;
+// with grouping it is well below the number of commits.
 func (s *Spool) SyncRounds() uint64 { return s.queueSync.Rounds() }
 
 // syncQueue makes the queue directory's entries durable, grouped with
-// concurrent callers unless the policy says otherwise.
-func (s *Spool) syncQueue() error {
-	if s.policy == SyncEach {
-		s.queueSync.mu.Lock()
-		s.queueSync.rounds++
-		s.queueSync.mu.Unlock()
-		return syncDir(s.queueDir)
-	}
-	return s.queueSync.Sync()
-}
-
-// syncFile fsyncs f unless the policy leaves file contents to syncfs.
-func (s *Spool) syncFile(f *os.File) error {
-	if s.policy == SyncFilesystem {
-		return nil
-	}
-	return f.Sync()
-}
+// concurrent callers.
+func (s *Spool) syncQueue() error { return s.queueSync.Sync() }
 
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
@@ -297,18 +238,6 @@ func syncDir(dir string) error {
 	defer d.Close()
 	if err := d.Sync(); err != nil {
 		return fmt.Errorf("spool: syncing directory %s: %w", dir, err)
-	}
-	return nil
-}
-
-func syncFilesystem(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("spool: syncing file system: %w", err)
-	}
-	defer d.Close()
-	if err := unix.Syncfs(int(d.Fd())); err != nil {
-		return fmt.Errorf("spool: syncfs of %s: %w", dir, err)
 	}
 	return nil
 }
@@ -408,6 +337,9 @@ func decodeEnvelope(b []byte) (*Envelope, error) {
 	for _, v := range env.Versions {
 		if err := checkData(v.Data); err != nil {
 			return nil, err
+		}
+		if !v.Action.Valid() {
+			return nil, fmt.Errorf("envelope has a version with unknown action %q", v.Action)
 		}
 	}
 	return &env, nil

@@ -198,7 +198,7 @@ func TestDomainSignedBetweenGateways(t *testing.T) {
 }
 
 // gpgsmVerify runs gpgsm --verify on a detached signature in a home that
-// trusts domain's certificate ("S relax", STANDARDS.md section 7).
+// trusts domain's certificate ("S relax", docs/threats.md section 6).
 func gpgsmVerify(t *testing.T, domain string, sig, content []byte) string {
 	t.Helper()
 	home := gpgsmHomeFor(t, domain, false)
