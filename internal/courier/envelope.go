@@ -137,7 +137,8 @@ func (d *delivery) mailParams(s *session, needUTF8 bool) string {
 	m := d.msg
 	var p strings.Builder
 	// Without 8BITMIME at the server an 8-bit body still goes unchanged:
-	// the draft asks that mail be relayed unaltered (D7), which rules out
+	// the draft asks that mail be relayed unaltered (draft-ramsdell-enc-smime-gateway-00 section 5.2:
+	// "Any other message SHOULD be relayed unaltered"), which rules out
 	// a conversion to quoted-printable, and bouncing mail for it would be
 	// worse than what every current MTA accepts.
 	if ok, _ := s.ext("8BITMIME"); ok && m.EightBit {

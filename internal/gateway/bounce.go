@@ -113,7 +113,7 @@ func (g *Gateway) bounce(env *spool.Envelope, v *spool.Version, failed []failure
 	// anyone else the envelope sender is a claim: returning the whole
 	// message to it would carry an attacker's content to any third party
 	// (backscatter), so such a report carries the header only.
-	full := env.RET == "FULL" && v.Action == "pass" && env.Trusted
+	full := env.RET == "FULL" && v.Action == spool.ActionPass && env.Trusted
 	var original, hdr []byte
 	var err error
 	if full {

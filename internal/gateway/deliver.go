@@ -75,7 +75,7 @@ func (g *Gateway) deliver(ctx context.Context, env *spool.Envelope, force bool, 
 	var order []hop
 	bounced := map[int][]failure{} // version -> newly failed recipients
 	for vi, v := range env.Versions {
-		if v.Action == "hold" {
+		if v.Action == spool.ActionHold {
 			continue
 		}
 		for ri, d := range v.Recipients {
@@ -277,11 +277,11 @@ func (g *Gateway) finish(env *spool.Envelope, vs *versions) (time.Time, error) {
 // the sender: v is decrypted content and the client was not trusted. A
 // report (or its absence, when the content could not be decrypted and went
 // to the quarantine) would tell whoever wrote the ciphertext whether it
-// decrypted: the padding oracle through the mail flow (STANDARDS.md section
-// 6). Such recipients go to the quarantine instead, where the operator sees
+// decrypted: the padding oracle through the mail flow (docs/threats.md
+// section 5). Such recipients go to the quarantine instead, where the operator sees
 // the next hop's reason.
 func withholdReports(env *spool.Envelope, v *spool.Version) bool {
-	return v.Action == "decrypt" && !env.Trusted
+	return v.Action == spool.ActionDecrypt && !env.Trusted
 }
 
 func hasWithheld(env *spool.Envelope) bool {
@@ -403,7 +403,7 @@ func (g *Gateway) retryHolds(env *spool.Envelope, force bool) {
 	changed := false
 	for vi := range env.Versions {
 		v := &env.Versions[vi]
-		if v.Action != "hold" || !(force || holdDue(v, now)) {
+		if v.Action != spool.ActionHold || !(force || holdDue(v, now)) {
 			continue
 		}
 		changed = true
@@ -512,10 +512,10 @@ func ReleaseHeld(env *spool.Envelope) int {
 	n := 0
 	for vi := range env.Versions {
 		v := &env.Versions[vi]
-		if v.Action != "hold" {
+		if v.Action != spool.ActionHold {
 			continue
 		}
-		v.Action = "pass"
+		v.Action = spool.ActionPass
 		for i := range v.Recipients {
 			if v.Recipients[i].State == spool.Pending {
 				v.Recipients[i].NextAttempt = time.Time{}
@@ -542,16 +542,6 @@ func (g *Gateway) postponeHold(v *spool.Version, cfg *config.Config) {
 		d.Attempts++
 		d.NextAttempt = time.Now().Add(backoff(cfg, d.Attempts))
 	}
-}
-
-// receivedField is our trace header field for a copy that we rewrote
-// (an opened inbound message), RFC 5321 section 4.4.
-func receivedField(hostname string, env *spool.Envelope, note string) string {
-	var b strings.Builder
-	b.WriteString("Received: by ")
-	b.WriteString(hostname)
-	fmt.Fprintf(&b, " (smimegate, %s)\r\n\tid %s; %s\r\n", note, env.ID, time.Now().Format(time.RFC1123Z))
-	return b.String()
 }
 
 // keepForBounce puts failed recipients back to pending, for when their
