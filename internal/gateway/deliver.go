@@ -11,7 +11,7 @@ import (
 	"smimegate/internal/config"
 	"smimegate/internal/courier"
 	"smimegate/internal/policy"
-	"smimegate/internal/smtpd"
+	"smimegate/internal/smtp"
 	"smimegate/internal/spool"
 )
 
@@ -64,7 +64,7 @@ func routeFor(cfg *config.Config, domain string) (next, tls string) {
 // For a message relayed first (not in the spool, vs.stored false), the
 // outcomes decide whether it goes to the spool at all: not when every
 // recipient was delivered; not either when every recipient was refused for
-// good, which deliver returns as a *smtpd.Reject for the client (its own
+// good, which deliver returns as a *smtp.Error for the client (its own
 // server then bounces, and we send no backscatter). Anything else commits it
 // before the bounces and the update. An error is returned only when that
 // commit fails.
@@ -342,7 +342,7 @@ func allRefused(env *spool.Envelope) bool {
 
 // refusal is the reply to a client whose message every next hop refused for
 // good at a relay-first attempt: the first refusal's status and words.
-func refusal(bounced map[int][]failure) *smtpd.Reject {
+func refusal(bounced map[int][]failure) *smtp.Error {
 	var f failure
 	for _, fs := range bounced {
 		if len(fs) > 0 && (f.d.Addr == "" || fs[0].d.Addr < f.d.Addr) {
@@ -363,7 +363,7 @@ func refusal(bounced map[int][]failure) *smtpd.Reject {
 	if f.remote != "" {
 		who = f.remote
 	}
-	return &smtpd.Reject{Code: code, Enhanced: enh, Message: fmt.Sprintf("Refused by %s for %s: %s", who, f.d.Addr, f.diag)}
+	return &smtp.Error{Code: code, Enhanced: enh, Message: fmt.Sprintf("Refused by %s for %s: %s", who, f.d.Addr, f.diag)}
 }
 
 // parseStatus reads an RFC 3463 enhanced status code, "5.1.1".
