@@ -479,3 +479,62 @@ func storedTail(s string) string {
 	}
 	return s
 }
+
+// FuzzChunkChecker checks the BDAT content rules against the obvious
+// reading of them on the whole stream, however it is cut into chunks: it
+// is refused for a bare CR or LF exactly when one is in the stream, for a
+// NUL exactly when one is (at its offset), and otherwise stored as sent,
+// with a CRLF added to a last line that lacks one.
+func FuzzChunkChecker(f *testing.F) {
+	for _, s := range []string{"a\r\nb\r\n", "a\r", "a\n", "\r\n\r\n", "x\x00y\r\n", "Received: a\r\nReceived: b\r\n\r\nbody", "\r\r\n", ""} {
+		f.Add([]byte(s), []byte{1, 2, 3})
+	}
+	f.Fuzz(func(t *testing.T, in []byte, cuts []byte) {
+		var out bytes.Buffer
+		k := chunkChecker{lim: smtp.Limits{MaxBytes: 1 << 40, MaxLine: 1 << 30, MaxHeader: 1 << 30, MaxReceived: 1 << 30}, dst: &out, inHeader: true}
+		rest := in
+		for _, c := range cuts {
+			n := min(int(c), len(rest))
+			k.write(rest[:n])
+			rest = rest[n:]
+		}
+		if len(rest) > 0 {
+			k.write(rest)
+		}
+		k.end()
+		bare := false
+		for i, c := range in {
+			if c == '\r' && (i+1 >= len(in) || in[i+1] != '\n') || c == '\n' && (i == 0 || in[i-1] != '\r') {
+				bare = true
+			}
+		}
+		nul := bytes.IndexByte(in, 0)
+		isNUL := k.reject != nil && strings.HasPrefix(k.reject.Message, smtp.NULRefusal)
+		switch {
+		case bare && nul >= 0:
+			if k.reject != smtp.ErrBareNewline && !isNUL {
+				t.Fatalf("%q: bare and NUL, refused with %v", in, k.reject)
+			}
+		case bare:
+			if k.reject != smtp.ErrBareNewline {
+				t.Fatalf("%q %v: bare CR/LF, refused with %v", in, cuts, k.reject)
+			}
+		case nul >= 0:
+			if !isNUL || !strings.Contains(k.reject.Message, fmt.Sprintf(" at byte %d of ", nul)) {
+				t.Fatalf("%q: NUL at %d, refused with %v", in, nul, k.reject)
+			}
+		case k.reject != nil:
+			t.Fatalf("%q %v: clean stream refused with %v", in, cuts, k.reject)
+		}
+		if k.reject != nil {
+			return
+		}
+		want := string(in)
+		if len(in) > 0 && !strings.HasSuffix(want, "\r\n") {
+			want += "\r\n"
+		}
+		if out.String() != want {
+			t.Fatalf("%q %v: stored %q", in, cuts, out.String())
+		}
+	})
+}
