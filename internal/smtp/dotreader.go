@@ -125,12 +125,12 @@ func (d *DotReader) Read() (reject *Error, writeErr, netErr error) {
 		if pendingCR {
 			if complete && len(body) == 0 {
 				// "\r" then "\n": a proper line end split across segments.
-				d.endLine(lineLen, []byte("\r\n"))
+				d.endLine(lineLen, crlf)
 				lineStart, lineLen, pendingCR = true, 0, false
 				continue
 			}
 			d.refuse(ErrBareNewline)
-			d.emit([]byte{'\r'})
+			d.emit(crlf[:1])
 			lineLen++
 			pendingCR = false
 		}
@@ -192,7 +192,7 @@ func (d *DotReader) emitLine(content []byte, lineLen int) {
 	}
 	d.countHeader(len(content) + 2)
 	d.emit(content)
-	d.emit([]byte("\r\n"))
+	d.emit(crlf)
 }
 
 // endLine finishes a line whose CRLF arrived split across two reads.
@@ -240,6 +240,11 @@ func (d *DotReader) emit(p []byte) {
 		d.werr = err
 	}
 }
+
+// crlf is the line end the reader writes: one slice for every line, since
+// a literal passed to Dst's Write would be allocated anew each time (it
+// escapes through the interface).
+var crlf = []byte("\r\n")
 
 // HasPrefixFold reports whether b begins with prefix, ASCII case folded;
 // prefix is lower case.
