@@ -227,7 +227,7 @@ func validLiteral(d string) bool {
 	return err == nil && a.Is4()
 }
 
-// CheckSyntax applies the grammar to the parts parsePath split out.
+// CheckSyntax applies the grammar to the parts ParsePath split out.
 func (p Path) CheckSyntax(smtputf8 bool) error {
 	if p.Null || p.Postmaster {
 		return nil

@@ -175,9 +175,12 @@ func (c *conn) next() (smtp.Command, bool) {
 			return smtp.Command{}, false // gone
 		}
 		cmd, err := smtp.ParseCommand(line)
-		if err != nil {
-			msg := err.Error()
-			c.reply(smtp.NewError(500, smtp.EnhancedCode{5, 5, 2}, string(msg[0]-'a'+'A')+msg[1:]))
+		switch {
+		case errors.Is(err, smtp.ErrCommandNUL):
+			c.reply(smtp.NewError(500, smtp.EnhancedCode{5, 5, 2}, "NUL in command line"))
+			continue
+		case err != nil:
+			c.reply(smtp.NewError(500, smtp.EnhancedCode{5, 5, 2}, "Command lines must end with CRLF, and contain no other CR or LF (RFC 5321 section 2.3.8)"))
 			continue
 		}
 		return cmd, true

@@ -95,8 +95,6 @@ type mailParams struct {
 // characters".
 const maxEnvID = 100
 
-var errUnknownParam = smtp.NewError(555, smtp.EnhancedCode{5, 5, 4}, "")
-
 // parseMailParams checks the ESMTP parameters of MAIL. RFC 5321 section
 // 4.1.1.11: a parameter the server does not recognise, or did not offer,
 // gets 555.
@@ -148,9 +146,7 @@ func (c *conn) parseMailParams(s string) (mailParams, *smtp.Error) {
 			}
 			mp.envID = v
 		default:
-			e := *errUnknownParam
-			e.Message = fmt.Sprintf("MAIL parameter %s is not offered here", smtp.Printable(p.Keyword))
-			return mp, &e
+			return mp, smtp.NewError(555, smtp.EnhancedCode{5, 5, 4}, fmt.Sprintf("MAIL parameter %s is not offered here", smtp.Printable(p.Keyword)))
 		}
 	}
 	return mp, nil
@@ -470,8 +466,8 @@ const bytesPerRecipient = 1 << 10
 const recipientOverhead = 128
 
 func recipientBytes(r spool.Recipient) int {
-	// The address counts twice, as it did when go-smtp kept a copy: the
-	// bound stays what the tests and operators know.
+	// The address counts twice, as it did when the receiver's library
+	// kept a copy of its own: the bound stays what operators know.
 	n := 2*len(r.Addr) + len(r.ORcpt) + recipientOverhead
 	for _, v := range r.Notify {
 		n += len(v)
