@@ -538,3 +538,29 @@ func FuzzChunkChecker(f *testing.F) {
 		}
 	})
 }
+
+// TestBDATOverTLS: chunks are read from the TLS stream as from the clear
+// one, pipelined, and stored exactly; the envelope records TLS.
+func TestBDATOverTLS(t *testing.T) {
+	t.Parallel()
+	cert, key, pool := testTLS(t)
+	h := newHarness(t, fmt.Sprintf("tls_cert = %q\ntls_key = %q", cert, key), Options{})
+	c := h.session(untrustedIP)
+	c.startTLS(pool)
+	if ehlo := c.cmd("EHLO client.example.net", 250); !strings.Contains(ehlo, "CHUNKING") {
+		t.Fatalf("EHLO under TLS does not offer CHUNKING:\n%s", ehlo)
+	}
+	msg := message("tls-bdat")
+	c.send(fmt.Sprintf("MAIL FROM:<a@example.net>\r\nRCPT TO:<b@example.org>\r\nBDAT 11\r\n%sBDAT %d LAST\r\n%s", msg[:11], len(msg)-11, msg[11:]))
+	for range 3 {
+		c.expect(250)
+	}
+	c.expect(250)
+	list := h.queued()
+	if len(list) != 1 || !list[0].TLS {
+		t.Fatalf("queued %+v", list)
+	}
+	if got := storedBody(t, h, list[0].ID); got != msg {
+		t.Errorf("stored %q, sent %q", got, msg)
+	}
+}
