@@ -117,3 +117,37 @@ func TestBDATBetweenGateways(t *testing.T) {
 		t.Errorf("the first gateway did not log its DATA submission:\n%s", org.log.String())
 	}
 }
+
+// TestBDATRelayFirst: a message in BDAT chunks is relayed first exactly as
+// one by DATA: the 250 of BDAT LAST comes after the next hop's, with the
+// sealed copy already there and nothing in the queue; when the next hop
+// refuses for good, the client's BDAT LAST gets that refusal.
+func TestBDATRelayFirst(t *testing.T) {
+	t.Parallel()
+	transit, inner := startSink(t), startSink(t)
+	org := startGateway(t, gatewayOptions{domain: "example.org", own: []string{"example.org"}, partners: []string{"example.net"}, outbound: transit.Addr, inbound: inner.Addr})
+	msg := []byte(message("alice@example.org", "bob@example.net", "relayed first over BDAT"))
+	if code, text := sendBDAT(t, org.smtp, "alice@example.org", []string{"bob@example.net"}, msg, 100); code != 250 {
+		t.Fatalf("BDAT LAST: %d %s", code, text)
+	}
+	got := transit.Messages()
+	if len(got) != 1 {
+		t.Fatalf("the next hop holds %d messages when the client has its 250, want 1", len(got))
+	}
+	if !strings.Contains(string(got[0].Data), "application/pkcs7-mime") || strings.Contains(string(got[0].Data), secretLine) {
+		t.Errorf("relayed first, but not sealed:\n%s", got[0].Data)
+	}
+	if m := org.metric(`smimegate_relay_first_total{outcome="relayed"}`); !strings.HasSuffix(m, " 1") {
+		t.Errorf("metrics: %q, want one message relayed first", m)
+	}
+	if files := org.queueFiles(); len(files) != 0 {
+		t.Errorf("a message relayed first left files in the queue: %v", files)
+	}
+
+	transit.Reject(&gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 1, 1}, Message: "no such user here"})
+	code, text := sendBDAT(t, org.smtp, "alice@example.org", []string{"nobody@example.net"}, []byte(message("alice@example.org", "nobody@example.net", "refused")), 100)
+	if code != 550 || !strings.Contains(text, "5.1.1") || !strings.Contains(text, "no such user here") {
+		t.Fatalf("BDAT LAST got %d %s, want the next hop's 550 5.1.1", code, text)
+	}
+	waitQueueEmpty(t, org)
+}
