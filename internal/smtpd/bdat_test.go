@@ -564,3 +564,29 @@ func TestBDATOverTLS(t *testing.T) {
 		t.Errorf("stored %q, sent %q", got, msg)
 	}
 }
+
+// TestHookPositiveReplyIsNoAcceptance: a Checker or Handoff that returns an
+// *smtp.Error with a 2xx code has not taken the message; the client gets a
+// 451, not that 250, by DATA and by BDAT alike, and nothing is queued.
+func TestHookPositiveReplyIsNoAcceptance(t *testing.T) {
+	t.Parallel()
+	fake := smtp.NewError(250, smtp.EnhancedCode{2, 0, 0}, "OK queued as nothing")
+	for _, opts := range []Options{
+		{Check: func(*spool.Envelope) error { return fake }},
+		{Handoff: func(*spool.Envelope, *spool.Incoming) error { return fake }},
+	} {
+		h := newHarness(t, "", opts)
+		c := h.session(untrustedIP)
+		if code, msg := sendData(c, message("positive")); code != 451 {
+			t.Errorf("DATA: %d %s, want 451", code, msg)
+		}
+		c.cmd("MAIL FROM:<a@example.net>", 250)
+		c.cmd("RCPT TO:<b@example.org>", 250)
+		if code, msg := c.bdat(message("positive"), true); code != 451 {
+			t.Errorf("BDAT LAST: %d %s, want 451", code, msg)
+		}
+		if n := len(h.queued()); n != 0 {
+			t.Errorf("%d queued", n)
+		}
+	}
+}

@@ -648,7 +648,7 @@ func (c *conn) finish(in *spool.Incoming, start time.Time) *smtp.Error {
 	}
 	if srv.opts.Check != nil {
 		if err := srv.opts.Check(env); err != nil {
-			if rej, ok := asReply(err); ok {
+			if rej, ok := asRefusal(err); ok {
 				return c.logResult(in.ID, in.Size(), rej)
 			}
 			srv.log.Error("smtpd: message check failed", "id", in.ID, "err", err)
@@ -657,7 +657,7 @@ func (c *conn) finish(in *spool.Incoming, start time.Time) *smtp.Error {
 	}
 	if srv.opts.Handoff != nil {
 		if err := srv.opts.Handoff(env, in); err != nil {
-			if rej, ok := asReply(err); ok {
+			if rej, ok := asRefusal(err); ok {
 				return c.logResult(in.ID, env.Size, rej)
 			}
 			srv.log.Error("smtpd: handing the message over failed", "id", in.ID, "err", err)
@@ -675,6 +675,20 @@ func (c *conn) finish(in *spool.Incoming, start time.Time) *smtp.Error {
 	c.lim.delivered()
 	// The 250 carries the queue id, as Postfix's does.
 	return c.logResult(in.ID, env.Size, smtp.NewError(250, smtp.EnhancedCode{2, 0, 0}, "OK queued as "+in.ID))
+}
+
+// asRefusal returns err as the reply it carries if that is a refusal, a
+// 4xx or a 5xx. An *smtp.Error with any other code from a hook that has
+// not taken the message (a 250 from a Checker, say) is no refusal and no
+// acceptance either: the caller answers it as a failure, never with the
+// hook's 2xx, which would tell the client a message nobody stored was
+// taken.
+func asRefusal(err error) (*smtp.Error, bool) {
+	rej, ok := asReply(err)
+	if !ok || !rej.Temporary() && !rej.Permanent() {
+		return nil, false
+	}
+	return rej, true
 }
 
 // storageError is the reply when the spool cannot take the message: never
