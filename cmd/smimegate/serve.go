@@ -13,8 +13,6 @@ import (
 	"reflect"
 	"syscall"
 
-	gosmtp "github.com/emersion/go-smtp"
-
 	"smimegate/internal/certstore"
 	"smimegate/internal/config"
 	"smimegate/internal/courier"
@@ -166,7 +164,7 @@ func serve(ctx context.Context, cfgPath string, cfg *config.Config, logger *slog
 	lc.run(ctx)
 	for _, l := range listeners {
 		go func() {
-			if err := srv.Serve(l); err != nil && !errors.Is(err, gosmtp.ErrServerClosed) {
+			if err := srv.Serve(l); err != nil && !errors.Is(err, smtpd.ErrServerClosed) {
 				logger.Error("SMTP listener failed", "addr", l.Addr().String(), "err", err)
 			}
 		}()

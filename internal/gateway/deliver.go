@@ -11,7 +11,6 @@ import (
 	"smimegate/internal/courier"
 	"smimegate/internal/policy"
 	"smimegate/internal/smtp"
-	"smimegate/internal/smtpd"
 	"smimegate/internal/spool"
 )
 
@@ -64,7 +63,7 @@ func routeFor(cfg *config.Config, domain string) (next, tls string) {
 // For a message relayed first (not in the spool, vs.stored false), the
 // outcomes decide whether it goes to the spool at all: not when every
 // recipient was delivered; not either when every recipient was refused for
-// good, which deliver returns as a *smtpd.Reject for the client (its own
+// good, which deliver returns as a *smtp.Error for the client (its own
 // server then bounces, and we send no backscatter). Anything else commits it
 // before the bounces and the update. An error is returned only when that
 // commit fails.
@@ -342,14 +341,14 @@ func allRefused(env *spool.Envelope) bool {
 // code when the refusal was its reply (550 user unknown, 552 too big, 554
 // refused), else RFC 5321's catch-all 554 with our reason; the enhanced
 // status when it is of class 5 (RFC 3463 section 2), else 5.0.0.
-func refusal(bounced map[int][]failure) *smtpd.Reject {
+func refusal(bounced map[int][]failure) *smtp.Error {
 	var f failure
 	for _, fs := range bounced {
 		if len(fs) > 0 && (f.d.Addr == "" || fs[0].d.Addr < f.d.Addr) {
 			f = fs[0]
 		}
 	}
-	enh := [3]int(smtp.EnhancedPermanent)
+	enh := smtp.EnhancedPermanent
 	if f.status.Valid() && f.status[0] == 5 {
 		enh = f.status
 	}
@@ -361,7 +360,7 @@ func refusal(bounced map[int][]failure) *smtpd.Reject {
 	if f.remote != "" {
 		who = f.remote
 	}
-	return &smtpd.Reject{Code: code, Enhanced: enh, Message: fmt.Sprintf("Refused by %s for %s: %s", who, f.d.Addr, f.diagnostic())}
+	return &smtp.Error{Code: code, Enhanced: enh, Message: fmt.Sprintf("Refused by %s for %s: %s", who, f.d.Addr, f.diagnostic())}
 }
 
 // nextDue is the earliest time a pending recipient (or the policy step) is

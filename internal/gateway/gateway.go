@@ -28,7 +28,7 @@ import (
 	"smimegate/internal/config"
 	"smimegate/internal/console"
 	"smimegate/internal/courier"
-	"smimegate/internal/smtpd"
+	"smimegate/internal/smtp"
 	"smimegate/internal/spool"
 )
 
@@ -277,7 +277,7 @@ func (g *Gateway) Check(env *spool.Envelope) error {
 	}
 	g.metrics.decisions.WithLabelValues("reject").Inc()
 	g.log.Info("decision", "queue_id", env.ID, "direction", string(plan.Direction), "action", "reject", "reason", "mixed secured and unsecured recipients")
-	return &smtpd.Reject{Code: 550, Enhanced: [3]int{5, 7, 1}, Message: mixedRejection(plan)}
+	return &smtp.Error{Code: 550, Enhanced: [3]int{5, 7, 1}, Message: mixedRejection(plan)}
 }
 
 // errGone marks a message that disappeared from the queue while we worked

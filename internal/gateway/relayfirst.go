@@ -10,7 +10,7 @@ import (
 	"smimegate/internal/courier"
 	"smimegate/internal/policy"
 	"smimegate/internal/smime"
-	"smimegate/internal/smtpd"
+	"smimegate/internal/smtp"
 	"smimegate/internal/spool"
 )
 
@@ -162,7 +162,7 @@ func (g *Gateway) relayFirst(env *spool.Envelope, vs *versions) (outcome string,
 	next, err := g.deliver(g.hardStop, env, false, vs)
 	vs.release()
 	if err != nil {
-		var rej *smtpd.Reject
+		var rej *smtp.Error
 		if errors.As(err, &rej) {
 			return "refused", err
 		}
@@ -211,7 +211,7 @@ func (g *Gateway) checkQuarantineRoom(env *spool.Envelope, in *spool.Incoming) e
 	if !full || !hasLocalRecipient(g.Config(), env) {
 		return nil
 	}
-	refuse := &smtpd.Reject{Code: 452, Enhanced: [3]int{4, 3, 1}, Message: "Insufficient system storage: the quarantine for mail that cannot be decrypted is full, try again later"}
+	refuse := &smtp.Error{Code: 452, Enhanced: [3]int{4, 3, 1}, Message: "Insufficient system storage: the quarantine for mail that cannot be decrypted is full, try again later"}
 	reserved, ok := g.memory.tryAcquire(2 * in.Size())
 	if !ok {
 		g.metrics.quarantineFull.Inc()

@@ -9,7 +9,7 @@ import (
 
 	"smimegate/internal/courier"
 	"smimegate/internal/policy"
-	"smimegate/internal/smtpd"
+	"smimegate/internal/smtp"
 )
 
 // Recipient verification (smtp.verify_recipients) asks the inbound next hop
@@ -39,13 +39,13 @@ type verifyCache struct {
 }
 
 type verifyEntry struct {
-	rej     *smtpd.Reject // nil: accepted
+	rej     *smtp.Error // nil: accepted
 	expires time.Time
 }
 
 type verifyCall struct {
 	done chan struct{}
-	rej  *smtpd.Reject
+	rej  *smtp.Error
 }
 
 func newVerifyCache() *verifyCache {
@@ -53,7 +53,7 @@ func newVerifyCache() *verifyCache {
 }
 
 // VerifyRecipient is the receiver's Options.VerifyRecipient: nil accepts
-// addr, a *smtpd.Reject is the reply to its RCPT.
+// addr, a *smtp.Error is the reply to its RCPT.
 func (g *Gateway) VerifyRecipient(ctx context.Context, addr string) error {
 	cfg := g.Config()
 	if !cfg.SMTP.VerifyRecipients {
@@ -61,7 +61,7 @@ func (g *Gateway) VerifyRecipient(ctx context.Context, addr string) error {
 	}
 	domain, ok := policy.Domain(addr)
 	if !ok {
-		return &smtpd.Reject{Code: 553, Enhanced: [3]int{5, 1, 3}, Message: "Recipient address rejected: not a valid domain"}
+		return &smtp.Error{Code: 553, Enhanced: [3]int{5, 1, 3}, Message: "Recipient address rejected: not a valid domain"}
 	}
 	// The local part keeps its case (RFC 5321 section 2.4); the domain is
 	// canonical.
@@ -80,7 +80,7 @@ func (g *Gateway) VerifyRecipient(ctx context.Context, addr string) error {
 		case <-call.done:
 			return rejectOrNil(call.rej)
 		case <-ctx.Done():
-			return &smtpd.Reject{Code: 450, Enhanced: [3]int{4, 1, 1}, Message: "Recipient address rejected: unverified address: verification did not finish, try again later"}
+			return &smtp.Error{Code: 450, Enhanced: [3]int{4, 1, 1}, Message: "Recipient address rejected: unverified address: verification did not finish, try again later"}
 		}
 	}
 	call := &verifyCall{done: make(chan struct{})}
@@ -99,18 +99,18 @@ func (g *Gateway) VerifyRecipient(ctx context.Context, addr string) error {
 		ttl = cfg.SMTP.VerifyPositiveTTL.D()
 		g.metrics.verifications.WithLabelValues("accepted").Inc()
 	case courier.Failed:
-		code, enh := 550, [3]int{5, 1, 1}
+		code, enh := 550, smtp.EnhancedCode{5, 1, 1}
 		if res.Remote && res.Reply.Code >= 550 && res.Reply.Code <= 553 {
 			code = res.Reply.Code
 		}
 		if e := res.Enhanced; e[0] == 5 {
 			enh = e
 		}
-		call.rej = &smtpd.Reject{Code: code, Enhanced: enh, Message: "Recipient address rejected: undeliverable address: " + res.Diagnostic()}
+		call.rej = &smtp.Error{Code: code, Enhanced: enh, Message: "Recipient address rejected: undeliverable address: " + res.Diagnostic()}
 		ttl = cfg.SMTP.VerifyNegativeTTL.D()
 		g.metrics.verifications.WithLabelValues("refused").Inc()
 	default:
-		call.rej = &smtpd.Reject{Code: 450, Enhanced: [3]int{4, 1, 1}, Message: "Recipient address rejected: unverified address: " + res.Diagnostic()}
+		call.rej = &smtp.Error{Code: 450, Enhanced: [3]int{4, 1, 1}, Message: "Recipient address rejected: unverified address: " + res.Diagnostic()}
 		g.metrics.verifications.WithLabelValues("tempfail").Inc()
 	}
 	c.mu.Lock()
@@ -143,8 +143,8 @@ func (c *verifyCache) put(key string, e verifyEntry) {
 	c.entries[key] = e
 }
 
-// rejectOrNil keeps a nil *Reject from becoming a non-nil error.
-func rejectOrNil(r *smtpd.Reject) error {
+// rejectOrNil keeps a nil *smtp.Error from becoming a non-nil error.
+func rejectOrNil(r *smtp.Error) error {
 	if r == nil {
 		return nil
 	}

@@ -121,31 +121,3 @@ func BenchmarkAccept10KB20Sessions(b *testing.B) {
 	b.ReportMetric(got/ref, "x-of-spool")
 	b.ReportMetric(0, "ns/op")
 }
-
-// benchDomains are recipient domains as clients send them: ASCII in
-// either case, a trailing dot, and an internationalised name.
-var benchDomains = []string{"example.org", "Mail.Example.COM", "sub.partner.example.", "bücher.example", "xn--bcher-kva.example"}
-
-// BenchmarkRecipientDomain measures what the canonical form every
-// recipient now gets (IDNA, RFC 5891) costs per domain, against the
-// grammar check that was all a recipient got before, in the same run; the
-// x-vs-grammar metric is the ratio.
-func BenchmarkRecipientDomain(b *testing.B) {
-	per := func(f func(string)) float64 {
-		const rounds = 20000
-		start := time.Now()
-		for range rounds {
-			for _, d := range benchDomains {
-				f(d)
-			}
-		}
-		return float64(time.Since(start).Nanoseconds()) / float64(rounds*len(benchDomains))
-	}
-	for b.Loop() {
-		ref := per(func(d string) { validDomain(strings.TrimSuffix(d, "."), true) })
-		got := per(func(d string) { canonicalDomain(d) })
-		b.ReportMetric(got, "ns/domain")
-		b.ReportMetric(ref, "grammar-ns/domain")
-		b.ReportMetric(got/ref, "x-vs-grammar")
-	}
-}

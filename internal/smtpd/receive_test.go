@@ -2,12 +2,13 @@ package smtpd
 
 import (
 	"errors"
-	"net/smtp"
+	netsmtp "net/smtp"
 	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 
+	"smimegate/internal/smtp"
 	"smimegate/internal/spool"
 )
 
@@ -83,7 +84,7 @@ func TestNetSMTPClient(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, "", Options{})
 	for i := range 3 {
-		if err := smtp.SendMail(h.addr, nil, "a@example.net", []string{"b@example.org"}, []byte(message("netsmtp"+string(rune('a'+i))))); err != nil {
+		if err := netsmtp.SendMail(h.addr, nil, "a@example.net", []string{"b@example.org"}, []byte(message("netsmtp"+string(rune('a'+i))))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -196,7 +197,7 @@ func TestChecker(t *testing.T) {
 		seen = env
 		switch {
 		case len(env.Recipients) > 1:
-			return &Reject{Code: 554, Enhanced: [3]int{5, 7, 1}, Message: "Mixed secured and unsecured recipients"}
+			return &smtp.Error{Code: 554, Enhanced: smtp.EnhancedCode{5, 7, 1}, Message: "Mixed secured and unsecured recipients"}
 		case env.Sender == "temp@example.net":
 			return errors.New("certificate store is reloading")
 		}

@@ -12,22 +12,22 @@ import (
 // 5322 section 3.6.7), which RFC 5321 requires of every SMTP server that
 // accepts a message for relaying. It names the recipient only when there is
 // one, as a list of all recipients would disclose the Bcc ones.
-func (s *session) received(id string, now time.Time) []byte {
+func (c *conn) received(id string, now time.Time) []byte {
 	with := "ESMTP"
-	if s.mailOpts.UTF8 {
+	if c.tx.mail.utf8 {
 		with = "UTF8SMTP" // RFC 6531 section 3.7.3
 	}
-	if s.w.tlsState != nil {
+	if c.tlsState != nil {
 		with += "S" // RFC 3848
 	}
-	helo := heloForHeader(s.w.helo)
+	helo := heloForHeader(c.helo)
 	var b strings.Builder
-	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (smimegate) with %s id %s", helo, s.w.client.Addr().Unmap(), s.srv.cfg.Hostname, with, id)
-	if st := s.w.tlsState; st != nil {
+	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (smimegate) with %s id %s", helo, c.client.Addr().Unmap(), c.srv.cfg.Hostname, with, id)
+	if st := c.tlsState; st != nil {
 		fmt.Fprintf(&b, "\r\n\t(%s %s)", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite))
 	}
-	if len(s.rcpts) == 1 {
-		fmt.Fprintf(&b, "\r\n\tfor <%s>", s.rcpts[0].Addr)
+	if len(c.tx.rcpts) == 1 {
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", c.tx.rcpts[0].Addr)
 	}
 	fmt.Fprintf(&b, ";\r\n\t%s\r\n", now.Format(time.RFC1123Z))
 	return []byte(b.String())

@@ -3,14 +3,12 @@ package smtpd
 import (
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
+	"smimegate/internal/smtp"
 	"smimegate/internal/spool"
 )
 
@@ -20,176 +18,456 @@ import (
 // hop than the MTAs around it expect.
 const maxReceived = 100
 
-// session is one SMTP session: go-smtp calls it for MAIL, RCPT and DATA.
-// Every decision that needs the raw command line (routing tricks that
-// go-smtp's parser would hide, ORCPT as given) uses wireConn.lastLine.
-type session struct {
-	srv     *Server
-	w       *wireConn
-	trusted bool
-
-	hasMail  bool
-	sender   string // the reverse-path as stored: canonical domain, "" for <>
-	mailOpts smtp.MailOptions
-	rcpts    []spool.Recipient
+// transaction is what MAIL begins and RSET, a greeting, STARTTLS or the
+// end of a message forgets (RFC 5321 section 4.1.4).
+type transaction struct {
+	hasMail bool
+	sender  string // the reverse-path as stored: canonical domain, "" for <>
+	mail    mailParams
+	rcpts   []spool.Recipient
 	// envelopeBytes is what rcpts hold in memory, as recipientBytes counts
 	// it, against the bound of charge.
 	envelopeBytes int
+	// bdat is the message BDAT chunks are arriving for, nil before the
+	// first; bdatFailed is set once a BDAT of the transaction was refused,
+	// after which every BDAT and DATA is refused until RSET (RFC 3030
+	// section 3).
+	bdat       *bdatMessage
+	bdatFailed bool
+	chunked    bool // a BDAT was seen: the message comes in chunks
 }
 
-func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
-	w, ok := c.Conn().(*wireConn)
-	if !ok {
-		return nil, errors.New("smtpd: connection was not accepted through Serve")
+// resetTx forgets the transaction, aborting a BDAT message in progress.
+func (c *conn) resetTx() {
+	if c.tx.bdat != nil {
+		c.tx.bdat.in.Abort()
 	}
-	sess := &session{srv: s, w: w, trusted: s.trusted(w.client.Addr())}
-	s.mu.Lock()
-	s.conns[w] = sess
-	s.mu.Unlock()
-	return sess, nil
+	c.tx = transaction{}
 }
 
-func smtpErr(code int, enhanced [3]int, msg string) *smtp.SMTPError {
-	return &smtp.SMTPError{Code: code, EnhancedCode: smtp.EnhancedCode(enhanced), Message: msg}
+// greet handles HELO and EHLO (RFC 5321 section 4.1.1.1).
+func (c *conn) greet(verb, arg string) {
+	h, _, _ := strings.Cut(strings.TrimSpace(arg), " ")
+	if h == "" {
+		c.reply(smtp.NewError(501, smtp.EnhancedCode{5, 5, 4}, verb+" needs the client's domain or address literal (RFC 5321 section 4.1.1.1)"))
+		return
+	}
+	c.helo, c.greeted = h, true
+	// RFC 5321 section 4.1.4: a greeting resets the state as RSET does.
+	c.resetTx()
+	if verb == "HELO" {
+		c.reply(smtp.NewError(250, smtp.EnhancedCode{}, c.srv.cfg.Hostname))
+		return
+	}
+	cfg := c.srv.cfg.SMTP
+	lines := []string{
+		c.srv.cfg.Hostname,
+		"PIPELINING", // RFC 2920
+		"SIZE " + strconv.FormatInt(cfg.MaxMessageBytes, 10), // RFC 1870
+		"8BITMIME",            // RFC 6152
+		"ENHANCEDSTATUSCODES", // RFC 2034
+		"SMTPUTF8",            // RFC 6531
+		"DSN",                 // RFC 3461
+		"CHUNKING",            // RFC 3030
+		"LIMITS RCPTMAX=" + strconv.Itoa(cfg.MaxRecipients), // RFC 9422
+	}
+	if c.srv.tlsConfig != nil && c.tlsState == nil {
+		lines = append(lines, "STARTTLS") // RFC 3207
+	}
+	// BINARYMIME (RFC 3030 section 3) is not offered: a binary body has
+	// bare CRs, LFs and NULs, which are what the strict readers refuse
+	// (they are how SMTP smuggling works), the S/MIME sealing works on RFC
+	// 5322 text, and a next hop without BINARYMIME would need the body
+	// converted; 8BITMIME carries all the mail that is text.
+	c.reply(smtp.NewError(250, smtp.EnhancedCode{}, strings.Join(lines, "\n")))
 }
 
-// argOf returns what follows "VERB FROM:" / "VERB TO:" in the raw line.
-func argOf(line, prefix string) (string, bool) {
-	if len(line) < 5+len(prefix) || !strings.EqualFold(line[5:5+len(prefix)], prefix) {
-		return "", false
-	}
-	return line[5+len(prefix):], true
+// mailParams are the MAIL parameters the receiver takes.
+type mailParams struct {
+	size  int64  // SIZE (RFC 1870), 0 if not given
+	body  string // BODY (RFC 6152): "", "7BIT" or "8BITMIME"
+	utf8  bool   // SMTPUTF8 (RFC 6531)
+	ret   string // RET (RFC 3461): "", "FULL" or "HDRS"
+	envID string // ENVID (RFC 3461), xtext-decoded
 }
 
-// Mail handles MAIL FROM (RFC 5321 section 4.1.1.2).
-func (s *session) Mail(_ string, opts *smtp.MailOptions) error {
-	if s.w.tlsState != nil && s.w.helo == "" {
-		return smtpErr(503, [3]int{5, 5, 1}, "Send EHLO first: STARTTLS discarded the earlier greeting (RFC 3207 section 4.2)")
-	}
-	if s.hasMail {
-		return smtpErr(503, [3]int{5, 5, 1}, "Nested MAIL command")
-	}
-	arg, _ := argOf(s.w.lastLine, "FROM:")
-	p, err := parsePath(arg, true)
+// maxEnvID is the longest ENVID, decoded: RFC 3461 section 4.4 says "100
+// characters".
+const maxEnvID = 100
+
+// parseMailParams checks the ESMTP parameters of MAIL. RFC 5321 section
+// 4.1.1.11: a parameter the server does not recognise, or did not offer,
+// gets 555.
+func (c *conn) parseMailParams(s string) (mailParams, *smtp.Error) {
+	var mp mailParams
+	params, err := smtp.ParseParams(s)
 	if err != nil {
-		return smtpErr(501, [3]int{5, 1, 7}, "Bad sender address syntax: "+err.Error())
+		return mp, smtp.NewError(501, smtp.EnhancedCode{5, 5, 4}, "Bad MAIL parameters: "+err.Error())
 	}
-	if p.UTF8 && !opts.UTF8 {
-		return smtpErr(553, [3]int{5, 6, 7}, "Sender address: "+errNeedUTF8.Error())
+	bad := func(what string) *smtp.Error {
+		return smtp.NewError(501, smtp.EnhancedCode{5, 5, 4}, "Bad MAIL parameter: "+what)
+	}
+	for _, p := range params {
+		switch p.Keyword {
+		case "SIZE":
+			n, err := strconv.ParseInt(p.Value, 10, 64)
+			if err != nil || n < 0 || strings.TrimLeft(p.Value, "0123456789") != "" {
+				return mp, bad("SIZE must be a number of octets (RFC 1870 section 6)")
+			}
+			if n > c.srv.cfg.SMTP.MaxMessageBytes {
+				return mp, smtp.NewError(552, smtp.EnhancedCode{5, 3, 4}, fmt.Sprintf("Message size exceeds the limit of %d bytes", c.srv.cfg.SMTP.MaxMessageBytes))
+			}
+			mp.size = n
+		case "BODY":
+			switch v := strings.ToUpper(p.Value); v {
+			case "7BIT", "8BITMIME":
+				mp.body = v
+			case "BINARYMIME":
+				return mp, smtp.NewError(555, smtp.EnhancedCode{5, 5, 4}, "BODY=BINARYMIME is not offered here (RFC 3030 section 3); send 8BITMIME")
+			default:
+				return mp, bad("BODY must be 7BIT or 8BITMIME (RFC 6152)")
+			}
+		case "SMTPUTF8":
+			if p.HasValue {
+				return mp, bad("SMTPUTF8 takes no value (RFC 6531 section 3.4)")
+			}
+			mp.utf8 = true
+		case "RET":
+			switch v := strings.ToUpper(p.Value); v {
+			case "FULL", "HDRS":
+				mp.ret = v
+			default:
+				return mp, bad("RET must be FULL or HDRS (RFC 3461 section 4.3)")
+			}
+		case "ENVID":
+			v, ok := decodeXtext(p.Value)
+			if !ok || v == "" || len(v) > maxEnvID || !printableASCII(v) {
+				return mp, bad(fmt.Sprintf("ENVID must be xtext of printable ASCII, at most %d characters (RFC 3461 section 4.4)", maxEnvID))
+			}
+			mp.envID = v
+		default:
+			return mp, smtp.NewError(555, smtp.EnhancedCode{5, 5, 4}, fmt.Sprintf("MAIL parameter %s is not offered here", smtp.Printable(p.Keyword)))
+		}
+	}
+	return mp, nil
+}
+
+// rcptParams are the RCPT parameters of RFC 3461 section 4.
+type rcptParams struct {
+	notify []string
+	orcpt  string
+}
+
+func parseRcptParams(s string) (rcptParams, *smtp.Error) {
+	var rp rcptParams
+	params, err := smtp.ParseParams(s)
+	if err != nil {
+		return rp, smtp.NewError(501, smtp.EnhancedCode{5, 5, 4}, "Bad RCPT parameters: "+err.Error())
+	}
+	bad := func(what string) *smtp.Error {
+		return smtp.NewError(501, smtp.EnhancedCode{5, 5, 4}, "Bad RCPT parameter: "+what)
+	}
+	for _, p := range params {
+		switch p.Keyword {
+		case "NOTIFY":
+			n, ok := notifyValues(p.Value)
+			if !ok {
+				return rp, bad("NOTIFY must be NEVER, or a list of SUCCESS, FAILURE and DELAY (RFC 3461 section 4.1)")
+			}
+			rp.notify = n
+		case "ORCPT":
+			if !validORcpt(p.Value) {
+				return rp, bad("ORCPT must be addr-type;xtext (RFC 3461 section 4.2)")
+			}
+			// A copy: the value is a piece of the command line, which it
+			// would otherwise keep in memory whole for as long as the
+			// transaction.
+			rp.orcpt = strings.Clone(p.Value)
+		default:
+			return rp, smtp.NewError(555, smtp.EnhancedCode{5, 5, 4}, fmt.Sprintf("RCPT parameter %s is not offered here", smtp.Printable(p.Keyword)))
+		}
+	}
+	return rp, nil
+}
+
+// notifyValues parses NOTIFY (RFC 3461 section 4.1): NEVER alone, or each
+// of SUCCESS, FAILURE and DELAY at most once, as constants rather than
+// pieces of the command line.
+func notifyValues(v string) ([]string, bool) {
+	var out []string
+	for n := range strings.SplitSeq(v, ",") {
+		var k string
+		switch strings.ToUpper(n) {
+		case "NEVER":
+			k = "NEVER"
+		case "SUCCESS":
+			k = "SUCCESS"
+		case "FAILURE":
+			k = "FAILURE"
+		case "DELAY":
+			k = "DELAY"
+		default:
+			return nil, false
+		}
+		for _, o := range out {
+			if o == k {
+				return nil, false
+			}
+		}
+		out = append(out, k)
+	}
+	for _, o := range out {
+		if o == "NEVER" && len(out) > 1 {
+			return nil, false
+		}
+	}
+	return out, true
+}
+
+// validORcpt checks ORCPT's form (RFC 3461 section 4.2): an addr-type
+// atom, ";", and the address as xtext ("rfc822") or as RFC 6533's
+// utf-8-addr ("utf-8", whose \x{...} forms are printable ASCII too); it is
+// stored as written, to be passed on as written. RFC 3461's 500
+// characters bind the client; the command line and the envelope's memory
+// bound (charge) are what bound it here, as before.
+func validORcpt(v string) bool {
+	typ, addr, ok := strings.Cut(v, ";")
+	if !ok || typ == "" || addr == "" {
+		return false
+	}
+	for i := 0; i < len(typ); i++ {
+		c := typ[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	if strings.EqualFold(typ, "rfc822") {
+		_, ok := decodeXtext(addr)
+		return ok
+	}
+	return true
+}
+
+// decodeXtext decodes RFC 3461 section 4's xtext: "+" and two upper-case
+// hexadecimal digits stand for one octet; every other character is
+// itself, and must be printable ASCII other than "+" and "=".
+func decodeXtext(s string) (string, bool) {
+	if !strings.ContainsRune(s, '+') {
+		for i := 0; i < len(s); i++ {
+			if s[i] < '!' || s[i] > '~' || s[i] == '=' {
+				return "", false
+			}
+		}
+		return s, true
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '+':
+			if i+2 >= len(s) || !isUpperHex(s[i+1]) || !isUpperHex(s[i+2]) {
+				return "", false
+			}
+			n, _ := strconv.ParseUint(s[i+1:i+3], 16, 8)
+			b = append(b, byte(n))
+			i += 2
+		case c < '!' || c > '~' || c == '=':
+			return "", false
+		default:
+			b = append(b, c)
+		}
+	}
+	return string(b), true
+}
+
+func isUpperHex(c byte) bool { return '0' <= c && c <= '9' || 'A' <= c && c <= 'F' }
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// mail handles MAIL FROM (RFC 5321 section 4.1.1.2).
+func (c *conn) mail(arg string) {
+	switch {
+	case c.helo == "" && c.tlsState != nil:
+		c.reply(smtp.NewError(503, smtp.EnhancedCode{5, 5, 1}, "Send EHLO first: STARTTLS discarded the earlier greeting (RFC 3207 section 4.2)"))
+		return
+	case c.helo == "":
+		c.reply(smtp.NewError(503, smtp.EnhancedCode{5, 5, 1}, "Send HELO or EHLO first (RFC 5321 section 4.1.4)"))
+		return
+	case c.tx.hasMail:
+		c.reply(smtp.NewError(503, smtp.EnhancedCode{5, 5, 1}, "Nested MAIL command"))
+		return
+	}
+	rest, ok := smtp.CutPrefixFold(arg, "FROM:")
+	if !ok {
+		c.reply(smtp.NewError(501, smtp.EnhancedCode{5, 5, 2}, "Syntax: MAIL FROM:<address> [parameters]"))
+		return
+	}
+	p, err := smtp.ParsePath(rest, true)
+	if err != nil {
+		c.reply(smtp.NewError(501, smtp.EnhancedCode{5, 1, 7}, "Bad sender address syntax: "+err.Error()))
+		return
+	}
+	mp, e := c.parseMailParams(p.Params)
+	if e != nil {
+		c.reply(e)
+		return
+	}
+	if p.UTF8 && !mp.utf8 {
+		c.reply(smtp.NewError(553, smtp.EnhancedCode{5, 6, 7}, "Sender address: "+smtp.ErrNeedUTF8.Error()))
+		return
 	}
 	// The null sender and an address literal have no domain to
 	// canonicalise; either is a foreign sender to the policy. Any other
 	// domain must have the one form every later stage compares.
 	sender := p.Mailbox()
 	if !p.Null && !p.Literal {
-		d, err := canonicalDomain(p.Domain)
+		d, err := smtp.CanonicalDomain(p.Domain)
 		if err != nil {
-			s.srv.log.Info("smtpd: sender refused", "client", s.w.client.String(), "trusted", s.trusted,
-				"sender", printable(p.Mailbox()), "err", err)
-			return smtpErr(553, [3]int{5, 1, 7}, "Sender address rejected: "+invalidDomain(p.Domain, err))
+			c.srv.log.Info("smtpd: sender refused", "client", c.client.String(), "trusted", c.trusted,
+				"sender", smtp.Printable(p.Mailbox()), "err", err)
+			c.reply(smtp.NewError(553, smtp.EnhancedCode{5, 1, 7}, "Sender address rejected: "+invalidDomain(p.Domain, err)))
+			return
 		}
 		sender = p.Local + "@" + d
 	}
-	if err := p.checkSyntax(opts.UTF8); err != nil {
-		return smtpErr(501, [3]int{5, 1, 7}, "Bad sender address syntax: "+err.Error())
+	if err := p.CheckSyntax(mp.utf8); err != nil {
+		c.reply(smtp.NewError(501, smtp.EnhancedCode{5, 1, 7}, "Bad sender address syntax: "+err.Error()))
+		return
 	}
-	s.sender, s.mailOpts, s.hasMail = sender, *opts, true
-	s.rcpts, s.envelopeBytes = nil, 0
-	return nil
+	c.tx = transaction{hasMail: true, sender: sender, mail: mp}
+	c.replyRaw(250, replySenderOK)
 }
 
 // invalidDomain is the reason given for a domain that has no canonical
 // form: the domain as the client wrote it, and which rule it breaks.
 func invalidDomain(d string, err error) string {
-	if errors.Is(err, errNumericDomain) {
-		return fmt.Sprintf("domain %s is not a valid domain name: %v", printable(d), err)
+	if errors.Is(err, smtp.ErrNumericDomain) {
+		return fmt.Sprintf("domain %s is not a valid domain name: %v", smtp.Printable(d), smtp.ErrNumericDomain)
 	}
-	return fmt.Sprintf("domain %s is not a valid IDNA domain name (RFC 5891)", printable(d))
+	return fmt.Sprintf("domain %s is not a valid IDNA domain name (RFC 5891)", smtp.Printable(d))
 }
 
 // errLiteralRecipient refuses an address literal as a recipient from every
 // client: the policy is decided by the recipient's domain (draft section
 // 5), and an IP address has none, so whatever we did with it would be a
 // guess: sealed for nobody, or sent in the clear past the policy.
-var errLiteralRecipient = smtpErr(553, [3]int{5, 1, 3}, "Recipient address rejected: a domain-encryption gateway cannot apply policy to an address literal")
+var errLiteralRecipient = smtp.NewError(553, smtp.EnhancedCode{5, 1, 3}, "Recipient address rejected: a domain-encryption gateway cannot apply policy to an address literal")
 
-// Rcpt handles RCPT TO (RFC 5321 section 4.1.1.3) and is where relay
+// rcpt handles RCPT TO (RFC 5321 section 4.1.1.3) and is where relay
 // control happens.
-func (s *session) Rcpt(_ string, opts *smtp.RcptOptions) error {
-	if !s.hasMail {
-		return smtpErr(503, [3]int{5, 5, 1}, "Send MAIL first")
+func (c *conn) rcpt(arg string) {
+	if !c.tx.hasMail {
+		c.reply(smtp.NewError(503, smtp.EnhancedCode{5, 5, 1}, "Send MAIL first"))
+		return
 	}
-	arg, _ := argOf(s.w.lastLine, "TO:")
-	p, err := parsePath(arg, false)
+	if c.tx.bdat != nil || c.tx.bdatFailed {
+		c.reply(smtp.NewError(503, smtp.EnhancedCode{5, 5, 1}, "RCPT after BDAT: the recipients are complete once the message has begun (RFC 3030 section 3)"))
+		return
+	}
+	rest, ok := smtp.CutPrefixFold(arg, "TO:")
+	if !ok {
+		c.reply(smtp.NewError(501, smtp.EnhancedCode{5, 5, 2}, "Syntax: RCPT TO:<address> [parameters]"))
+		return
+	}
+	if e := c.recipient(rest); e != nil {
+		c.refuseRcpt(rest, e)
+		return
+	}
+	c.replyRaw(250, replyRcptOK)
+}
+
+// recipient checks one forward-path and adds it to the transaction, or
+// returns the refusal.
+func (c *conn) recipient(arg string) *smtp.Error {
+	cfg := c.srv.cfg
+	p, err := smtp.ParsePath(arg, false)
 	if err != nil {
-		return s.refuseRcpt(arg, smtpErr(501, [3]int{5, 1, 3}, "Bad recipient address syntax: "+err.Error()))
+		return smtp.NewError(501, smtp.EnhancedCode{5, 1, 3}, "Bad recipient address syntax: "+err.Error())
+	}
+	if len(c.tx.rcpts) >= cfg.SMTP.MaxRecipients {
+		return smtp.NewError(452, smtp.EnhancedCode{4, 5, 3}, fmt.Sprintf("Too many recipients: at most %d per transaction", cfg.SMTP.MaxRecipients))
+	}
+	rp, e := parseRcptParams(p.Params)
+	if e != nil {
+		return e
+	}
+	if p.Postmaster {
+		// RFC 5321 section 4.5.1: postmaster without a domain reaches
+		// postmaster at the first local domain, as Postfix appends
+		// $myorigin.
+		if len(cfg.LocalDomains) == 0 {
+			return smtp.NewError(550, smtp.EnhancedCode{5, 1, 1}, "No local domain to take mail for <Postmaster>")
+		}
+		p.Domain = cfg.LocalDomains[0]
 	}
 	if p.Literal {
-		return s.refuseRcpt(arg, errLiteralRecipient)
+		return errLiteralRecipient
 	}
-	if !s.trusted {
-		if trick := p.routingTrick(); trick != "" {
-			return s.refuseRcpt(arg, smtpErr(554, [3]int{5, 7, 1}, "Relay access denied ("+trick+")"))
+	if !c.trusted {
+		if trick := p.RoutingTrick(); trick != "" {
+			return smtp.NewError(554, smtp.EnhancedCode{5, 7, 1}, "Relay access denied ("+trick+")")
 		}
 	}
-	if p.UTF8 && !s.mailOpts.UTF8 {
-		return s.refuseRcpt(arg, smtpErr(553, [3]int{5, 6, 7}, "Recipient address: "+errNeedUTF8.Error()))
+	if p.UTF8 && !c.tx.mail.utf8 {
+		return smtp.NewError(553, smtp.EnhancedCode{5, 6, 7}, "Recipient address: "+smtp.ErrNeedUTF8.Error())
 	}
 	// Every client, trusted or not: a domain without a canonical form
 	// would reach the policy as a string that matches no partner and no
 	// local domain, and so leave unsealed.
-	domain, err := canonicalDomain(p.Domain)
+	domain, err := smtp.CanonicalDomain(p.Domain)
 	if err != nil {
-		s.srv.log.Info("smtpd: recipient domain has no canonical form", "client", s.w.client.String(), "rcpt", printable(p.Mailbox()), "err", err)
-		return s.refuseRcpt(arg, smtpErr(553, [3]int{5, 1, 3}, "Recipient address rejected: "+invalidDomain(p.Domain, err)))
+		c.srv.log.Info("smtpd: recipient domain has no canonical form", "client", c.client.String(), "rcpt", smtp.Printable(p.Mailbox()), "err", err)
+		return smtp.NewError(553, smtp.EnhancedCode{5, 1, 3}, "Recipient address rejected: "+invalidDomain(p.Domain, err))
 	}
-	if err := p.checkSyntax(s.mailOpts.UTF8); err != nil {
-		return s.refuseRcpt(arg, smtpErr(501, [3]int{5, 1, 3}, "Bad recipient address syntax: "+err.Error()))
+	if err := p.CheckSyntax(c.tx.mail.utf8); err != nil {
+		return smtp.NewError(501, smtp.EnhancedCode{5, 1, 3}, "Bad recipient address syntax: "+err.Error())
 	}
-	local := s.srv.cfg.IsLocal(domain)
-	if !s.trusted && !local {
-		return s.refuseRcpt(arg, smtpErr(554, [3]int{5, 7, 1}, "Relay access denied"))
+	local := cfg.IsLocal(domain)
+	if !c.trusted && !local {
+		return smtp.NewError(554, smtp.EnhancedCode{5, 7, 1}, "Relay access denied")
 	}
 	// The address as it is stored and passed on: the local part as
 	// written (RFC 5321 section 2.4: only the receiving host may interpret
 	// it) and the canonical domain. A source route, which a trusted client
 	// may still send, is left out: RFC 5321 section 4.1.1.3 says servers
 	// SHOULD ignore it.
-	r := spool.Recipient{Addr: p.Local + "@" + domain}
-	for _, n := range opts.Notify {
-		r.Notify = append(r.Notify, notifyValue(n))
+	r := spool.Recipient{Addr: p.Local + "@" + domain, Notify: rp.notify, ORcpt: rp.orcpt}
+	if e := c.charge(r); e != nil {
+		return e
 	}
-	// A copy: the value is a piece of the command line, which it would
-	// otherwise keep in memory whole for as long as the transaction.
-	r.ORcpt = strings.Clone(paramValue(p.Params, "ORCPT"))
-	if e := s.charge(r); e != nil {
-		return s.refuseRcpt(arg, e)
-	}
-	if local && s.srv.opts.VerifyRecipient != nil && !isPostmaster(p) {
-		if e := s.verify(r.Addr); e != nil {
-			s.envelopeBytes -= recipientBytes(r)
-			return s.refuseRcpt(arg, e)
+	if local && c.srv.opts.VerifyRecipient != nil && !isPostmaster(p) {
+		if e := c.verify(r.Addr); e != nil {
+			c.tx.envelopeBytes -= recipientBytes(r)
+			return e
 		}
 	}
-	s.rcpts = append(s.rcpts, r)
+	c.tx.rcpts = append(c.tx.rcpts, r)
 	return nil
 }
 
 // bytesPerRecipient is what one recipient may hold in memory on average
 // over a transaction, so that smtp.max_recipients times it bounds the
 // envelope. An address within RFC 5321's limits (a path of at most 256
-// octets, section 4.5.3.1.3) held twice (go-smtp keeps its own copy), an
-// ORCPT of the same length and the bookkeeping take under 1 KiB, so every
-// envelope the standard allows fits; without the bound, max_recipients
-// recipients with 2 KB command lines each could make one session hold
-// several megabytes.
+// octets, section 4.5.3.1.3), an ORCPT of the same length and the
+// bookkeeping take under 1 KiB, so every envelope the standard allows
+// fits; without the bound, max_recipients recipients with 2 KB command
+// lines each could make one session hold several megabytes.
 const bytesPerRecipient = 1 << 10
 
 // recipientOverhead is the memory of a recipient beyond its strings: the
-// spool.Recipient, the string and slice headers, go-smtp's slice entry.
+// spool.Recipient, the string and slice headers.
 const recipientOverhead = 128
 
 func recipientBytes(r spool.Recipient) int {
+	// The address counts twice, as it did when the receiver's library
+	// kept a copy of its own: the bound stays what operators know.
 	n := 2*len(r.Addr) + len(r.ORcpt) + recipientOverhead
 	for _, v := range r.Notify {
 		n += len(v)
@@ -200,218 +478,243 @@ func recipientBytes(r spool.Recipient) int {
 // charge counts a recipient against the transaction's memory bound; over
 // it the recipient is refused as one too many (RFC 5321 section
 // 4.5.3.1.10: 452, and the client sends the rest in another transaction).
-func (s *session) charge(r spool.Recipient) *smtp.SMTPError {
-	limit := s.srv.cfg.SMTP.MaxRecipients * bytesPerRecipient
+func (c *conn) charge(r spool.Recipient) *smtp.Error {
+	limit := c.srv.cfg.SMTP.MaxRecipients * bytesPerRecipient
 	n := recipientBytes(r)
-	if s.envelopeBytes+n > limit {
-		return smtpErr(452, [3]int{4, 5, 3}, fmt.Sprintf("Too many recipients: together they would take more than %d bytes (%d recipients of %d bytes on average)", limit, s.srv.cfg.SMTP.MaxRecipients, bytesPerRecipient))
+	if c.tx.envelopeBytes+n > limit {
+		return smtp.NewError(452, smtp.EnhancedCode{4, 5, 3}, fmt.Sprintf("Too many recipients: together they would take more than %d bytes (%d recipients of %d bytes on average)", limit, c.srv.cfg.SMTP.MaxRecipients, bytesPerRecipient))
 	}
-	s.envelopeBytes += n
+	c.tx.envelopeBytes += n
 	return nil
-}
-
-// notifyValue is a NOTIFY value (RFC 3461 section 4.1) as a constant, not
-// as a piece of the command line that would keep the whole line alive.
-func notifyValue(n smtp.DSNNotify) string {
-	switch n {
-	case smtp.DSNNotifyNever:
-		return "NEVER"
-	case smtp.DSNNotifySuccess:
-		return "SUCCESS"
-	case smtp.DSNNotifyFailure:
-		return "FAILURE"
-	case smtp.DSNNotifyDelayed:
-		return "DELAY"
-	}
-	return strings.Clone(string(n))
 }
 
 // isPostmaster reports whether a recipient is postmaster, which RFC 5321
 // section 4.5.1 requires at every domain we serve ("MUST be supported"),
 // case-insensitively: it is never refused as unknown.
-func isPostmaster(p path) bool {
-	return strings.EqualFold(p.Unquote, "postmaster")
+func isPostmaster(p smtp.Path) bool {
+	return p.Postmaster || strings.EqualFold(p.Unquote, "postmaster")
 }
 
 // verify asks Options.VerifyRecipient about addr, under the command's
 // context, and turns its answer into the RCPT reply: nil to accept.
-func (s *session) verify(addr string) *smtp.SMTPError {
-	ctx, done := s.w.commandContext()
+func (c *conn) verify(addr string) *smtp.Error {
+	// The call may take a while: the replies held back go out first, for
+	// a pipelining client may wait for them before it sends more (RFC
+	// 2920 section 3.1).
+	c.flush()
+	ctx, done := c.commandContext()
 	defer done()
-	err := s.srv.opts.VerifyRecipient(ctx, addr)
+	err := c.srv.opts.VerifyRecipient(ctx, addr)
 	if err == nil {
 		return nil
 	}
-	var rej *Reject
-	if errors.As(err, &rej) && rej.Code >= 400 && rej.Code <= 599 {
+	if rej, ok := asReply(err); ok && rej.Code >= 400 && rej.Code <= 599 {
 		// The text may come from the internal server's reply: one line,
 		// and an enhanced code of the reply's class (RFC 3463 section 2).
 		enhanced := rej.Enhanced
 		if enhanced[0] != rej.Code/100 {
-			enhanced = [3]int{rej.Code / 100, 0, 0}
+			enhanced = smtp.EnhancedCode{rej.Code / 100, 0, 0}
 		}
-		return smtpErr(rej.Code, enhanced, printable(rej.Message))
+		return smtp.NewError(rej.Code, enhanced, smtp.Printable(rej.Message))
 	}
-	// Anything else, a Reject that would read as success included, is a
+	// Anything else, a reply that would read as success included, is a
 	// failure to verify: the client is to try again, never to take the
 	// recipient as accepted.
-	s.srv.log.Warn("smtpd: recipient verification failed", "client", s.w.client.String(), "rcpt", addr, "err", err)
-	return smtpErr(451, [3]int{4, 3, 0}, "Recipient address verification failed temporarily, try again later")
+	c.srv.log.Warn("smtpd: recipient verification failed", "client", c.client.String(), "rcpt", addr, "err", err)
+	return smtp.NewError(451, smtp.EnhancedCode{4, 3, 0}, "Recipient address verification failed temporarily, try again later")
 }
 
-func (s *session) refuseRcpt(arg string, e *smtp.SMTPError) error {
-	sender := "<>"
-	if s.hasMail {
-		sender = s.sender
-	}
-	s.srv.log.Info("smtpd: recipient refused", "client", s.w.client.String(), "trusted", s.trusted,
-		"sender", sender, "rcpt", printable(strings.TrimSpace(arg)), "reply", fmt.Sprintf("%d %d.%d.%d %s", e.Code, e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2], e.Message))
-	return e
+func (c *conn) refuseRcpt(arg string, e *smtp.Error) {
+	c.srv.log.Info("smtpd: recipient refused", "client", c.client.String(), "trusted", c.trusted,
+		"sender", c.tx.sender, "rcpt", smtp.Printable(strings.TrimSpace(arg)), "reply", e.Error())
+	c.reply(e)
 }
 
-// paramValue returns the raw value of an ESMTP parameter, "" if absent.
-func paramValue(params, key string) string {
-	for _, f := range strings.Fields(params) {
-		k, v, _ := strings.Cut(f, "=")
-		if strings.EqualFold(k, key) {
-			return v
-		}
-	}
-	return ""
-}
-
-// Data reads the message strictly, runs the Checker and commits it to the
-// spool; only then is the 250 sent.
-func (s *session) Data(r io.Reader) error {
-	reply := s.data()
-	// The DATA stream has been read here, from the connection; go-smtp's
-	// own reader gets an empty message so that it, too, is done.
-	s.w.eod = true
-	io.Copy(io.Discard, r)
-	return reply
-}
-
-func (s *session) data() *smtp.SMTPError {
-	srv := s.srv
-	cfg := srv.cfg.SMTP
-	start := time.Now()
-	if !s.hasMail || len(s.rcpts) == 0 {
-		s.discardData()
-		return smtpErr(503, [3]int{5, 5, 1}, "No valid recipients")
-	}
+// begin starts a message in the spool for DATA or the first BDAT chunk,
+// with our Received field on top.
+func (c *conn) begin(start time.Time) (*spool.Incoming, *smtp.Error) {
 	var in *spool.Incoming
-	if mem := srv.inMemory(); mem > 0 {
-		in = srv.sp.NewMessageInMemory(mem)
+	if mem := c.srv.inMemory(); mem > 0 {
+		in = c.srv.sp.NewMessageInMemory(mem)
 	} else {
 		var err error
-		if in, err = srv.sp.NewMessage(); err != nil {
-			srv.log.Error("smtpd: cannot start a message in the spool", "err", err)
-			s.discardData()
-			return s.logResult("", 0, storageError(err))
+		if in, err = c.srv.sp.NewMessage(); err != nil {
+			c.srv.log.Error("smtpd: cannot start a message in the spool", "err", err)
+			return nil, c.logResult("", 0, storageError(err))
 		}
+	}
+	in.Write(c.received(in.ID, start))
+	return in, nil
+}
+
+// messageLimits are the bounds of one message, DATA or BDAT.
+func (c *conn) messageLimits() smtp.Limits {
+	cfg := c.srv.cfg.SMTP
+	return smtp.Limits{MaxBytes: cfg.MaxMessageBytes, MaxLine: cfg.MaxLineLength, MaxHeader: cfg.MaxHeaderBytes, MaxReceived: maxReceived}
+}
+
+// data handles DATA (RFC 5321 section 4.1.1.4): the message is read
+// strictly (smtp.DotReader), checked, and committed or handed off; only
+// then is the 250 sent.
+func (c *conn) data(arg string) {
+	switch {
+	case arg != "":
+		c.reply(smtp.NewError(501, smtp.EnhancedCode{5, 5, 4}, "DATA takes no argument"))
+		return
+	case !c.tx.hasMail:
+		// RFC 5321 section 3.3: with no MAIL, or no RCPT accepted, DATA
+		// gets 503 or 554.
+		c.reply(smtp.NewError(503, smtp.EnhancedCode{5, 5, 1}, "Send MAIL first"))
+		return
+	case c.tx.bdat != nil || c.tx.bdatFailed:
+		c.reply(smtp.NewError(503, smtp.EnhancedCode{5, 5, 1}, "DATA after BDAT in the same transaction (RFC 3030 section 3); send RSET"))
+		return
+	case len(c.tx.rcpts) == 0:
+		c.reply(smtp.NewError(554, smtp.EnhancedCode{5, 5, 1}, "No valid recipients"))
+		return
+	}
+	start := time.Now()
+	in, e := c.begin(start)
+	if e != nil {
+		c.reply(e)
+		c.resetTx()
+		return
 	}
 	defer in.Abort()
-	in.Write(s.received(in.ID, start))
-
-	dr := &dataReader{
-		br:  s.w.br,
-		dst: in,
-		lim: dataLimits{maxBytes: cfg.MaxMessageBytes, maxLine: cfg.MaxLineLength, maxHeader: cfg.MaxHeaderBytes, maxReceived: maxReceived},
+	c.replyRaw(354, replyGoAhead)
+	if c.flush() != nil {
+		c.quit = true
+		return
 	}
-	dr.beforeFill = s.dataDeadline(start)
-	reject, writeErr, netErr := dr.readData()
-	s.w.conn().SetReadDeadline(s.w.readDeadline(time.Time{}))
+	dr := &smtp.DotReader{R: c.br, Dst: in, Lim: c.messageLimits(), BeforeFill: c.dataDeadline(start)}
+	reject, writeErr, netErr := dr.Read()
+	var reply *smtp.Error
 	switch {
 	case netErr != nil:
-		var ne interface{ Timeout() bool }
-		if errors.As(netErr, &ne) && ne.Timeout() {
-			s.w.ended = true
-			if s.w.sessionOver() {
-				// The message was cut short: it is not accepted (in is
-				// aborted), and the client learns why.
-				text := s.w.sessionOverText(" during DATA; the message was not accepted")
-				return s.logResult(in.ID, dr.size, smtpErr(421, [3]int{4, 4, 2}, text))
-			}
-			return s.logResult(in.ID, dr.size, smtpErr(421, [3]int{4, 4, 2}, fmt.Sprintf("Timeout or data slower than %d bytes/s, closing the connection", cfg.MinDataRate)))
-		}
-		s.w.ended = true
-		s.logResult(in.ID, dr.size, smtpErr(421, [3]int{4, 4, 2}, "Connection lost during DATA: "+netErr.Error()))
-		return smtpErr(421, [3]int{4, 4, 2}, "Connection error")
+		reply = c.cut(in.ID, dr.Total, "DATA", netErr)
 	case reject != nil:
-		return s.logResult(in.ID, dr.size, smtpErr(reject.code, reject.enhanced, reject.msg))
+		reply = c.logResult(in.ID, dr.Size, reject)
 	case writeErr != nil:
-		srv.log.Error("smtpd: writing to the spool failed", "id", in.ID, "err", writeErr)
-		return s.logResult(in.ID, dr.size, storageError(writeErr))
+		c.srv.log.Error("smtpd: writing to the spool failed", "id", in.ID, "err", writeErr)
+		reply = c.logResult(in.ID, dr.Size, storageError(writeErr))
+	default:
+		reply = c.finish(in, start)
 	}
+	c.reply(reply)
+	c.resetTx()
+	c.flush()
+}
 
+// cut is the reply to a message cut short by the network: a timeout
+// (command_timeout, min_data_rate or the session's end) or the client gone.
+// The session ends with it.
+func (c *conn) cut(id string, size int64, verb string, netErr error) *smtp.Error {
+	c.quit = true
+	if isTimeout(netErr) {
+		if c.sessionOver() {
+			// The message was cut short: it is not accepted (in is
+			// aborted), and the client learns why.
+			return c.logResult(id, size, smtp.NewError(421, smtp.EnhancedCode{4, 4, 2}, c.sessionOverText(" during "+verb+"; the message was not accepted")))
+		}
+		return c.logResult(id, size, smtp.NewError(421, smtp.EnhancedCode{4, 4, 2}, fmt.Sprintf("Timeout or data slower than %d bytes/s, closing the connection", c.srv.cfg.SMTP.MinDataRate)))
+	}
+	c.logResult(id, size, smtp.NewError(421, smtp.EnhancedCode{4, 4, 2}, "Connection lost during "+verb+": "+netErr.Error()))
+	return smtp.NewError(421, smtp.EnhancedCode{4, 4, 2}, "Connection error")
+}
+
+// finish runs the Checker on the complete message and commits it, or hands
+// it to Options.Handoff, and returns the reply: a 250 only once one of them
+// has taken it. DATA and BDAT LAST both end here, with the same envelope.
+func (c *conn) finish(in *spool.Incoming, start time.Time) *smtp.Error {
+	// The check and the commit may take a while (an fsync, a relay-first
+	// attempt): the replies held back go out first (RFC 2920 section 3.1).
+	c.flush()
+	srv := c.srv
 	env := &spool.Envelope{
 		ID:         in.ID,
-		Sender:     s.sender,
-		Recipients: s.rcpts,
-		RET:        string(s.mailOpts.Return),
-		EnvID:      s.mailOpts.EnvelopeID,
-		SMTPUTF8:   s.mailOpts.UTF8,
-		Body:       string(s.mailOpts.Body),
-		Client:     s.w.client.String(),
-		Helo:       printable(s.w.helo),
-		Trusted:    s.trusted,
-		TLS:        s.w.tlsState != nil,
+		Sender:     c.tx.sender,
+		Recipients: c.tx.rcpts,
+		RET:        c.tx.mail.ret,
+		EnvID:      c.tx.mail.envID,
+		SMTPUTF8:   c.tx.mail.utf8,
+		Body:       c.tx.mail.body,
+		Client:     c.client.String(),
+		Helo:       smtp.Printable(c.helo),
+		Trusted:    c.trusted,
+		TLS:        c.tlsState != nil,
 		Arrival:    start.UTC(),
 		Size:       in.Size(),
 		Stage:      spool.StageReceived,
 	}
 	if srv.opts.Check != nil {
 		if err := srv.opts.Check(env); err != nil {
-			var rej *Reject
-			if errors.As(err, &rej) {
-				return s.logResult(in.ID, in.Size(), smtpErr(rej.Code, rej.Enhanced, rej.Message))
+			if rej, ok := asRefusal(err); ok {
+				return c.logResult(in.ID, in.Size(), rej)
 			}
 			srv.log.Error("smtpd: message check failed", "id", in.ID, "err", err)
-			return s.logResult(in.ID, in.Size(), smtpErr(451, [3]int{4, 3, 0}, "Temporary failure checking the message, try again later"))
+			return c.logResult(in.ID, in.Size(), smtp.NewError(451, smtp.EnhancedCode{4, 3, 0}, "Temporary failure checking the message, try again later"))
 		}
 	}
 	if srv.opts.Handoff != nil {
 		if err := srv.opts.Handoff(env, in); err != nil {
-			var rej *Reject
-			if errors.As(err, &rej) {
-				return s.logResult(in.ID, env.Size, smtpErr(rej.Code, rej.Enhanced, rej.Message))
+			if rej, ok := asRefusal(err); ok {
+				return c.logResult(in.ID, env.Size, rej)
 			}
 			srv.log.Error("smtpd: handing the message over failed", "id", in.ID, "err", err)
-			return s.logResult(in.ID, env.Size, storageError(err))
+			return c.logResult(in.ID, env.Size, storageError(err))
 		}
 	} else {
 		if err := in.Commit(env); err != nil {
 			srv.log.Error("smtpd: committing to the spool failed", "id", in.ID, "err", err)
-			return s.logResult(in.ID, in.Size(), storageError(err))
+			return c.logResult(in.ID, in.Size(), storageError(err))
 		}
 		if srv.opts.OnQueued != nil {
 			srv.opts.OnQueued(in.ID)
 		}
 	}
-	// go-smtp sends an *SMTPError's code as it is, so a 250 can carry the
-	// queue id, as Postfix's does.
-	return s.logResult(in.ID, env.Size, smtpErr(250, [3]int{2, 0, 0}, "OK queued as "+in.ID))
+	c.lim.delivered()
+	// The 250 carries the queue id, as Postfix's does.
+	return c.logResult(in.ID, env.Size, smtp.NewError(250, smtp.EnhancedCode{2, 0, 0}, "OK queued as "+in.ID))
+}
+
+// asRefusal returns err as the reply it carries if that is a refusal, a
+// 4xx or a 5xx. An *smtp.Error with any other code from a hook that has
+// not taken the message (a 250 from a Checker, say) is no refusal and no
+// acceptance either: the caller answers it as a failure, never with the
+// hook's 2xx, which would tell the client a message nobody stored was
+// taken.
+func asRefusal(err error) (*smtp.Error, bool) {
+	rej, ok := asReply(err)
+	if !ok || !rej.Temporary() && !rej.Permanent() {
+		return nil, false
+	}
+	return rej, true
 }
 
 // storageError is the reply when the spool cannot take the message: never
 // a 250, and a 4xx so the client tries again (RFC 3463: 4.3.1 is "mail
 // system full").
-func storageError(err error) *smtp.SMTPError {
+func storageError(err error) *smtp.Error {
 	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EFBIG) {
-		return smtpErr(452, [3]int{4, 3, 1}, "Insufficient system storage, try again later")
+		return smtp.NewError(452, smtp.EnhancedCode{4, 3, 1}, "Insufficient system storage, try again later")
 	}
-	return smtpErr(451, [3]int{4, 3, 0}, "Local error in processing, try again later")
+	return smtp.NewError(451, smtp.EnhancedCode{4, 3, 0}, "Local error in processing, try again later")
 }
 
-// dataDeadline returns the function that moves the read deadline during
-// DATA. As with Postfix's smtpd_min_data_rate, each byte received buys
-// 1/min_data_rate seconds on top of the command timeout, and no single
-// read may wait longer than the command timeout: a client that trickles
-// its message is dropped. No read waits past the end of the session.
-func (s *session) dataDeadline(start time.Time) func(int64) error {
-	timeout := s.srv.cfg.SMTP.CommandTimeout.D()
-	rate := int64(s.srv.cfg.SMTP.MinDataRate)
+// dataDeadline returns the function that moves the read deadline while a
+// message comes in (DATA, and each BDAT chunk). As with Postfix's
+// smtpd_min_data_rate, each byte received buys 1/min_data_rate seconds on
+// top of the command timeout, and no single read may wait longer than the
+// command timeout: a client that trickles its message is dropped. No read
+// waits past the end of the session. Replies held back are flushed first:
+// the client may be waiting for them (RFC 2920 section 3.1).
+func (c *conn) dataDeadline(start time.Time) func(int64) error {
+	timeout := c.srv.cfg.SMTP.CommandTimeout.D()
+	rate := int64(c.srv.cfg.SMTP.MinDataRate)
 	return func(total int64) error {
+		if err := c.flush(); err != nil {
+			return err
+		}
 		now := time.Now()
 		deadline := now.Add(timeout)
 		if rate > 0 {
@@ -420,29 +723,18 @@ func (s *session) dataDeadline(start time.Time) func(int64) error {
 				deadline = earned
 			}
 		}
-		return s.w.conn().SetReadDeadline(s.w.readDeadline(deadline))
+		return c.nc.SetReadDeadline(c.readDeadline(deadline))
 	}
-}
-
-// discardData reads a DATA stream to its end when there is nothing to store
-// it in, so that the dialogue stays in step.
-func (s *session) discardData() {
-	dr := &dataReader{br: s.w.br, dst: io.Discard, lim: dataLimits{maxBytes: 1 << 62, maxLine: 1 << 30, maxHeader: 1 << 30, maxReceived: 1 << 30}}
-	dr.beforeFill = s.dataDeadline(time.Now())
-	if _, _, err := dr.readData(); err != nil {
-		s.w.ended = true
-	}
-	s.w.conn().SetReadDeadline(s.w.readDeadline(time.Time{}))
 }
 
 // logResult writes the one line per transaction and returns e.
-func (s *session) logResult(id string, size int64, e *smtp.SMTPError) *smtp.SMTPError {
+func (c *conn) logResult(id string, size int64, e *smtp.Error) *smtp.Error {
 	// The recipients as fmt would print the slice, "[a b]", built without
 	// fmt: formatting slices through reflection was a tenth of the
 	// relay's CPU in the log lines.
 	var rcpts strings.Builder
 	rcpts.WriteByte('[')
-	for i, r := range s.rcpts {
+	for i, r := range c.tx.rcpts {
 		if i > 0 {
 			rcpts.WriteByte(' ')
 		}
@@ -453,41 +745,13 @@ func (s *session) logResult(id string, size int64, e *smtp.SMTPError) *smtp.SMTP
 	if e.Code >= 400 {
 		what = "smtpd: message refused"
 	}
-	s.srv.log.Info(what,
-		"id", id, "client", s.w.client.String(), "trusted", s.trusted, "tls", s.w.tlsState != nil,
-		"sender", s.sender, "rcpts", rcpts.String(), "size", size,
-		"reply", replyText(e))
+	verb := "DATA"
+	if c.tx.chunked {
+		verb = "BDAT"
+	}
+	c.srv.log.Info(what,
+		"id", id, "client", c.client.String(), "trusted", c.trusted, "tls", c.tlsState != nil,
+		"sender", c.tx.sender, "rcpts", rcpts.String(), "size", size, "verb", verb,
+		"reply", e.Error())
 	return e
 }
-
-// replyText is the reply as the client sees it, "250 2.0.0 OK ...".
-func replyText(e *smtp.SMTPError) string {
-	b := make([]byte, 0, 16+len(e.Message))
-	b = strconv.AppendInt(b, int64(e.Code), 10)
-	for i, n := range e.EnhancedCode {
-		if i == 0 {
-			b = append(b, ' ')
-		} else {
-			b = append(b, '.')
-		}
-		b = strconv.AppendInt(b, int64(n), 10)
-	}
-	b = append(b, ' ')
-	return string(append(b, e.Message...))
-}
-
-// forget drops the transaction and the greeting after STARTTLS.
-func (s *session) forget() {
-	s.Reset()
-}
-
-// Reset handles RSET, a new EHLO and the end of a transaction.
-func (s *session) Reset() {
-	s.hasMail = false
-	s.sender = ""
-	s.mailOpts = smtp.MailOptions{}
-	s.rcpts, s.envelopeBytes = nil, 0
-}
-
-// Logout is called when the connection ends.
-func (s *session) Logout() error { return nil }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"smimegate/internal/smtp"
 )
 
 // TestSmuggling sends each smuggling variant (CVE-2023-51764 and kin): a
@@ -118,7 +120,7 @@ func TestNULInData(t *testing.T) {
 		for name, body := range cases {
 			code, msg := sendData(c, body)
 			at := fmt.Sprintf("at byte %d of the DATA stream", strings.IndexByte(body, 0))
-			if code != 550 || !strings.HasPrefix(msg, "5.6.0 "+nulRefusal) || !strings.Contains(msg, at) {
+			if code != 550 || !strings.HasPrefix(msg, "5.6.0 "+smtp.NULRefusal) || !strings.Contains(msg, at) {
 				t.Errorf("%s from %s: %d %s, want 550 5.6.0 NUL %s", name, from, code, msg, at)
 			}
 			c.send("NOOP\r\n")

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"smimegate/internal/smtp"
 )
 
 // verifier is a recipient verification hook as the gateway would give
@@ -37,18 +39,18 @@ func (v *verifier) verify(ctx context.Context, addr string) error {
 	case "known", "Known", "bob":
 		return nil
 	case "unknown", "postmaster", "Postmaster":
-		return &Reject{Code: 550, Enhanced: [3]int{5, 1, 1}, Message: "Recipient address rejected: unknown user"}
+		return &smtp.Error{Code: 550, Enhanced: smtp.EnhancedCode{5, 1, 1}, Message: "Recipient address rejected: unknown user"}
 	case "busy":
-		return &Reject{Code: 450, Enhanced: [3]int{4, 1, 1}, Message: "Recipient address verification: cannot verify now"}
+		return &smtp.Error{Code: 450, Enhanced: smtp.EnhancedCode{4, 1, 1}, Message: "Recipient address verification: cannot verify now"}
 	case "broken":
 		return errors.New("relay.inbound: connection refused")
 	case "multiline":
 		// The internal server's reply text, passed on: it must stay one
 		// line, with an enhanced code of its class.
-		return &Reject{Code: 550, Enhanced: [3]int{2, 1, 1}, Message: "no such user\r\n250 OK"}
+		return &smtp.Error{Code: 550, Enhanced: smtp.EnhancedCode{2, 1, 1}, Message: "no such user\r\n250 OK"}
 	case "liar":
 		// A Reject that would read as success must not accept.
-		return &Reject{Code: 250, Enhanced: [3]int{2, 0, 0}, Message: "fine"}
+		return &smtp.Error{Code: 250, Enhanced: smtp.EnhancedCode{2, 0, 0}, Message: "fine"}
 	case "block":
 		v.started <- addr
 		select {
@@ -93,7 +95,7 @@ func (v *verifier) askedFor() string {
 
 // TestVerifyRecipient: every recipient in a local domain, from a trusted
 // client too, is put to the hook in its canonical form after the relay and
-// syntax checks; its *Reject is the reply, another error is 451 4.3.0, nil
+// syntax checks; its *smtp.Error is the reply, another error is 451 4.3.0, nil
 // accepts; foreign recipients and postmaster are never asked about. A
 // transaction left with no recipient gets 554 at DATA.
 func TestVerifyRecipient(t *testing.T) {

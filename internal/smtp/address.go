@@ -1,4 +1,4 @@
-package smtpd
+package smtp
 
 import (
 	"errors"
@@ -6,14 +6,12 @@ import (
 	"net/netip"
 	"strings"
 	"unicode/utf8"
-
-	"smimegate/internal/smtp"
 )
 
-// path is a reverse-path or forward-path of RFC 5321 section 4.1.2, kept as
-// written so that what we relay is what we were given, with the parts that
+// Path is a reverse-path or forward-path of RFC 5321 section 4.1.2, kept as
+// written so that what is relayed is what was given, with the parts that
 // matter for relay control picked out.
-type path struct {
+type Path struct {
 	Null    bool   // the null reverse-path <>
 	Route   bool   // a source route (A-d-l) preceded the mailbox
 	Local   string // local part as written, quotes and escapes included
@@ -23,23 +21,33 @@ type path struct {
 	Literal bool   // the domain is an address literal [...]
 	UTF8    bool   // the path contains non-ASCII characters
 	Params  string // what follows the closing '>' (ESMTP parameters)
+	// Postmaster is set for the forward-path <Postmaster> without a
+	// domain, which RFC 5321 section 4.1.1.3 allows and section 4.5.1
+	// requires every server to accept; Local is then "postmaster" and
+	// Domain is empty: the receiver supplies its own.
+	Postmaster bool
 }
 
 // Mailbox returns local@domain as written.
-func (p path) Mailbox() string {
+func (p Path) Mailbox() string {
 	if p.Null {
 		return ""
+	}
+	if p.Postmaster && p.Domain == "" {
+		return p.Local
 	}
 	return p.Local + "@" + p.Domain
 }
 
-// parsePath parses the argument of MAIL FROM: or RCPT TO: after the colon.
+// ParsePath parses the argument of MAIL FROM: or RCPT TO: after the colon.
 // It is strict about the angle brackets and the structure, and lenient only
 // where RFC 5321 asks servers to be (whitespace before '<'). Whether the
-// domain and local part are acceptable is decided by the caller, so that
-// routing tricks can get the relay-denied reply rather than a syntax error.
-func parsePath(s string, reverse bool) (path, error) {
-	var p path
+// domain and local part are acceptable is decided by the caller (with
+// CheckSyntax and RoutingTrick), so that routing tricks can get the
+// relay-denied reply rather than a syntax error. The input is bounded by
+// the command line it comes from.
+func ParsePath(s string, reverse bool) (Path, error) {
+	var p Path
 	s = strings.TrimLeft(s, " ")
 	if !strings.HasPrefix(s, "<") {
 		return p, errors.New("the address must be enclosed in <>")
@@ -63,6 +71,12 @@ func parsePath(s string, reverse bool) (path, error) {
 		if r >= 0x80 {
 			p.UTF8 = true
 		}
+	}
+	if !reverse && strings.EqualFold(inner, "postmaster") {
+		// RFC 5321 section 4.1.1.3: "<Postmaster>" is the one
+		// forward-path without a domain, in any case.
+		p.Postmaster, p.Local, p.Unquote = true, "postmaster", "postmaster"
+		return p, nil
 	}
 	if inner == "" {
 		if !reverse {
@@ -213,40 +227,42 @@ func validLiteral(d string) bool {
 	return err == nil && a.Is4()
 }
 
-// checkSyntax applies the grammar to the parts parsePath split out.
-func (p path) checkSyntax(smtputf8 bool) error {
-	if p.Null {
+// CheckSyntax applies the grammar to the parts ParsePath split out.
+func (p Path) CheckSyntax(smtputf8 bool) error {
+	if p.Null || p.Postmaster {
 		return nil
 	}
 	if p.UTF8 && !smtputf8 {
-		return errNeedUTF8
+		return ErrNeedUTF8
 	}
 	if !p.Quoted && !validDotString(p.Local, smtputf8) {
-		return fmt.Errorf("local part %q is not a valid dot-string", printable(p.Local))
+		return fmt.Errorf("local part %q is not a valid dot-string", Printable(p.Local))
 	}
 	if p.Literal {
 		if !validLiteral(p.Domain) {
-			return fmt.Errorf("%q is not a valid address literal", printable(p.Domain))
+			return fmt.Errorf("%q is not a valid address literal", Printable(p.Domain))
 		}
 		return nil
 	}
 	if !validDomain(strings.TrimSuffix(p.Domain, "."), smtputf8) {
-		return fmt.Errorf("%q is not a valid domain", printable(p.Domain))
+		return fmt.Errorf("%q is not a valid domain", Printable(p.Domain))
 	}
 	return nil
 }
 
-var errNeedUTF8 = errors.New("non-ASCII address without the SMTPUTF8 parameter at MAIL (RFC 6531 section 3.4)")
+// ErrNeedUTF8 refuses a non-ASCII address in a transaction without
+// SMTPUTF8.
+var ErrNeedUTF8 = errors.New("non-ASCII address without the SMTPUTF8 parameter at MAIL (RFC 6531 section 3.4)")
 
-// routingTrick names the way a recipient from an untrusted client tries to
+// RoutingTrick names the way a recipient from an untrusted client tries to
 // make us relay to somewhere other than its domain, or "" if it does not.
 // Postfix's allow_untrusted_routing=no is the model, extended to every form
 // in the relay-testing folklore: user%other@us, other!user@us,
 // <@us:user@other>, "user@other"@us, user@us. (trailing dot), user@[ip].
-// Rcpt refuses an address literal from every client before it asks this
-// (see errLiteralRecipient); the case stays so that the answer does not
-// depend on the order of the checks.
-func (p path) routingTrick() string {
+// The receiver refuses an address literal from every client before it asks
+// this; the case stays so that the answer does not depend on the order of
+// the checks.
+func (p Path) RoutingTrick() string {
 	switch {
 	case p.Route:
 		return "source route"
@@ -260,39 +276,26 @@ func (p path) routingTrick() string {
 	return ""
 }
 
-// canonicalDomain returns a path's domain in the form in which smimegate
-// compares and stores domains (smtp.CanonicalDomain: lower case, A-labels,
-// no trailing dot), or an error saying why it has none. Everything after
-// the receiver (policy, certificate look-up, routing) works on this form
-// only: a name that cannot be put in it is refused here, so that no later
-// stage can fall back to the string as written and treat it as some other,
-// certificate-less domain (RFC 5891 section 5: a lookup application must
-// not use a label that fails the IDNA tests).
-func canonicalDomain(d string) (string, error) {
-	a, err := smtp.CanonicalDomain(d)
-	if errors.Is(err, smtp.ErrNumericDomain) {
-		return "", errNumericDomain
+// Printable makes client-supplied text safe for a reply or a log line:
+// control characters become '?', so nothing quoted can end a line.
+func Printable(s string) string {
+	clean := true
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			clean = false
+			break
+		}
 	}
-	if err != nil {
-		return "", err
+	if clean {
+		return s
 	}
-	if numericName(a) {
-		return "", errNumericDomain
+	var b strings.Builder
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			b.WriteByte('?')
+		} else {
+			b.WriteRune(r)
+		}
 	}
-	return a, nil
-}
-
-var errNumericDomain = errors.New("the top-level label is numeric, which makes the name an IP address to most resolvers (RFC 3696 section 2; RFC 1123 section 2.1)")
-
-// numericName reports whether a canonical domain's top-level label is all
-// digits, or a hexadecimal number in the form inet_aton reads ("0x7f"):
-// "1.2.3.4", "127.1" and "0x7f000001" are domains to the grammar of RFC
-// 5321 but IP addresses to the resolver libraries a next hop may use, so
-// they are address literals in disguise and are refused as those are.
-func numericName(d string) bool {
-	tld := d[strings.LastIndexByte(d, '.')+1:]
-	if hex, ok := strings.CutPrefix(tld, "0x"); ok {
-		return strings.TrimLeft(hex, "0123456789abcdef") == ""
-	}
-	return strings.TrimLeft(tld, "0123456789") == ""
+	return b.String()
 }
