@@ -647,10 +647,8 @@ func (g *gateway) waitSample(re string) string {
 // changed the certificate directories has been applied.
 func (g *gateway) certSamples() int {
 	g.t.Helper()
-	var m string
-	if err := g.api("/metrics", &m); err != nil {
-		g.t.Fatal(err)
-	}
+	// The admin listener may start a moment after the SMTP one.
+	m := g.waitMetrics("/metrics did not answer", func(string) bool { return true })
 	return strings.Count(m, "\nsmimegate_certificate_usable{")
 }
 
