@@ -456,12 +456,18 @@ func message(from string, to ...string) []byte {
 		"From: <" + from + ">\r\nTo: <" + strings.Join(to, ">, <") + ">\r\nSubject: figures\r\nMessage-ID: <1@client.test>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n" + content)
 }
 
-// encryptedTo seals msg to domain's certificate, as a partner gateway
-// would, below the same Received field.
+// encryptedTo seals msg to domain's certificate with AES-256-GCM, as a
+// partner gateway would, below the same Received field.
 func (tb *table) encryptedTo(msg []byte, domain string) []byte {
 	tb.t.Helper()
+	return tb.encryptedWith(msg, domain, cms.AES256GCM)
+}
+
+// encryptedWith is encryptedTo with the content cipher c.
+func (tb *table) encryptedWith(msg []byte, domain string, c cms.ContentCipher) []byte {
+	tb.t.Helper()
 	trace := traceField(msg)
-	opts := smime.SealOptions{Recipients: []cms.Recipient{{Cert: tb.certs[domain]}}, Cipher: cms.AES256GCM}
+	opts := smime.SealOptions{Recipients: []cms.Recipient{{Cert: tb.certs[domain]}}, Cipher: c}
 	buf := make([]byte, len(msg), smime.SealCapacity(msg, opts))
 	copy(buf, msg)
 	var out bytes.Buffer
@@ -600,6 +606,17 @@ func TestDecisionTable(t *testing.T) {
 		{name: "inbound/decrypted_refused_trusted/bounced", opts: withScript(rf, map[string]outcome{"bob@example.org": failed5xx}),
 			sub:  sealedTo(true, alice, ownDomain, "bob@example.org"),
 			told: "250", left: []left{{to: []string{"bob@example.org"}, how: opened}}, queued: nil, bounced: []string{"bob@example.org"}},
+		{name: "inbound/encrypted_cbc_under_require_aead/quarantined", opts: tableOptions{relayFirst: true, extra: "\n[policy]\nrequire_aead = true\n"},
+			sub: func(tb *table) submission {
+				m := message("partner@valid.test", "bob@example.org")
+				return submission{from: "partner@valid.test", to: []string{"bob@example.org"}, data: tb.encryptedWith(m, ownDomain, cms.AES256CBC)}
+			}, told: "250", quarantined: "require_aead"},
+		{name: "inbound/encrypted_gcm_under_require_aead/opened", opts: tableOptions{relayFirst: true, extra: "\n[policy]\nrequire_aead = true\n"},
+			sub: sealedTo(false, "partner@valid.test", ownDomain, "bob@example.org"), told: "250", left: []left{{to: []string{"bob@example.org"}, how: opened}}},
+		{name: "inbound/unsigned_from_partner_requiring_signature/quarantined", opts: tableOptions{relayFirst: true, extra: "\n[policy.partners.\"valid.test\"]\nrequire_signature = true\n"},
+			sub: from(false, "partner@valid.test", "bob@example.org"), told: "250", quarantined: "require_signature"},
+		{name: "inbound/unsigned_claiming_partner_requiring_signature_encrypted/quarantined", opts: tableOptions{relayFirst: true, extra: "\n[policy.partners.\"valid.test\"]\nrequire_signature = true\n"},
+			sub: sealedTo(false, "partner@valid.test", ownDomain, "bob@example.org"), told: "250", quarantined: "require_signature"},
 		{name: "local/trusted/passed_byte_for_byte", opts: rf, sub: from(true, alice, "bob@example.org"),
 			told: "250", relayed: true, left: []left{{to: []string{"bob@example.org"}, how: plain}}},
 
