@@ -373,6 +373,9 @@ const (
 	// opened: decrypted by us: our trace field, no ciphertext, the
 	// original content.
 	opened
+	// signedSealedFor: sealedFor, and what the key opens is signed
+	// (RFC 8551 section 3.7: signed, then encrypted).
+	signedSealedFor
 )
 
 // left is one transaction that a row expects: to whom, how.
@@ -386,6 +389,8 @@ func (l left) String() string {
 	switch l.how {
 	case sealedFor:
 		return fmt.Sprintf("%v sealed for %s", l.to, l.domain)
+	case signedSealedFor:
+		return fmt.Sprintf("%v signed and sealed for %s", l.to, l.domain)
 	case opened:
 		return fmt.Sprintf("%v opened", l.to)
 	}
@@ -416,7 +421,7 @@ func (tb *table) checkLeft(original, content []byte, want []left) {
 			if !bytes.Equal(o.data, original) {
 				tb.t.Errorf("%v: not the client's bytes:\n%s", w.to, o.data)
 			}
-		case sealedFor:
+		case sealedFor, signedSealedFor:
 			if bytes.Contains(o.data, content) {
 				tb.t.Errorf("%v: the content is in the clear", w.to)
 			}
@@ -430,6 +435,10 @@ func (tb *table) checkLeft(original, content []byte, want []left) {
 					tb.t.Errorf("%v: %s's key does not open it: %v %v", w.to, d, res.Outcome, res.Err)
 				case d == w.domain && !bytes.Contains(res.Message, content):
 					tb.t.Errorf("%v: opened, but not the original content:\n%s", w.to, res.Message)
+				case d == w.domain && w.how == signedSealedFor && !bytes.Contains(res.Message, []byte("multipart/signed")) && !bytes.Contains(res.Message, []byte("signed-data")):
+					tb.t.Errorf("%v: opened, but not signed:\n%.400s", w.to, res.Message)
+				case d == w.domain && w.how == sealedFor && (bytes.Contains(res.Message, []byte("multipart/signed")) || bytes.Contains(res.Message, []byte("signed-data"))):
+					tb.t.Errorf("%v: signed, though the partner does not want our signature", w.to)
 				case d != w.domain && res.Outcome == smime.Opened:
 					tb.t.Errorf("%v: %s's key opens it too", w.to, d)
 				}
@@ -572,6 +581,8 @@ func TestDecisionTable(t *testing.T) {
 			told: "250", queued: map[string]string{"x@required.test": "held"}, lastError: map[string]string{"x@required.test": "requires encryption"}},
 		{name: "outbound/require_with_cert/sealed", opts: rf, sub: from(true, alice, "x@requiredok.test"),
 			told: "250", relayed: true, left: []left{{to: []string{"x@requiredok.test"}, how: sealedFor, domain: reqOKDomain}}},
+		{name: "outbound/valid_cert_sign/signed_then_sealed", opts: tableOptions{relayFirst: true, extra: "\n[policy.partners.\"valid.test\"]\nsign = true\n"},
+			sub: from(true, alice, bob), told: "250", relayed: true, left: []left{{to: []string{bob}, how: signedSealedFor, domain: validDomain}}},
 		{name: "outbound/queued_first/sealed_from_the_queue", opts: queue, sub: from(true, alice, bob),
 			told: "250", left: []left{{to: []string{bob}, how: sealedFor, domain: validDomain}}},
 		{name: "outbound/split/sealed_and_plain", opts: rf, sub: from(true, alice, bob, "carol@plain.test"),

@@ -132,3 +132,41 @@ func TestPoisonMessageIsQuarantined(t *testing.T) {
 		t.Fatalf("not quarantined: %+v", st)
 	}
 }
+
+// TestVerifyRecipientDecisions: smtp.verify_recipients asks the inbound
+// next hop at RCPT time; a refusal is the client's 550 with the next hop's
+// status, a next hop that cannot answer now is 450 4.1.1 and not
+// remembered, and both answers are remembered for their TTLs.
+func TestVerifyRecipientDecisions(t *testing.T) {
+	t.Parallel()
+	tb := newTable(t, tableOptions{script: map[string]outcome{"gone@example.org": failed5xx, "busy@example.org": deferred4xx},
+		extra: "\n[smtp]\nverify_recipients = true\n"})
+	ctx := context.Background()
+	for _, c := range []struct{ addr, want string }{
+		{"known@example.org", "250"},
+		{"gone@example.org", "550 5.1.1 Recipient address rejected: undeliverable address: 550 5.1.1 user unknown"},
+		{"busy@example.org", "450 4.1.1 "},
+	} {
+		if got := replyOf(tb.g.VerifyRecipient(ctx, c.addr)); !strings.HasPrefix(got, c.want) {
+			t.Errorf("%s: %q, want %q", c.addr, got, c.want)
+		}
+	}
+	// The next hop changes its mind: the remembered answers stand, the
+	// temporary failure is asked again.
+	tb.fc.mu.Lock()
+	tb.fc.script = map[string]outcome{"known@example.org": failed5xx}
+	asked := tb.fc.verifies
+	tb.fc.mu.Unlock()
+	for _, c := range []struct{ addr, want string }{
+		{"known@example.org", "250"},
+		{"gone@example.org", "550 5.1.1 "},
+		{"busy@example.org", "250"},
+	} {
+		if got := replyOf(tb.g.VerifyRecipient(ctx, c.addr)); !strings.HasPrefix(got, c.want) {
+			t.Errorf("asked again, %s: %q, want %q", c.addr, got, c.want)
+		}
+	}
+	if n := tb.fc.verifies - asked; n != 1 {
+		t.Errorf("%d probe(s) for the second round, want 1 (only the one not remembered)", n)
+	}
+}

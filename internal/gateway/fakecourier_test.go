@@ -66,9 +66,10 @@ type offer struct {
 // recipient with its scripted outcome (delivered when the script is
 // silent). Verify answers the same way, without recording.
 type fakeCourier struct {
-	mu     sync.Mutex
-	script map[string]outcome
-	offers []offer
+	mu       sync.Mutex
+	script   map[string]outcome
+	offers   []offer
+	verifies int // Verify calls
 }
 
 func newFakeCourier(script map[string]outcome) *fakeCourier {
@@ -108,6 +109,7 @@ func (f *fakeCourier) Deliver(ctx context.Context, r courier.Route, m *courier.M
 func (f *fakeCourier) Verify(ctx context.Context, r courier.Route, addr string) courier.Result {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.verifies++
 	return f.script[addr].result(addr, r.NextHop)
 }
 
