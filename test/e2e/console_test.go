@@ -252,13 +252,9 @@ Promise.allSettled(tries).then(() => {
 	if err := chromedp.Do(ctx, chromedp.Navigate(attacker.URL)); err != nil {
 		t.Fatalf("the attacker's page: %v", err)
 	}
-	deadline := time.Now().Add(waitTimeout)
-	for metricValue(t, g, `smimegate_admin_requests_refused_total{reason="cross_origin"}`) < refusedBefore+3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the attacker's requests never reached the guard:\n%s", g.log.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	g.waitFor("the attacker's requests never reached the guard", func() (bool, error) {
+		return metricValue(t, g, `smimegate_admin_requests_refused_total{reason="cross_origin"}`) >= refusedBefore+3, nil
+	})
 	if out, _ := g.run("quarantine", "list"); !strings.Contains(out, tampered) || !strings.Contains(out, legacy) {
 		t.Fatalf("a page of another origin changed the quarantine:\n%s", out)
 	}
@@ -298,13 +294,7 @@ Promise.allSettled(tries).then(() => {
 	if err != nil || !gone {
 		t.Errorf("the quarantine page after the release still lists %s (or lost %s): %v", legacy, tampered, err)
 	}
-	deadline = time.Now().Add(waitTimeout)
-	for bob.Count() < 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the released message was not delivered:\n%s", g.log.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitMessages(t, bob, 1) // the released message
 	if out, _ := g.run("quarantine", "list"); strings.Contains(out, legacy) || !strings.Contains(out, "1 message(s)") {
 		t.Errorf("after the release the quarantine holds:\n%s", out)
 	}
