@@ -1,6 +1,10 @@
 // Package e2e runs the built smimegate binary against real peers: loopback
 // SMTP sinks, `openssl cms`, and a second gateway. The tests look at the
-// gateways only from outside: SMTP in, SMTP out, the command line.
+// gateways only from outside: SMTP in, SMTP out, the command line, and the
+// admin API and /metrics, through which they wait for what a gateway does
+// on its own (a message held, quarantined, a certificate loaded) instead of
+// for its log lines; a log line the operator reads is checked after its
+// event.
 package e2e
 
 import (
