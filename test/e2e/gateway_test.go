@@ -181,7 +181,7 @@ func TestRequiredPartnerIsHeldNeverSentInClear(t *testing.T) {
 	if out, err := org.run("cert", "import", crt); err != nil {
 		t.Fatalf("cert import: %v\n%s", err, out)
 	}
-	org.hup()
+	org.hupCerts(1) // the flush must find the certificate loaded
 	if out, err := org.run("queue", "flush"); err != nil {
 		t.Fatalf("queue flush: %v\n%s", err, out)
 	}

@@ -87,6 +87,7 @@ type gateway struct {
 	cmd     *exec.Cmd
 	log     *syncBuffer
 	exited  chan struct{}
+	token   string // the admin token, once read
 }
 
 type gatewayOptions struct {
@@ -395,10 +396,15 @@ func (s *syncBuffer) String() string {
 // waitTimeout bounds every wait for something the gateway does on its own.
 const waitTimeout = 20 * time.Second
 
-// pollEvery is how often a wait looks at the gateway's state through its
-// admin API: an in-process HTTP request on loopback, so a wait ends within
-// milliseconds of the event instead of at the next tick of a slow poll.
-const pollEvery = 10 * time.Millisecond
+// A wait looks at the gateway's state through its admin API (an HTTP
+// request on loopback) first after pollFirst, then at intervals that
+// double up to pollMax: an event that comes at once is seen within
+// milliseconds, and a long wait costs the gateway a few dozen listings,
+// not hundreds.
+const (
+	pollFirst = 5 * time.Millisecond
+	pollMax   = 50 * time.Millisecond
+)
 
 // logGrace bounds how long a log line may trail the event it reports: the
 // gateway writes it before (or as) the state changes, but its output
@@ -468,14 +474,17 @@ func (m queued) attempts(rcpt string) int {
 	return m.Attempts
 }
 
-// adminToken reads the token the gateway made in its state directory.
-func (g *gateway) adminToken() string {
-	g.t.Helper()
-	b, err := os.ReadFile(filepath.Join(g.dir, "state", "admin.token"))
-	if err != nil {
-		g.t.Fatalf("the admin token: %v", err)
+// adminToken reads the token the gateway makes in its state directory at
+// its first start (a restart keeps it); an error until it exists.
+func (g *gateway) adminToken() (string, error) {
+	if g.token == "" {
+		b, err := os.ReadFile(filepath.Join(g.dir, "state", "admin.token"))
+		if err != nil {
+			return "", err
+		}
+		g.token = strings.TrimSpace(string(b))
 	}
-	return strings.TrimSpace(string(b))
+	return g.token, nil
 }
 
 // api GETs path from the gateway's admin API into out (JSON), or returns
@@ -486,7 +495,11 @@ func (g *gateway) api(path string, out any) error {
 		return err
 	}
 	if path != "/metrics" {
-		req.Header.Set("Authorization", "Bearer "+g.adminToken())
+		token, err := g.adminToken()
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -513,7 +526,7 @@ func (g *gateway) api(path string, out any) error {
 func (g *gateway) waitFor(what string, check func() (bool, error)) {
 	g.t.Helper()
 	deadline := time.Now().Add(waitTimeout)
-	for {
+	for every := pollFirst; ; every = min(2*every, pollMax) {
 		ok, err := check()
 		if ok {
 			return
@@ -526,7 +539,7 @@ func (g *gateway) waitFor(what string, check func() (bool, error)) {
 		if time.Now().After(deadline) {
 			g.t.Fatalf("%s (after %s; last error %v):\n%s", what, waitTimeout, err, g.log.String())
 		}
-		time.Sleep(pollEvery)
+		time.Sleep(every)
 	}
 }
 
@@ -689,7 +702,7 @@ func (g *gateway) expectLog(substr string) {
 		if time.Now().After(deadline) {
 			g.t.Fatalf("the gateway did not log %q:\n%s", substr, g.log.String())
 		}
-		time.Sleep(pollEvery)
+		time.Sleep(pollFirst)
 	}
 }
 
