@@ -271,7 +271,8 @@ func (tb *table) submit(s submission) received {
 
 // replyOf is the reply the receiver writes for Check's and Handoff's
 // error: a refusal as it is, anything else as smtpd's 451 for a storage
-// failure, nil as 250.
+// failure, nil as 250. Both reply types are read, the receiver's and
+// internal/smtp's, while the packages move from one to the other.
 func replyOf(err error) string {
 	var rej *smtpd.Reject
 	var serr *smtp.Error
@@ -286,7 +287,7 @@ func replyOf(err error) string {
 	return "451 (" + err.Error() + ")"
 }
 
-// state is what stayed of a submission: the recipients of the message
+// stayedState is what stayed of a submission: the recipients of the message
 // still queued, by state ("pending", "held", "waiting": the policy step
 // is to be retried, "delivered", "bounced"), whether it is quarantined,
 // and the recipients that delivery status notifications in the queue

@@ -142,10 +142,37 @@ func startGateway(t *testing.T, o gatewayOptions) *gateway {
 	if o.relayTLS == "" {
 		o.relayTLS = "none"
 	}
-	if o.listen == "" {
+	ownListen := o.listen == ""
+	if ownListen {
 		o.listen = freeAddr(t)
 	}
 	g := &gateway{t: t, dir: dir, cfgPath: filepath.Join(dir, "smimegate.toml"), smtp: o.listen, admin: freeAddr(t), log: &syncBuffer{}, exited: make(chan struct{})}
+	// A port that freeAddr found free may be taken by another process
+	// before the gateway binds it (the machine runs other tests too): the
+	// gateway is then started again on new ports, a few times.
+	for attempt := 1; ; attempt++ {
+		g.writeConfig(o, queue)
+		err := g.launch()
+		if err == nil {
+			break
+		}
+		if attempt == maxStartAttempts || !ownListen || !strings.Contains(g.log.String(), "address already in use") {
+			t.Fatal(err)
+		}
+		g.smtp, g.admin, g.log = freeAddr(t), freeAddr(t), &syncBuffer{}
+	}
+	t.Cleanup(g.stop)
+	return g
+}
+
+// maxStartAttempts bounds the restarts of startGateway on a port that was
+// taken in between.
+const maxStartAttempts = 3
+
+// writeConfig writes the gateway's configuration file for o, on its
+// current ports; queue is the [queue] section startGateway chose.
+func (g *gateway) writeConfig(o gatewayOptions, queue string) {
+	g.t.Helper()
 	cfg := fmt.Sprintf(`hostname = "gw.%s"
 state_dir = "state"
 local_domains = ["%s"]
@@ -169,37 +196,43 @@ listen = "%s"
 %s
 `, o.domain, o.domain, g.smtp, o.trusted, o.smtpExtra, o.outbound, o.inbound, o.relayTLS, queue, g.admin, o.extra)
 	if err := os.WriteFile(g.cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
+		g.t.Fatal(err)
 	}
-	g.start()
-	t.Cleanup(g.stop)
-	return g
 }
 
+// start starts the gateway's process and waits until it listens for SMTP.
 func (g *gateway) start() {
 	g.t.Helper()
+	if err := g.launch(); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
+// launch is start, returning what went wrong.
+func (g *gateway) launch() error {
 	g.cmd = exec.Command(bin, "serve", "-config", g.cfgPath)
 	g.cmd.Stdout = g.log
 	g.cmd.Stderr = g.log
 	if err := g.cmd.Start(); err != nil {
-		g.t.Fatal(err)
+		return err
 	}
 	g.exited = make(chan struct{})
-	go func() { g.cmd.Wait(); close(g.exited) }()
+	exited := g.exited
+	go func() { g.cmd.Wait(); close(exited) }()
 	deadline := time.Now().Add(waitTimeout)
 	for {
 		c, err := net.Dial("tcp", g.smtp)
 		if err == nil {
 			c.Close()
-			return
+			return nil
 		}
 		select {
 		case <-g.exited:
-			g.t.Fatalf("gateway exited at start:\n%s", g.log.String())
+			return fmt.Errorf("gateway exited at start:\n%s", g.log.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			g.t.Fatalf("gateway did not listen on %s:\n%s", g.smtp, g.log.String())
+			return fmt.Errorf("gateway did not listen on %s:\n%s", g.smtp, g.log.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
