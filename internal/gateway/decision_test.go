@@ -528,6 +528,19 @@ func runDecisionRows(t *testing.T, rows []decisionRow) {
 				t.Errorf("%d transaction(s) before the reply, want none", got.atReply)
 			}
 			tb.checkLeft(s.data, []byte(content), r.left)
+			// A relay-first attempt is bounded, so that a next hop cannot
+			// hold the client: the content must start within
+			// relay_first_timeout and the whole attempt end within twice
+			// that. An attempt from the queue has no such bound.
+			for i, o := range tb.fc.sent() {
+				span, timeout := o.finishBy.Sub(o.startBy), tb.cfg.Queue.RelayFirstTimeout.D()
+				switch {
+				case i < got.atReply && (o.startBy.IsZero() || span != timeout):
+					t.Errorf("relay-first attempt %d: start by %v, finish by %v; want both, %s apart", i, o.startBy, o.finishBy, timeout)
+				case i >= got.atReply && !(o.startBy.IsZero() && o.finishBy.IsZero()):
+					t.Errorf("attempt %d from the queue has relay-first bounds %v, %v", i, o.startBy, o.finishBy)
+				}
+			}
 			st := tb.stayed(got.id)
 			if fmt.Sprint(st.queued) != fmt.Sprint(r.queued) && !(len(st.queued) == 0 && len(r.queued) == 0) {
 				t.Errorf("queued %v, want %v (last errors %v)", st.queued, r.queued, st.lastError)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"time"
 
 	"smimegate/internal/courier"
 )
@@ -60,6 +61,9 @@ type offer struct {
 	from  string
 	rcpts []string
 	data  []byte
+	// startBy and finishBy are the message's relay-first bounds (zero for
+	// an attempt from the queue).
+	startBy, finishBy time.Time
 }
 
 // fakeCourier records what the gateway asks it to send and answers each
@@ -94,7 +98,7 @@ func (f *fakeCourier) Deliver(ctx context.Context, r courier.Route, m *courier.M
 		data, _ = io.ReadAll(rc)
 		rc.Close()
 	}
-	o := offer{route: r, from: m.From, data: bytes.Clone(data)}
+	o := offer{route: r, from: m.From, data: bytes.Clone(data), startBy: m.StartBy, finishBy: m.FinishBy}
 	out := make([]courier.Result, len(m.Recipients))
 	f.mu.Lock()
 	for i, rc := range m.Recipients {
