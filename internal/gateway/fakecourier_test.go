@@ -35,6 +35,10 @@ const (
 	timedOut
 )
 
+func (o outcome) String() string {
+	return [...]string{"delivered", "deferred 4xx", "failed 5xx", "connection lost", "maybe duplicate", "timed out"}[o]
+}
+
 // result makes the courier.Result of o for rcpt from host.
 func (o outcome) result(rcpt, host string) courier.Result {
 	r := courier.Result{Rcpt: rcpt, Host: host, HostName: "mx.fake.test", TLS: "none"}
