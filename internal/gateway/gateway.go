@@ -36,7 +36,7 @@ import (
 type Gateway struct {
 	log     *slog.Logger
 	spool   *spool.Spool
-	courier *courier.Courier
+	courier Courier
 	metrics *Metrics
 	sched   *scheduler
 
@@ -70,11 +70,19 @@ type state struct {
 	signerCerts []*x509.Certificate
 }
 
+// Courier is what the gateway asks of the next hops: *courier.Courier in
+// the running gateway, a scripted fake in the gateway's own tests, which
+// drive its decisions without a network.
+type Courier interface {
+	Deliver(ctx context.Context, r courier.Route, m *courier.Message) []courier.Result
+	Verify(ctx context.Context, r courier.Route, addr string) courier.Result
+}
+
 // Options are the parts New does not make itself.
 type Options struct {
 	Logger  *slog.Logger
 	Metrics *Metrics // nil: a private registry
-	Courier *courier.Courier
+	Courier Courier
 }
 
 // New returns a gateway over an open spool. It does not start work: Run does.

@@ -101,8 +101,7 @@ func consoleGateway(t *testing.T) (g *gateway, bob *mailsink.Sink, queued, tampe
 		}
 		copyFile(t, filepath.Join(dir, domain+".crt"), filepath.Join(g.dir, "partners", domain+".crt"))
 	}
-	g.hup()
-	waitLogCount(t, g, "msg=reloaded", 1)
+	g.hupCerts(2)
 
 	mustSend(t, g.smtp, "bob@example.net", []string{"carol@example.org"}, message("bob@example.net", "carol@example.org", "quarterly figures"))
 	sealed := opensslEncrypt(t, []byte(message("carol@example.org", "bob@example.net", "tampered")), "example.net", "-aes-256-gcm")
@@ -110,9 +109,11 @@ func consoleGateway(t *testing.T) (g *gateway, bob *mailsink.Sink, queued, tampe
 	mustSend(t, g.smtp, "dave@legacy.example", []string{"bob@example.net"},
 		string(opensslEncrypt(t, []byte(message("dave@legacy.example", "bob@example.net", "legacy 3des")), "example.net", "-des3")))
 
-	q := g.waitRun("queue list", func(out string) bool { return strings.Contains(out, "partner's server busy") }, "queue", "list")
+	g.waitRecipient("carol@example.org", "pending", "partner's server busy")
+	q := g.mustRun("queue", "list")
 	queued = firstField(t, q, "carol@example.org")
-	out := g.waitRun("quarantine list", func(out string) bool { return strings.Contains(out, "2 message(s)") }, "quarantine", "list")
+	g.waitQuarantined(2)
+	out := g.mustRun("quarantine", "list")
 	tampered = firstField(t, out, "carol@example.org")
 	legacy = firstField(t, out, "dave@legacy.example")
 	return g, bobSink, queued, tampered, legacy
@@ -251,13 +252,9 @@ Promise.allSettled(tries).then(() => {
 	if err := chromedp.Do(ctx, chromedp.Navigate(attacker.URL)); err != nil {
 		t.Fatalf("the attacker's page: %v", err)
 	}
-	deadline := time.Now().Add(waitTimeout)
-	for metricValue(t, g, `smimegate_admin_requests_refused_total{reason="cross_origin"}`) < refusedBefore+3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the attacker's requests never reached the guard:\n%s", g.log.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	g.waitFor("the attacker's requests never reached the guard", func() (bool, error) {
+		return metricValue(t, g, `smimegate_admin_requests_refused_total{reason="cross_origin"}`) >= refusedBefore+3, nil
+	})
 	if out, _ := g.run("quarantine", "list"); !strings.Contains(out, tampered) || !strings.Contains(out, legacy) {
 		t.Fatalf("a page of another origin changed the quarantine:\n%s", out)
 	}
@@ -274,9 +271,7 @@ Promise.allSettled(tries).then(() => {
 	if err := os.WriteFile(g.cfgPath, bytes.Replace(cfg, []byte("[admin]"), []byte("[policy]\nallow_3des = true\n\n[admin]"), 1), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	reloads := strings.Count(g.log.String(), "msg=reloaded")
-	g.hup()
-	waitLogCount(t, g, "msg=reloaded", reloads+1)
+	g.hupConfig()
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/console/quarantine/"+legacy),
 		chromedp.Click(chromedp.CSS(`a[href="/console/confirm/quarantine/release/`+legacy+`"]`)),
 		chromedp.WaitEnabled(chromedp.ID("confirm"))); err != nil {
@@ -299,13 +294,7 @@ Promise.allSettled(tries).then(() => {
 	if err != nil || !gone {
 		t.Errorf("the quarantine page after the release still lists %s (or lost %s): %v", legacy, tampered, err)
 	}
-	deadline = time.Now().Add(waitTimeout)
-	for bob.Count() < 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the released message was not delivered:\n%s", g.log.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitMessages(t, bob, 1) // the released message
 	if out, _ := g.run("quarantine", "list"); strings.Contains(out, legacy) || !strings.Contains(out, "1 message(s)") {
 		t.Errorf("after the release the quarantine holds:\n%s", out)
 	}
@@ -354,19 +343,6 @@ func TestConsoleWithoutLogin(t *testing.T) {
 		if !strings.Contains(body, "smimegate admin url") {
 			t.Errorf("%s without a login does not say how to log in:\n%s", p, body)
 		}
-	}
-}
-
-// waitLogCount waits until the gateway's log holds substr n times (a
-// second reload's line, not the first one's).
-func waitLogCount(t *testing.T, g *gateway, substr string, n int) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for strings.Count(g.log.String(), substr) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("the gateway never logged %q %d times:\n%s", substr, n, g.log.String())
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 

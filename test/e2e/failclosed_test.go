@@ -66,7 +66,7 @@ func TestSpoofedLocalSenderIsStillOpened(t *testing.T) {
 
 	bad := tamper(opensslEncrypt(t, []byte(message("ceo@example.net", "bob@example.net", "spoofed")), "example.net", "-aes-256-gcm"))
 	mustSend(t, netgw.smtp, "ceo@example.net", []string{"bob@example.net"}, string(bad))
-	netgw.waitRun("quarantine list", func(out string) bool { return strings.Contains(out, "1 message(s)") }, "quarantine", "list")
+	netgw.waitQuarantined(1)
 
 	good := message("ceo@example.net", "bob@example.net", "spoofed but well formed")
 	mustSend(t, netgw.smtp, "ceo@example.net", []string{"bob@example.net"}, string(opensslEncrypt(t, []byte(good), "example.net", "-aes-256-gcm")))
@@ -95,26 +95,31 @@ func TestHeldStaysHeldUntilReleasePlain(t *testing.T) {
 	if err := os.WriteFile(crt, expired.CertPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	org.hup()
-	org.waitRun("the expired certificate is not loaded", func(out string) bool { return strings.Contains(out, "stale.test") }, "cert", "list")
+	org.hupCerts(1)
 
 	mustSend(t, org.smtp, "alice@example.org", []string{"x@stale.test"}, message("alice@example.org", "x@stale.test", "must not leak"))
-	out := org.waitRun("message not shown as held", func(out string) bool { return strings.Contains(out, "x@stale.test (held)") }, "queue", "list")
-	id := strings.Fields(strings.SplitN(out, "\n", 3)[1])[0]
+	id := org.waitRecipient("x@stale.test", "held", "").ID
+	if out := org.mustRun("queue", "list"); !strings.Contains(out, "x@stale.test (held)") {
+		t.Fatalf("queue list does not show the message as held:\n%s", out)
+	}
 
 	// The operator removes the expired certificate and flushes: the domain
 	// now has no certificate at all, which for new mail means "pass".
 	if err := os.Remove(crt); err != nil {
 		t.Fatal(err)
 	}
-	org.hup()
-	org.waitRun("the expired certificate is still loaded", func(out string) bool { return !strings.Contains(out, "stale.test") }, "cert", "list")
+	org.hupCerts(-1)
 	for range 3 {
+		// Each flush looks at the held message again (and counts it).
+		before := org.waitRecipient("x@stale.test", "held", "").attempts("x@stale.test")
 		if out, err := org.run("queue", "flush"); err != nil {
 			t.Fatalf("queue flush: %v\n%s", err, out)
 		}
-		org.waitLog("release-plain")
+		org.waitQueue("the flush did not look at the held message again", func(q []queued) bool {
+			return len(q) == 1 && q[0].attempts("x@stale.test") > before
+		})
 	}
+	org.expectLog("release-plain")
 	if n := transit.Count(); n != 0 {
 		t.Fatalf("a message held for encryption left in the clear after the certificate was removed (%d at the next hop)", n)
 	}
@@ -130,7 +135,7 @@ func TestHeldStaysHeldUntilReleasePlain(t *testing.T) {
 	if !bytes.Contains(m.Data, []byte(secretLine)) {
 		t.Errorf("released message is not the original:\n%.300s", m.Data)
 	}
-	org.waitLog("released in the clear by the operator")
+	org.expectLog("released in the clear by the operator")
 }
 
 // TestRequiredHoldExpiresIntoBounce: at hold_lifetime a message for a
@@ -240,11 +245,14 @@ func TestRefusedDecryptedMailGivesNoOracle(t *testing.T) {
 	if replies["valid"] != "<nil>" || replies["invalid"] != "<nil>" {
 		t.Fatalf("the client's replies differ with the padding: valid %s, invalid %s", replies["valid"], replies["invalid"])
 	}
-	out := netgw.waitRun("both messages quarantined", func(out string) bool { return strings.Contains(out, "2 message(s)") }, "quarantine", "list")
+	netgw.waitQuarantined(2)
+	out := netgw.mustRun("quarantine", "list")
 	if !strings.Contains(out, "no such user") {
 		t.Errorf("the quarantine does not say the next hop refused the opened message:\n%s", out)
 	}
-	time.Sleep(time.Second) // a report, if one were queued, would go at once
+	// Both are in the quarantine, so a report, had one been made, would be
+	// in the queue or at the next hop by now.
+	netgw.waitQueue("a report to the sender is queued", func(q []queued) bool { return len(q) == 0 })
 	if n := transit.Count(); n != 0 {
 		t.Fatalf("%d report(s) went to the sender: one outcome differs from the other", n)
 	}
@@ -339,7 +347,8 @@ func TestPoisonMessageIsQuarantined(t *testing.T) {
 	sp.Close()
 
 	netgw.start()
-	out := netgw.waitRun("poison message quarantined", func(out string) bool { return strings.Contains(out, in.ID) }, "quarantine", "list")
+	netgw.waitQuarantine("the poison message is not quarantined", func(q []queued) bool { return len(q) == 1 && q[0].ID == in.ID })
+	out := netgw.mustRun("quarantine", "list")
 	if !strings.Contains(out, "stopped the gateway") {
 		t.Errorf("the quarantine does not say why:\n%s", out)
 	}
@@ -365,12 +374,13 @@ func TestOwnKeyUnreadableMakesMailWait(t *testing.T) {
 	}
 	netgw.stop()
 	netgw.start()
-	netgw.waitLog("own domain certificate without a usable private key")
+	netgw.waitSample("smimegate_own_certificates_without_key 1")
+	netgw.expectLog("own domain certificate without a usable private key")
 
 	msg := message("carol@example.org", "bob@example.net", "for the key we cannot read")
 	mustSend(t, netgw.smtp, "carol@example.org", []string{"bob@example.net"}, string(opensslEncrypt(t, []byte(msg), "example.net", "-aes-256-gcm")))
-	netgw.waitRun("the message is not waiting in the queue", func(out string) bool { return strings.Contains(out, "bob@example.net") }, "queue", "list")
-	netgw.waitLog("whose private key is not loaded")
+	netgw.waitRecipient("bob@example.net", "waiting", "private key is not loaded")
+	netgw.expectLog("whose private key is not loaded")
 	if n := bob.Count(); n != 0 {
 		t.Fatalf("mail encrypted to our certificate was relayed while its key could not be read (%d message(s))", n)
 	}
@@ -388,7 +398,7 @@ func TestOwnKeyUnreadableMakesMailWait(t *testing.T) {
 	_, key := keyFiles("example.net")
 	copyFile(t, key, keyPath)
 	netgw.hup()
-	netgw.waitLog("own_without_key=0")
+	netgw.waitSample("smimegate_own_certificates_without_key 0")
 	if out, err := netgw.run("queue", "flush"); err != nil {
 		t.Fatalf("queue flush: %v\n%s", err, out)
 	}
@@ -457,7 +467,7 @@ func TestQuarantineQuotaRefusesAtDATA(t *testing.T) {
 		extra: "[quarantine]\nmax_messages = 1\n"})
 	bad := tamper(opensslEncrypt(t, []byte(message("eve@elsewhere.test", "bob@example.net", "fills the quarantine")), "example.net", "-aes-256-gcm"))
 	mustSend(t, netgw.smtp, "eve@elsewhere.test", []string{"bob@example.net"}, string(bad))
-	netgw.waitRun("quarantine list", func(out string) bool { return strings.Contains(out, "1 message(s)") }, "quarantine", "list")
+	netgw.waitQuarantined(1)
 
 	good := message("carol@example.org", "bob@example.net", "well formed, but the quarantine is full")
 	for name, m := range map[string][]byte{"undecryptable": bad, "decryptable": opensslEncrypt(t, []byte(good), "example.net", "-aes-256-gcm")} {
@@ -523,7 +533,8 @@ func TestHiddenCiphertextIsOpened(t *testing.T) {
 		"--b2\r\nContent-Type: application/octet-stream; name=data.bin\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
 		string(sealed[bytes.Index(sealed, []byte("\r\n\r\n"))+4:]) + "--b2--\r\n"
 	mustSend(t, netgw.smtp, "carol@example.org", []string{"bob@example.net"}, buried)
-	out := netgw.waitRun("buried ciphertext quarantined", func(out string) bool { return strings.Contains(out, "1 message(s)") }, "quarantine", "list")
+	netgw.waitQuarantined(1)
+	out := netgw.mustRun("quarantine", "list")
 	if !strings.Contains(out, "part 2") {
 		t.Errorf("the quarantine does not name the part:\n%s", out)
 	}
@@ -547,7 +558,8 @@ func TestDecryptedContentIsChecked(t *testing.T) {
 	for _, m := range []string{smuggle, nul} {
 		mustSend(t, netgw.smtp, "eve@elsewhere.test", []string{"bob@example.net"}, string(opensslEncrypt(t, []byte(m), "example.net", "-aes-256-gcm")))
 	}
-	out := netgw.waitRun("both quarantined", func(out string) bool { return strings.Contains(out, "2 message(s)") }, "quarantine", "list")
+	netgw.waitQuarantined(2)
+	out := netgw.mustRun("quarantine", "list")
 	for _, want := range []string{"CR", "NUL"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the quarantine's reasons do not mention %s:\n%s", want, out)
@@ -596,7 +608,7 @@ func TestNULInDataIsRefused(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "550") || !strings.Contains(err.Error(), "5.6.0") {
 		t.Fatalf("NUL in DATA: %v, want 550 5.6.0", err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	netgw.waitEmptyQueue()
 	if bob.Count() != 0 {
 		t.Error("a message with NUL reached the internal server")
 	}
@@ -619,7 +631,10 @@ func TestRelayFirstDribblingNextHopIsCut(t *testing.T) {
 		t.Fatalf("the client got its answer only once the next hop had dribbled its whole reply (%s after it)", answered.Sub(done))
 	default:
 	}
-	org.waitLog("did not answer in time")
+	// The cut is logged before the client's 250 (the queue may deliver
+	// the message again within a second, so its queued state is no event
+	// to wait for).
+	org.expectLog("did not answer in time")
 	// The queue delivers it again, to a next hop that now answers at once.
 	deadline := time.Now().Add(waitTimeout)
 	for hop.received() < 2 {

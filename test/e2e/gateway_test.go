@@ -168,7 +168,10 @@ func TestRequiredPartnerIsHeldNeverSentInClear(t *testing.T) {
 	mustSend(t, org.smtp, "alice@example.org", []string{"x@secure.test"}, message("alice@example.org", "x@secure.test", "required"))
 
 	// The message is held: queued, marked held, nothing delivered.
-	org.waitRun("message not shown as held", func(out string) bool { return strings.Contains(out, "x@secure.test (held)") }, "queue", "list")
+	org.waitRecipient("x@secure.test", "held", "")
+	if out := org.mustRun("queue", "list"); !strings.Contains(out, "x@secure.test (held)") {
+		t.Errorf("queue list does not show the message as held:\n%s", out)
+	}
 	if n := transit.Count(); n != 0 {
 		t.Fatalf("%d message(s) left for a required partner without a certificate", n)
 	}
@@ -178,7 +181,7 @@ func TestRequiredPartnerIsHeldNeverSentInClear(t *testing.T) {
 	if out, err := org.run("cert", "import", crt); err != nil {
 		t.Fatalf("cert import: %v\n%s", err, out)
 	}
-	org.hup()
+	org.hupCerts(1) // the flush must find the certificate loaded
 	if out, err := org.run("queue", "flush"); err != nil {
 		t.Fatalf("queue flush: %v\n%s", err, out)
 	}
@@ -251,7 +254,8 @@ func TestUnopenableInboundIsQuarantinedThenReleased(t *testing.T) {
 	legacy := message("carol@example.org", "bob@example.net", "legacy 3des")
 	mustSend(t, netgw.smtp, "carol@example.org", []string{"bob@example.net"}, string(opensslEncrypt(t, []byte(legacy), "example.net", "-des3")))
 
-	out := netgw.waitRun("quarantine list", func(out string) bool { return strings.Contains(out, "2 message(s)") }, "quarantine", "list")
+	netgw.waitQuarantined(2)
+	out := netgw.mustRun("quarantine", "list")
 	if bob.Count() != 0 {
 		t.Fatal("an unopenable message was relayed")
 	}
@@ -277,8 +281,7 @@ func TestUnopenableInboundIsQuarantinedThenReleased(t *testing.T) {
 	if err := os.WriteFile(netgw.cfgPath, cfg, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	netgw.hup()
-	time.Sleep(500 * time.Millisecond) // let the reload land before the release
+	netgw.hupConfig() // the reload lands before the release
 	if out, err := netgw.run("quarantine", "release", legacyID); err != nil {
 		t.Fatalf("release: %v\n%s", err, out)
 	}
@@ -357,9 +360,10 @@ func TestRequireAEADQuarantinesCBC(t *testing.T) {
 	if !bytes.Equal(withoutTrace(got.Data), []byte(gcm)) {
 		t.Errorf("the GCM message was not delivered as sent")
 	}
-	netgw.waitRun("CBC message not quarantined under require_aead", func(out string) bool {
-		return strings.Contains(out, "1 message(s)") && strings.Contains(out, "require_aead")
-	}, "quarantine", "list")
+	netgw.waitQuarantined(1)
+	if out := netgw.mustRun("quarantine", "list"); !strings.Contains(out, "require_aead") {
+		t.Errorf("the quarantine does not name require_aead:\n%s", out)
+	}
 	if bob.Count() != 1 {
 		t.Error("the CBC message was relayed")
 	}
@@ -392,14 +396,16 @@ func TestRequiredTLSBetweenGateways(t *testing.T) {
 	// Relayed first, the sending gateway logs its attempt after the partner
 	// answered, so a moment after bob has the message.
 	overTLS := regexp.MustCompile(`delivery attempt.*bob@example\.net.*tls=TLS1\.[23]`)
-	org.waitLog("delivery attempt")
+	org.waitSample(`smimegate_delivery_attempts_total\{outcome="delivered"\} [1-9][0-9]*`)
+	org.expectLog("delivery attempt")
 	if !overTLS.MatchString(org.log.String()) {
 		t.Errorf("the delivery to the partner gateway was not over TLS:\n%s", org.log.String())
 	}
 
 	// The other next hop offers no STARTTLS: the message waits, never in clear.
 	mustSend(t, org.smtp, "alice@example.org", []string{"carol@plain.test"}, message("alice@example.org", "carol@plain.test", "no tls"))
-	org.waitLog("TLS is required, but was not offered")
+	org.waitRecipient("carol@plain.test", "pending", "TLS is required")
+	org.expectLog("TLS is required, but was not offered")
 	if plainHop.Count() != 0 {
 		t.Error("a message went in the clear although relay.tls = required")
 	}

@@ -112,18 +112,6 @@ func decryptWith(t *testing.T, sealed []byte, crt, key string) ([]byte, error) {
 	return out, nil
 }
 
-// waitLogCount waits until the log holds substr at least n times.
-func (g *gateway) waitLogCount(substr string, n int) {
-	g.t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for strings.Count(g.log.String(), substr) < n {
-		if time.Now().After(deadline) {
-			g.t.Fatalf("the gateway logged %q %d times, not %d:\n%s", substr, strings.Count(g.log.String(), substr), n, g.log.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // sealedTo checks that msg is sealed (the secret line is not readable)
 // and opens with crt and key.
 func sealedTo(t *testing.T, msg []byte, crt, key string) {
@@ -159,12 +147,13 @@ func TestRevokedPartnerIsHeld(t *testing.T) {
 
 	ca.Revoke(crt)
 	org.hup()
-	org.waitLog("certificate revoked")
-	org.waitLogCount("reloaded", 1)
+	org.waitSample(`smimegate_certificate_usable\{domain="example.net",[^}]*role="partner"[^}]*\} 0`)
+	org.expectLog("certificate revoked")
 
 	mustSend(t, org.smtp, "alice@example.org", []string{"bob@example.net"}, message("alice@example.org", "bob@example.net", "after"))
-	org.waitLog("action=hold domain=example.net")
-	time.Sleep(time.Second) // a delivery, if there were one, would be on its way
+	// Held: its pass is over, so a delivery, had there been one, was made.
+	org.waitRecipient("bob@example.net", "held", "")
+	org.expectLog("action=hold domain=example.net")
 	if n := transit.Count(); n != 1 {
 		t.Fatalf("%d messages crossed; the one for the revoked certificate must not", n)
 	}
@@ -192,14 +181,20 @@ func TestRevocationUnreachable(t *testing.T) {
 			org := startLifecycleGateway(t, lifecycleOptions{outbound: transit.Addr, inbound: inner.Addr, partnerFiles: []string{crt}, anchors: []string{ca.CertFile},
 				certs: fmt.Sprintf("revocation = %q\nrevocation_grace = \"1s\"\n", mode)})
 			org.waitLog("certificate revocation status unknown")
-			time.Sleep(1500 * time.Millisecond) // past the grace
+			if mode == "strict" {
+				// Past the grace the certificate is unusable.
+				org.waitSample(`smimegate_certificate_usable\{domain="example.net",[^}]*role="partner"[^}]*\} 0`)
+			} else {
+				// Soft shows no change past the grace: time is the event.
+				time.Sleep(1500 * time.Millisecond)
+			}
 			mustSend(t, org.smtp, "alice@example.org", []string{"bob@example.net"}, message("alice@example.org", "bob@example.net", mode))
 			if mode == "soft" {
 				sealedTo(t, waitMessages(t, transit, 1)[0].Data, crt, key)
 				return
 			}
-			org.waitLog("action=hold domain=example.net")
-			time.Sleep(time.Second)
+			org.waitRecipient("bob@example.net", "held", "")
+			org.expectLog("action=hold domain=example.net")
 			if n := transit.Count(); n != 0 {
 				t.Fatalf("strict, status unknown past the grace: %d message(s) left", n)
 			}
@@ -258,14 +253,17 @@ func TestSMIMEADiscovery(t *testing.T) {
 	}
 	// The same zone for a partner that requires encryption: held.
 	mustSend(t, org.smtp, "alice@example.org", []string{"bob@secure.unsigned.test"}, message("alice@example.org", "bob@secure.unsigned.test", "secure unsigned"))
-	org.waitLog("action=hold domain=secure.unsigned.test")
+	org.waitRecipient("bob@secure.unsigned.test", "held", "")
+	org.expectLog("action=hold domain=secure.unsigned.test")
 
 	// Broken: the lookup fails; the mail waits (and is held with require).
 	mustSend(t, org.smtp, "alice@example.org", []string{"bob@broken.test"}, message("alice@example.org", "bob@broken.test", "broken"))
-	org.waitLog("SMIMEA discovery failed: the message waits")
+	org.waitRecipient("bob@broken.test", "waiting", "SMIMEA discovery failed")
+	org.expectLog("SMIMEA discovery failed: the message waits")
 	mustSend(t, org.smtp, "alice@example.org", []string{"bob@secure.broken.test"}, message("alice@example.org", "bob@secure.broken.test", "secure broken"))
-	org.waitLog("action=hold domain=secure.broken.test")
-	time.Sleep(time.Second)
+	// Held: every message's pass is over, so the count below is final.
+	org.waitRecipient("bob@secure.broken.test", "held", "")
+	org.expectLog("action=hold domain=secure.broken.test")
 	if n := transit.Count(); n != 2 {
 		t.Fatalf("%d messages crossed; only the signed and the unsigned one may", n)
 	}
@@ -290,7 +288,8 @@ func TestOwnRevokedStillDecrypts(t *testing.T) {
 	ca.Revoke(crt)
 	inner := startSink(t)
 	org := startLifecycleGateway(t, lifecycleOptions{outbound: "127.0.0.1:1", inbound: inner.Addr, ownFiles: []string{crt, key}, anchors: []string{ca.CertFile}})
-	org.waitLog(`msg="certificate revoked" certificate="own example.org`)
+	org.waitSample("smimegate_own_certificates_revoked 1")
+	org.expectLog(`msg="certificate revoked" certificate="own example.org`)
 	if m := httpGet(t, "http://"+org.admin+"/metrics"); !strings.Contains(m, "smimegate_own_certificates_revoked 1") || !strings.Contains(m, `smimegate_certificate_usable{domain="example.org"`) {
 		t.Errorf("/metrics does not count the revoked own certificate")
 	}
@@ -348,17 +347,20 @@ func TestDiscoveryNeverHoldsTheSession(t *testing.T) {
 	}()
 	// The 250 must come while the resolver holds the question: before
 	// any lookup has ended (which, now, only a timeout could end).
-	deadline := time.Now().Add(waitTimeout)
-	for !strings.Contains(org.log.String(), "smtpd: message accepted") {
-		if strings.Contains(org.log.String(), `msg="SMIMEA lookup`) || time.Now().After(deadline) {
-			close(release)
-			t.Fatalf("no 250 before a lookup ended: the session waited for DNS:\n%s", org.log.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if err := <-sent; err != nil {
+	var sendErr error
+	select {
+	case sendErr = <-sent:
+	case <-time.After(waitTimeout):
 		close(release)
-		t.Fatal(err)
+		t.Fatalf("no reply to DATA while the resolver holds the question: the session waited for DNS:\n%s", org.log.String())
+	}
+	if strings.Contains(org.log.String(), `msg="SMIMEA lookup`) {
+		close(release)
+		t.Fatalf("no 250 before a lookup ended: the session waited for DNS:\n%s", org.log.String())
+	}
+	if sendErr != nil {
+		close(release)
+		t.Fatal(sendErr)
 	}
 	if got := org.metric(`smimegate_relay_first_total{outcome="discovery"}`); got != `smimegate_relay_first_total{outcome="discovery"} 1` {
 		t.Errorf("the message was not queued for discovery: %q", got)

@@ -78,7 +78,7 @@ func TestRulesAndDashboardUseExportedMetrics(t *testing.T) {
 		extra: "[queue]\nmin_backoff = \"1h\"\nmax_backoff = \"2h\"\n[policy.partners.\"nocert.example\"]\nrequire = true\n"})
 	mustSend(t, g.smtp, "bob@example.net", []string{"carol@example.org"}, message("bob@example.net", "carol@example.org", "queued"))
 	mustSend(t, g.smtp, "carol@example.org", []string{"bob@example.net"}, message("carol@example.org", "bob@example.net", "in"))
-	g.waitRun("queue list", func(out string) bool { return strings.Contains(out, "busy") }, "queue", "list")
+	g.waitRecipient("carol@example.org", "pending", "busy")
 	httpGet(t, "http://"+g.admin+"/queue") // a refusal (no token), so that the refusal counter has a sample
 	metrics := httpGet(t, "http://"+g.admin+"/metrics")
 	exported := map[string]bool{}

@@ -101,10 +101,10 @@ func TestPostQuantumPartner(t *testing.T) {
 	if out, err := org.run("cert", "import", crt); err != nil || !strings.Contains(out, "mlkem768-x25519") {
 		t.Fatalf("cert import: %v\n%s", err, out)
 	}
-	org.hup()
-	org.waitRun("the imported KEM certificate is not in use", func(out string) bool {
-		return strings.Contains(out, "encrypted to 1 certificate(s) of pq.test") && strings.Contains(out, "mlkem768-x25519")
-	}, "cert", "show", "pq.test")
+	org.hupCerts(1)
+	if out := org.mustRun("cert", "show", "pq.test"); !strings.Contains(out, "encrypted to 1 certificate(s) of pq.test") || !strings.Contains(out, "mlkem768-x25519") {
+		t.Fatalf("the imported KEM certificate is not in use:\n%s", out)
+	}
 
 	msg := message("alice@example.org", "bob@pq.test", "Quantum-safe lab results")
 	mustSend(t, org.smtp, "alice@example.org", []string{"bob@pq.test"}, msg)
@@ -123,7 +123,7 @@ func TestPostQuantumPartner(t *testing.T) {
 	// names pq.test's certificate) but does not open: it is quarantined,
 	// never relayed, as any undecryptable mail to us.
 	mustSend(t, pqgw.smtp, crossed.From, crossed.To, string(tamperKEMCiphertext(t, crossed.Data)))
-	pqgw.waitRun("the tampered KEM message is not quarantined", func(out string) bool { return strings.Contains(out, "1 message(s)") }, "quarantine", "list")
+	pqgw.waitQuarantined(1)
 
 	// The partner opens the real one and delivers the original byte for byte.
 	mustSend(t, pqgw.smtp, crossed.From, crossed.To, string(crossed.Data))
@@ -172,8 +172,10 @@ func TestPostQuantumMigration(t *testing.T) {
 	transit, bob, inner := startSink(t), startSink(t), startSink(t)
 	both := startGateway(t, gatewayOptions{domain: "example.org", own: []string{"example.org"}, partners: []string{"pq.test"}, outbound: transit.Addr, inbound: inner.Addr})
 	copyFile(t, rsaCrt, filepath.Join(both.dir, "partners", "pq.test-rsa.crt"))
-	both.hup()
-	both.waitRun("the RSA certificate is not in use", func(out string) bool { return strings.Contains(out, "encrypted to 2 certificate(s)") }, "cert", "show", "pq.test")
+	both.hupCerts(1)
+	if out := both.mustRun("cert", "show", "pq.test"); !strings.Contains(out, "encrypted to 2 certificate(s)") {
+		t.Fatalf("the RSA certificate is not in use:\n%s", out)
+	}
 
 	pqgw := startGateway(t, gatewayOptions{domain: "pq.test", own: []string{"pq.test"}, outbound: transit.Addr, inbound: bob.Addr, trusted: "[]"})
 
@@ -213,21 +215,23 @@ func TestPostQuantumMigration(t *testing.T) {
 	pqOnly := startGateway(t, gatewayOptions{domain: "example.org", own: []string{"example.org"}, partners: []string{"pq.test", "example.net"}, outbound: transit2.Addr, inbound: inner.Addr,
 		extra: "[policy.partners.\"pq.test\"]\nrequire_pq = true\n[policy.partners.\"example.net\"]\nrequire_pq = true\n"})
 	copyFile(t, rsaCrt, filepath.Join(pqOnly.dir, "partners", "pq.test-rsa.crt"))
-	pqOnly.hup()
-	pqOnly.waitRun("require_pq does not narrow to the KEM certificate", func(out string) bool {
-		return strings.Contains(out, "encrypted to 1 certificate(s) of pq.test") && strings.Contains(out, "not post-quantum")
-	}, "cert", "show", "pq.test")
+	pqOnly.hupCerts(1)
+	if out := pqOnly.mustRun("cert", "show", "pq.test"); !strings.Contains(out, "encrypted to 1 certificate(s) of pq.test") || !strings.Contains(out, "not post-quantum") {
+		t.Fatalf("require_pq does not narrow to the KEM certificate:\n%s", out)
+	}
 	mustSend(t, pqOnly.smtp, "alice@example.org", []string{"bob@pq.test"}, message("alice@example.org", "bob@pq.test", "pq only"))
 	sealed := waitMessages(t, transit2, 1)[0]
 	if ris := recipientInfos(t, sealed.Data); len(ris) != 1 || !strings.Contains(ris[0], "1.3.6.1.5.5.7.6.58") {
 		t.Errorf("RecipientInfos under require_pq: %q", ris)
 	}
 	mustSend(t, pqOnly.smtp, "alice@example.org", []string{"carol@example.net"}, message("alice@example.org", "carol@example.net", "held"))
-	out := pqOnly.waitRun("the require_pq partner without a KEM certificate is not held", func(out string) bool {
-		return strings.Contains(out, "carol@example.net (held)")
-	}, "queue", "list")
+	pqOnly.waitRecipient("carol@example.net", "held", "")
+	out := pqOnly.mustRun("queue", "list")
+	if !strings.Contains(out, "carol@example.net (held)") {
+		t.Errorf("queue list does not show the require_pq partner's mail as held:\n%s", out)
+	}
 	if n := transit2.Count(); n != 1 {
 		t.Errorf("%d messages left; the one for example.net must be held:\n%s", n, out)
 	}
-	pqOnly.waitLog("partner requires post-quantum encryption")
+	pqOnly.expectLog("partner requires post-quantum encryption")
 }

@@ -176,7 +176,8 @@ func TestDomainSignedBetweenGateways(t *testing.T) {
 	ceo := message("ceo@example.org", "bob@example.net", "Wire the money today", forged, "Smimegate-Decrypted: gw.example.net; cert-sha256=00; cipher=aes256-gcm")
 	sealed := opensslEncrypt(t, []byte(ceo), "example.net", "-aes-256-gcm")
 	mustSend(t, netgw.smtp, "ceo@example.org", []string{"bob@example.net"}, forged+"\r\n"+string(sealed))
-	out := netgw.waitRun("the forged CEO mail quarantined", func(out string) bool { return strings.Contains(out, "1 message(s)") }, "quarantine", "list")
+	netgw.waitQuarantined(1)
+	out := netgw.mustRun("quarantine", "list")
 	if !strings.Contains(out, "require_signature") || !strings.Contains(out, "unsigned") {
 		t.Errorf("the quarantine does not say why:\n%s", out)
 	}
@@ -299,8 +300,7 @@ func TestPeerSignaturesAreVerified(t *testing.T) {
 	netgw := startGateway(t, gatewayOptions{domain: "example.net", own: []string{"example.net"}, partners: []string{"example.org", "other.example.net"}, outbound: transit.Addr, inbound: bob.Addr, trusted: "[]",
 		extra: "[policy.partners.\"example.org\"]\nrequire_signature = true\n"})
 	copyFile(t, filepath.Join(expiredDir, "signer.crt"), filepath.Join(netgw.dir, "partners", "expired-signer.crt"))
-	netgw.hup()
-	netgw.waitLog("reloaded")
+	netgw.hupConfig()
 	orgCrt, orgKey := keyFiles("example.org")
 	send := func(msg []byte) {
 		t.Helper()
@@ -341,7 +341,8 @@ func TestPeerSignaturesAreVerified(t *testing.T) {
 	_, sigOfOne := splitSigned(t, opensslSign(t, one, orgCrt, orgKey))
 	send(multipartSigned("From: <alice@example.org>\r\n", two, sigOfOne))
 	send(opensslSign(t, []byte(message("alice@example.org", "bob@example.net", "expired")), filepath.Join(expiredDir, "signer.crt"), filepath.Join(expiredDir, "signer.key")))
-	out := netgw.waitRun("five forgeries quarantined", func(out string) bool { return strings.Contains(out, "5 message(s)") }, "quarantine", "list")
+	netgw.waitQuarantined(5)
+	out := netgw.mustRun("quarantine", "list")
 	for _, w := range []string{"bad signature", "wrong signer domain", "untrusted", "expired"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("no quarantined message says %q:\n%s", w, out)
