@@ -23,7 +23,6 @@ import (
 	"smimegate/internal/config"
 	"smimegate/internal/smime"
 	"smimegate/internal/smtp"
-	"smimegate/internal/smtpd"
 	"smimegate/internal/spool"
 	"smimegate/test/pkitest"
 )
@@ -271,16 +270,12 @@ func (tb *table) submit(s submission) received {
 
 // replyOf is the reply the receiver writes for Check's and Handoff's
 // error: a refusal as it is, anything else as smtpd's 451 for a storage
-// failure, nil as 250. Both reply types are read, the receiver's and
-// internal/smtp's, while the packages move from one to the other.
+// failure, nil as 250.
 func replyOf(err error) string {
-	var rej *smtpd.Reject
 	var serr *smtp.Error
 	switch {
 	case err == nil:
 		return "250"
-	case errors.As(err, &rej):
-		return fmt.Sprintf("%d %d.%d.%d %s", rej.Code, rej.Enhanced[0], rej.Enhanced[1], rej.Enhanced[2], rej.Message)
 	case errors.As(err, &serr):
 		return fmt.Sprintf("%d %s %s", serr.Code, serr.Enhanced, serr.Message)
 	}

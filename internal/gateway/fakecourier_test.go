@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"smimegate/internal/courier"
+	"smimegate/internal/smtp"
 )
 
 // outcome is what the fake courier answers for one recipient: each is a
@@ -42,19 +43,34 @@ func (o outcome) String() string {
 // result makes the courier.Result of o for rcpt from host.
 func (o outcome) result(rcpt, host string) courier.Result {
 	r := courier.Result{Rcpt: rcpt, Host: host, HostName: "mx.fake.test", TLS: "none"}
+	// The shapes the courier gives: a next hop's reply with Remote, or
+	// the courier's own reply for what no server answered (ownReply:
+	// 4.4.x for a lost connection or a time limit).
+	hop := func(st courier.Status, code int, enh smtp.EnhancedCode, text string) {
+		r.Status, r.Remote = st, true
+		r.Reply = smtp.Error{Code: code, Enhanced: enh, Message: text}
+		r.Enhanced = enh
+	}
+	own := func(enh smtp.EnhancedCode, text string) {
+		r.Status = courier.Deferred
+		r.Reply = smtp.Error{Code: 421, Enhanced: enh, Message: text}
+		r.Enhanced = enh
+	}
 	switch o {
 	case delivered:
-		r.Status, r.Code, r.Enhanced, r.Reply = courier.Delivered, 250, "2.0.0", "250 2.0.0 Ok: queued as FAKE"
+		hop(courier.Delivered, 250, smtp.EnhancedCode{2, 0, 0}, "Ok: queued as FAKE")
 	case deferred4xx:
-		r.Status, r.Code, r.Enhanced, r.Reply = courier.Deferred, 451, "4.3.0", "451 4.3.0 partner's server busy"
+		hop(courier.Deferred, 451, smtp.EnhancedCode{4, 3, 0}, "partner's server busy")
 	case failed5xx:
-		r.Status, r.Code, r.Enhanced, r.Reply = courier.Failed, 550, "5.1.1", "550 5.1.1 user unknown"
+		hop(courier.Failed, 550, smtp.EnhancedCode{5, 1, 1}, "user unknown")
 	case connLost:
-		r.Status, r.Reply, r.HostName = courier.Deferred, "connection lost: connection reset by peer", ""
+		own(smtp.EnhancedCode{4, 4, 2}, "connection lost: connection reset by peer")
+		r.HostName = ""
 	case maybeDup:
-		r.Status, r.Reply, r.MaybeDuplicate = courier.Deferred, "no reply after the end of data (possible duplicate)", true
+		own(smtp.EnhancedCode{4, 4, 2}, "no reply after the end of data (possible duplicate)")
+		r.MaybeDuplicate = true
 	case timedOut:
-		r.Status, r.Reply = courier.Deferred, "timeout: the content did not start within queue.relay_first_timeout"
+		own(smtp.EnhancedCode{4, 4, 1}, "timeout: the content did not start within queue.relay_first_timeout")
 	}
 	return r
 }
@@ -95,7 +111,8 @@ func (f *fakeCourier) Deliver(ctx context.Context, r courier.Route, m *courier.M
 		if err != nil {
 			out := make([]courier.Result, len(m.Recipients))
 			for i, rc := range m.Recipients {
-				out[i] = courier.Result{Rcpt: rc.Addr, Status: courier.Deferred, Reply: "cannot read the message: " + err.Error()}
+				out[i] = courier.Result{Rcpt: rc.Addr, Status: courier.Deferred, Enhanced: smtp.EnhancedCode{4, 3, 0},
+					Reply: smtp.Error{Code: 451, Enhanced: smtp.EnhancedCode{4, 3, 0}, Message: "cannot read the message: " + err.Error()}}
 			}
 			return out
 		}
