@@ -140,8 +140,8 @@ func (c *conn) parseMailParams(s string) (mailParams, *smtp.Error) {
 				return mp, bad("RET must be FULL or HDRS (RFC 3461 section 4.3)")
 			}
 		case "ENVID":
-			v, ok := decodeXtext(p.Value)
-			if !ok || v == "" || len(v) > maxEnvID || !printableASCII(v) {
+			v, err := smtp.DecodeXtext(p.Value)
+			if err != nil || v == "" || len(v) > maxEnvID || !printableASCII(v) {
 				return mp, bad(fmt.Sprintf("ENVID must be xtext of printable ASCII, at most %d characters (RFC 3461 section 4.4)", maxEnvID))
 			}
 			mp.envID = v
@@ -242,45 +242,11 @@ func validORcpt(v string) bool {
 		}
 	}
 	if strings.EqualFold(typ, "rfc822") {
-		_, ok := decodeXtext(addr)
-		return ok
+		_, err := smtp.DecodeXtext(addr)
+		return err == nil
 	}
 	return true
 }
-
-// decodeXtext decodes RFC 3461 section 4's xtext: "+" and two upper-case
-// hexadecimal digits stand for one octet; every other character is
-// itself, and must be printable ASCII other than "+" and "=".
-func decodeXtext(s string) (string, bool) {
-	if !strings.ContainsRune(s, '+') {
-		for i := 0; i < len(s); i++ {
-			if s[i] < '!' || s[i] > '~' || s[i] == '=' {
-				return "", false
-			}
-		}
-		return s, true
-	}
-	b := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '+':
-			if i+2 >= len(s) || !isUpperHex(s[i+1]) || !isUpperHex(s[i+2]) {
-				return "", false
-			}
-			n, _ := strconv.ParseUint(s[i+1:i+3], 16, 8)
-			b = append(b, byte(n))
-			i += 2
-		case c < '!' || c > '~' || c == '=':
-			return "", false
-		default:
-			b = append(b, c)
-		}
-	}
-	return string(b), true
-}
-
-func isUpperHex(c byte) bool { return '0' <= c && c <= '9' || 'A' <= c && c <= 'F' }
 
 func printableASCII(s string) bool {
 	for i := 0; i < len(s); i++ {
