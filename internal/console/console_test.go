@@ -414,3 +414,10 @@ func TestRunSamples(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// counts returns how many codes and sessions are held, for tests.
+func (l *logins) counts() (codes, sessions int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.codes), len(l.sessions)
+}

@@ -121,13 +121,6 @@ func (l *logins) endSession(session string) {
 	delete(l.sessions, keyOf(session))
 }
 
-// counts returns how many codes and sessions are held, for tests.
-func (l *logins) counts() (codes, sessions int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.codes), len(l.sessions)
-}
-
 // entry is a code's or a session's expiry and its place in the order of
 // making.
 type entry struct {
