@@ -3,6 +3,9 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -84,6 +87,9 @@ func TestEximDeliversWithBDAT(t *testing.T) {
 		sub, err := exim.Submit(from, []string{to}, s.msg)
 		if err != nil {
 			t.Fatalf("%s: %v", s.name, err)
+		}
+		if !strings.Contains(sub.Delivery(), "=> "+to+" ") {
+			t.Fatalf("%s: Exim did not deliver the message:\n%s", s.name, lastLines(sub.Delivery(), 40))
 		}
 		sizes, last := sub.Chunks()
 		if len(sizes) != s.chunks || !last || sub.SentDATA() {
@@ -262,6 +268,52 @@ func TestEximBouncesOverlongLine(t *testing.T) {
 		t.Errorf("smimegate's log has no BDAT refusal:\n%s", org.log.String())
 	}
 	waitQueueEmpty(t, org)
+}
+
+// TestEximBDATOverSTARTTLS: Exim requires STARTTLS and verifies
+// smimegate's certificate (its name too, here the address literal in the
+// certificate's subjectAltName); the message then goes by BDAT inside TLS
+// and is sealed for the partner as in the clear.
+func TestEximBDATOverSTARTTLS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	crt, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	out, err := exec.Command("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+		"-keyout", key, "-out", crt, "-days", "2", "-subj", "/CN=gw.example.org", "-addext", "subjectAltName=DNS:gw.example.org,IP:127.0.0.1").CombinedOutput()
+	if err != nil {
+		t.Fatalf("openssl req: %v\n%s", err, out)
+	}
+	transit, inner := startSink(t), startSink(t)
+	org := startGateway(t, gatewayOptions{domain: "example.org", own: []string{"example.org"}, partners: []string{"example.net"}, outbound: transit.Addr, inbound: inner.Addr,
+		smtpExtra: fmt.Sprintf("tls_cert = %q\ntls_key = %q\n", crt, key)})
+	exim := eximtest.Start(t, eximtest.Options{Smarthost: org.smtp, QualifyDomain: "example.org", TLSCAFile: crt,
+		Transport: fmt.Sprintf("  message_linelength_limit = %d", eximLineLimit)})
+
+	msg := eximMessage("alice@example.org", "bob@example.net", "BDAT inside TLS", "", longLines(32<<10))
+	sub, err := exim.Submit("alice@example.org", []string{"bob@example.net"}, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sizes, last := sub.Chunks(); len(sizes) != 2 || !last {
+		t.Errorf("Exim sent BDAT chunks %v (LAST %v), want two:\n%s", sizes, last, lastLines(sub.Delivery(), 40))
+	}
+	got := waitMessages(t, transit, 1)[0]
+	if !strings.Contains(string(got.Data), "application/pkcs7-mime") || strings.Contains(string(got.Data), "aaaaaaaaaa") {
+		t.Errorf("the message did not leave sealed:\n%s", header(got.Data))
+	}
+	if plain, err := opensslDecrypt(t, got.Data, "example.net"); err != nil {
+		t.Errorf("the partner cannot open it: %v", err)
+	} else if !bytes.HasSuffix(crlf(plain), crlf(msg)) {
+		t.Errorf("the partner opens %d octets that do not end in the %d Exim was given", len(plain), len(msg))
+	}
+	if !regexp.MustCompile(`message accepted.*tls=true.*verb=BDAT`).MatchString(org.log.String()) {
+		t.Errorf("smimegate did not log the message as taken by BDAT over TLS:\n%s", grepLines(org.log.String(), "message accepted"))
+	}
+	// Exim's delivery line: X= names the TLS version and cipher, CV=yes
+	// that the certificate was verified, K that CHUNKING was used.
+	if !regexp.MustCompile(` => bob@example\.net .* X=TLS1\.[23]\S* CV=yes .*K C="250 `).MatchString(exim.MainLog()) {
+		t.Errorf("Exim's log does not show a verified TLS delivery with CHUNKING:\n%s", exim.MainLog())
+	}
 }
 
 // firstDifference returns the offset of the first octet where a and b

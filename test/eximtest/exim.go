@@ -131,6 +131,12 @@ type Options struct {
 	// Transport holds more options for the smtp transport, one per line,
 	// e.g. "message_linelength_limit = 20000".
 	Transport string
+	// TLSCAFile, if set, makes STARTTLS required (hosts_require_tls) and
+	// the server's certificate verified against the certificates in this
+	// PEM file, its name included (tls_verify_hosts, whose name check
+	// tls_verify_cert_hostnames is on for every host by default). Without
+	// it the transport does not try TLS (hosts_avoid_tls).
+	TLSCAFile string
 }
 
 // Instance is one configured Exim. It runs no daemon: each Submit is one
@@ -233,11 +239,21 @@ func configure(bin, wrapper string, uid, gid int, opts Options) (_ *Instance, er
 	}
 	passwd := fmt.Sprintf("Debian-exim:x:%d:%d:Exim:%s:/bin/false\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\nroot:x:0:0:root:/root:/bin/false\n", uid, gid, root)
 	group := fmt.Sprintf("Debian-exim:x:%d:\nnogroup:x:65534:\nroot:x:0:\n", gid)
+	tls := "  hosts_avoid_tls = *"
 	files := map[string]string{
-		"passwd":    passwd,
-		"group":     group,
-		"exim.conf": in.config(host, port, opts),
+		"passwd": passwd,
+		"group":  group,
 	}
+	if opts.TLSCAFile != "" {
+		// A copy the instance's user can read, whoever owns the original.
+		ca, err := os.ReadFile(opts.TLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("TLS CA file: %w", err)
+		}
+		files["ca.pem"] = string(ca)
+		tls = fmt.Sprintf("  hosts_require_tls = *\n  tls_verify_hosts = *\n  tls_verify_certificates = %s", filepath.Join(root, "ca.pem"))
+	}
+	files["exim.conf"] = in.config(host, port, tls, opts)
 	for name, text := range files {
 		if err := os.WriteFile(filepath.Join(root, name), []byte(text), 0o644); err != nil {
 			return nil, err
@@ -274,7 +290,7 @@ func chownAll(root string, uid, gid int) error {
 
 // config returns the instance's runtime configuration: a smarthost client
 // and nothing else (no local deliveries, no daemon).
-func (in *Instance) config(host, port string, opts Options) string {
+func (in *Instance) config(host, port, tls string, opts Options) string {
 	return fmt.Sprintf(`# eximtest: a smarthost client on loopback.
 exim_user = Debian-exim
 exim_group = Debian-exim
@@ -314,14 +330,14 @@ remote_smtp:
   port = %[6]s
   allow_localhost
   hosts_try_chunking = *
-  hosts_avoid_tls = *
 %[7]s
+%[8]s
 
 begin retry
 
 # A temporary failure is tried again by a queue run (Flush), not on a timer.
 * * F,1h,10m
-`, in.Exim, in.Dir, in.Hostname, opts.QualifyDomain, host, port, opts.Transport)
+`, in.Exim, in.Dir, in.Hostname, opts.QualifyDomain, host, port, tls, opts.Transport)
 }
 
 // command returns an exim command line for the instance, run as its user.
