@@ -1,8 +1,11 @@
 package smtpd
 
 import (
+	"bufio"
+	"bytes"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 )
@@ -44,4 +47,32 @@ func TestVerifyRecipientHalfClose(t *testing.T) {
 	if list := h.queued(); len(list) != 1 {
 		t.Fatalf("%d messages queued, want 1", len(list))
 	}
+}
+
+// FuzzEndsInQuit: endsInQuit agrees with a plain reading of its rule (the
+// unread input's last line, CRLF-terminated, is QUIT in any case) for any
+// input, and never panics, whatever the buffer holds.
+func FuzzEndsInQuit(f *testing.F) {
+	for _, s := range []string{"QUIT\r\n", "quit\r\n", "RCPT TO:<a@b>\r\nQUIT\r\n", "QUIT", "QUIT\n", "xQUIT\r\n", "\r\n", "", "BDAT 4 LAST\r\nQUITQUIT\r\n", "QUIT\r\n\r\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		br := bufio.NewReaderSize(bytes.NewReader(in), max(16, len(in)))
+		if len(in) > 0 {
+			if _, err := br.Peek(len(in)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := false
+		if s, ok := strings.CutSuffix(string(in), "\r\n"); ok {
+			lines := strings.Split(s, "\n")
+			want = strings.EqualFold(lines[len(lines)-1], "QUIT")
+		}
+		if got := endsInQuit(br); got != want {
+			t.Errorf("endsInQuit(%q) = %v, want %v", in, got, want)
+		}
+		if br.Buffered() != len(in) {
+			t.Errorf("endsInQuit consumed input: %d of %d octets left", br.Buffered(), len(in))
+		}
+	})
 }
