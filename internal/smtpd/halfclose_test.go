@@ -3,6 +3,7 @@ package smtpd
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"strings"
@@ -19,33 +20,48 @@ import (
 // is a disconnect (TestVerifyRecipientDisconnect).
 func TestVerifyRecipientHalfClose(t *testing.T) {
 	t.Parallel()
-	v := newVerifier()
-	h := newHarness(t, "", Options{VerifyRecipient: v.verify})
-	c := h.session(untrustedIP)
-	msg := message("half-close")
-	c.send("MAIL FROM:<a@example.net>\r\nRCPT TO:<block@example.org>\r\n" + fmt.Sprintf("BDAT %d LAST\r\n", len(msg)) + msg + "QUIT\r\n")
-	tcp, ok := c.conn.(*net.TCPConn)
-	if !ok {
-		t.Fatalf("the test's connection is a %T, not TCP", c.conn)
-	}
-	if err := tcp.CloseWrite(); err != nil {
-		t.Fatal(err)
-	}
-	c.expect(250)
-	v.waitStarted(t)
-	// Let the watcher see the end of the stream, then answer.
-	time.Sleep(50 * time.Millisecond)
-	close(v.release)
-	select {
-	case err := <-v.ended:
-		t.Fatalf("the verification was cancelled (%v): the half-close after QUIT was taken for a disconnect", err)
-	default:
-	}
-	c.expect(250)
-	c.expect(250)
-	c.expect(221)
-	if list := h.queued(); len(list) != 1 {
-		t.Fatalf("%d messages queued, want 1", len(list))
+	cert, key, pool := testTLS(t)
+	for _, overTLS := range []bool{false, true} {
+		v := newVerifier()
+		h := newHarness(t, fmt.Sprintf("tls_cert = %q\ntls_key = %q", cert, key), Options{VerifyRecipient: v.verify})
+		c := h.session(untrustedIP)
+		if overTLS {
+			c.startTLS(pool)
+			c.cmd("EHLO client.example.net", 250)
+		}
+		msg := message("half-close")
+		c.send("MAIL FROM:<a@example.net>\r\nRCPT TO:<block@example.org>\r\n" + fmt.Sprintf("BDAT %d LAST\r\n", len(msg)) + msg + "QUIT\r\n")
+		// In clear a TCP half-close; under TLS a close_notify alert
+		// (RFC 8446 section 6.1), which is how a TLS client says it
+		// sends no more while it still reads.
+		switch conn := c.conn.(type) {
+		case *net.TCPConn:
+			if err := conn.CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+		case *tls.Conn:
+			if err := conn.CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			t.Fatalf("the test's connection is a %T", c.conn)
+		}
+		c.expect(250)
+		v.waitStarted(t)
+		// Let the watcher see the end of the stream, then answer.
+		time.Sleep(50 * time.Millisecond)
+		close(v.release)
+		select {
+		case err := <-v.ended:
+			t.Fatalf("tls=%v: the verification was cancelled (%v): the half-close after QUIT was taken for a disconnect", overTLS, err)
+		default:
+		}
+		c.expect(250)
+		c.expect(250)
+		c.expect(221)
+		if list := h.queued(); len(list) != 1 {
+			t.Fatalf("tls=%v: %d messages queued, want 1", overTLS, len(list))
+		}
 	}
 }
 

@@ -272,8 +272,12 @@ func TestEximBouncesOverlongLine(t *testing.T) {
 
 // TestEximBDATOverSTARTTLS: Exim requires STARTTLS and verifies
 // smimegate's certificate (its name too, here the address literal in the
-// certificate's subjectAltName); the message then goes by BDAT inside TLS
-// and is sealed for the partner as in the clear.
+// certificate's subjectAltName); the message then goes by BDAT inside TLS,
+// to a local recipient that smtp.verify_recipients checks while Exim's
+// header chunk is already pipelined behind its RCPT, and to a partner,
+// sealed as in the clear. (Under TLS Exim sends QUIT only after the reply
+// to BDAT LAST, so the half-close after a pipelined QUIT is the clear-text
+// tests' and TestVerifyRecipientHalfClose's.)
 func TestEximBDATOverSTARTTLS(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -285,17 +289,24 @@ func TestEximBDATOverSTARTTLS(t *testing.T) {
 	}
 	transit, inner := startSink(t), startSink(t)
 	org := startGateway(t, gatewayOptions{domain: "example.org", own: []string{"example.org"}, partners: []string{"example.net"}, outbound: transit.Addr, inbound: inner.Addr,
-		smtpExtra: fmt.Sprintf("tls_cert = %q\ntls_key = %q\n", crt, key)})
-	exim := eximtest.Start(t, eximtest.Options{Smarthost: org.smtp, QualifyDomain: "example.org", TLSCAFile: crt,
-		Transport: fmt.Sprintf("  message_linelength_limit = %d", eximLineLimit)})
+		smtpExtra: fmt.Sprintf("tls_cert = %q\ntls_key = %q\nverify_recipients = true\n", crt, key)})
+	exim := eximtest.Start(t, eximtest.Options{Smarthost: org.smtp, QualifyDomain: "example.org", TLSCAFile: crt})
 
-	msg := eximMessage("alice@example.org", "bob@example.net", "BDAT inside TLS", "", longLines(32<<10))
-	sub, err := exim.Submit("alice@example.org", []string{"bob@example.net"}, msg)
+	// carol, in the local domain, is verified with the inside server while
+	// Exim's pipelined header chunk waits.
+	// Lines of RFC 5322's 998 octets: the inside sink's DATA takes no
+	// longer ones, and a message to a recipient in the spool goes to it by
+	// DATA.
+	msg := eximMessage("alice@example.org", "bob@example.net", "BDAT inside TLS", "", strings.Repeat(strings.Repeat("a", 998)+"\n", 40))
+	sub, err := exim.Submit("alice@example.org", []string{"carol@example.org", "bob@example.net"}, msg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if sizes, last := sub.Chunks(); len(sizes) != 2 || !last {
 		t.Errorf("Exim sent BDAT chunks %v (LAST %v), want two:\n%s", sizes, last, lastLines(sub.Delivery(), 40))
+	}
+	if got := waitMessages(t, inner, 1)[0]; !bytes.Equal(withoutTrace(got.Data), crlf(msg)) {
+		t.Errorf("carol got %d octets that differ from the %d Exim was given:\n%s", len(withoutTrace(got.Data)), len(msg), header(got.Data))
 	}
 	got := waitMessages(t, transit, 1)[0]
 	if !strings.Contains(string(got.Data), "application/pkcs7-mime") || strings.Contains(string(got.Data), "aaaaaaaaaa") {
@@ -311,7 +322,7 @@ func TestEximBDATOverSTARTTLS(t *testing.T) {
 	}
 	// Exim's delivery line: X= names the TLS version and cipher, CV=yes
 	// that the certificate was verified, K that CHUNKING was used.
-	if !regexp.MustCompile(` => bob@example\.net .* X=TLS1\.[23]\S* CV=yes .*K C="250 `).MatchString(exim.MainLog()) {
+	if !regexp.MustCompile(` => bob@example\.net .* X=TLS1\.[23]\S* CV=yes .*K C="250 `).MatchString(exim.MainLog()) && !regexp.MustCompile(` => carol@example\.org .* X=TLS1\.[23]\S* CV=yes .*K C="250 `).MatchString(exim.MainLog()) {
 		t.Errorf("Exim's log does not show a verified TLS delivery with CHUNKING:\n%s", exim.MainLog())
 	}
 }
