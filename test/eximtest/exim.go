@@ -335,7 +335,8 @@ remote_smtp:
 
 begin retry
 
-# A temporary failure is tried again by a queue run (Flush), not on a timer.
+# No queue runner runs: a temporarily failed message stays queued, which
+# QueueCount shows.
 * * F,1h,10m
 `, in.Exim, in.Dir, in.Hostname, opts.QualifyDomain, host, port, tls, opts.Transport)
 }
@@ -446,13 +447,6 @@ func (in *Instance) Submit(from string, to []string, msg []byte) (Submission, er
 		return s, fmt.Errorf("exim %s: %w\n%s", strings.Join(args, " "), err, tail(s.Transcript, 60))
 	}
 	return s, nil
-}
-
-// Flush runs the queue once, every message whatever its retry time
-// (-qff), in the foreground, and returns Exim's output.
-func (in *Instance) Flush() (string, error) {
-	out, err := in.command("-qff", "-v").CombinedOutput()
-	return string(out), err
 }
 
 // QueueCount returns the number of messages in Exim's queue (-bpc).
