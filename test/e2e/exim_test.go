@@ -330,6 +330,75 @@ func TestEximBDATOverSTARTTLS(t *testing.T) {
 	}
 }
 
+// TestEximQueueRunOneConnection: messages that Exim queued and then
+// delivers in one two-stage queue run go down one SMTP connection, one
+// BDAT transaction after another (Exim's log marks the later deliveries
+// as down the open connection; smimegate's log shows one client port):
+// each transaction starts clean after the last one's BDAT LAST, and each
+// message reaches the partner octet for octet.
+func TestEximQueueRunOneConnection(t *testing.T) {
+	t.Parallel()
+	transit, bob, orgInner := startSink(t), startSink(t), startSink(t)
+	netgw := startGateway(t, gatewayOptions{domain: "example.net", own: []string{"example.net"}, partners: []string{"example.org"}, outbound: transit.Addr, inbound: bob.Addr, trusted: "[]"})
+	org := startGateway(t, gatewayOptions{domain: "example.org", own: []string{"example.org"}, partners: []string{"example.net"}, outbound: netgw.smtp, inbound: orgInner.Addr})
+	exim := eximtest.Start(t, eximtest.Options{Smarthost: org.smtp, QualifyDomain: "example.org"})
+
+	const from = "alice@example.org"
+	msgs := map[string][]byte{}
+	for i, body := range []string{secretLine + "\n", strings.Repeat("a line of a queued message\n", 2000), ".\n..\n.\n"} {
+		to := fmt.Sprintf("bob%d@example.net", i)
+		msgs[to] = eximMessage(from, to, fmt.Sprintf("Queued %d", i), "", body)
+		if _, err := exim.Enqueue(from, []string{to}, msgs[to]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := exim.QueueCount(); err != nil || n != len(msgs) {
+		t.Fatalf("Exim's queue holds %d messages (%v), want %d", n, err, len(msgs))
+	}
+	if _, err := exim.RunQueue(); err != nil {
+		t.Fatal(err)
+	}
+	// Exim passes the open connection from one delivery process to the
+	// next (-MC), so the later transcripts are not in the queue runner's
+	// output; its main log marks a delivery down a connection already
+	// open with a * after the host, and K for CHUNKING.
+	deliveries := regexp.MustCompile(`(?m) => bob\d@example\.net .* H=127\.0\.0\.1 \[127\.0\.0\.1\](\*?) K C="250 `).FindAllStringSubmatch(exim.MainLog(), -1)
+	continued := 0
+	for _, d := range deliveries {
+		if d[1] == "*" {
+			continued++
+		}
+	}
+	if len(deliveries) != len(msgs) || continued != len(msgs)-1 {
+		t.Errorf("Exim's log has %d deliveries with CHUNKING, %d of them down the connection already open; want %d and %d:\n%s",
+			len(deliveries), continued, len(msgs), len(msgs)-1, exim.MainLog())
+	}
+	for _, got := range waitMessages(t, bob, len(msgs)) {
+		want, ok := msgs[got.To[0]]
+		if !ok || len(got.To) != 1 {
+			t.Errorf("bob's server got a message for %v", got.To)
+			continue
+		}
+		if body := withoutTrace(got.Data); !bytes.Equal(body, crlf(want)) {
+			t.Errorf("%s got %d octets that differ from the %d Exim was given (first difference at %d)", got.To[0], len(body), len(crlf(want)), firstDifference(body, crlf(want)))
+		}
+	}
+	accepted := regexp.MustCompile(`smtpd: message accepted" .* client=(127\.0\.0\.1:\d+) .*verb=BDAT`)
+	org.waitFor("smimegate's log shows every queued message taken by BDAT", func() (bool, error) {
+		return len(accepted.FindAllString(org.log.String(), -1)) == len(msgs), nil
+	})
+	ports := map[string]bool{}
+	for _, m := range accepted.FindAllStringSubmatch(org.log.String(), -1) {
+		ports[m[1]] = true
+	}
+	if len(ports) != 1 {
+		t.Errorf("smimegate took the messages from %d connections (%v), want one", len(ports), ports)
+	}
+	if n, err := exim.QueueCount(); err != nil || n != 0 {
+		t.Errorf("Exim's queue holds %d messages (%v), want none", n, err)
+	}
+}
+
 // firstDifference returns the offset of the first octet where a and b
 // differ, or the shorter length.
 func firstDifference(a, b []byte) int {

@@ -419,9 +419,14 @@ var (
 // delivered, deferred or bounced the message; an error means Exim itself
 // failed.
 func (in *Instance) Submit(from string, to []string, msg []byte) (Submission, error) {
-	args := append([]string{"-odf", "-oi", "-v", "-f", from, "--"}, to...)
+	return in.run(msg, append([]string{"-odf", "-oi", "-v", "-f", from, "--"}, to...)...)
+}
+
+// run runs Exim with args and stdin on its standard input, for at most
+// submitTimeout.
+func (in *Instance) run(stdin []byte, args ...string) (Submission, error) {
 	cmd := in.command(args...)
-	cmd.Stdin = bytes.NewReader(msg)
+	cmd.Stdin = bytes.NewReader(stdin)
 	var out boundedBuffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
@@ -447,6 +452,22 @@ func (in *Instance) Submit(from string, to []string, msg []byte) (Submission, er
 		return s, fmt.Errorf("exim %s: %w\n%s", strings.Join(args, " "), err, tail(s.Transcript, 60))
 	}
 	return s, nil
+}
+
+// Enqueue gives msg to Exim as Submit does, but only queues it (-odq):
+// RunQueue delivers it.
+func (in *Instance) Enqueue(from string, to []string, msg []byte) (Submission, error) {
+	return in.run(msg, append([]string{"-odq", "-oi", "-v", "-f", from, "--"}, to...)...)
+}
+
+// RunQueue delivers every queued message in a two-stage queue run
+// (-qqff), in the foreground: the first stage routes them all, so that the
+// second knows which go to the same host and sends them down one SMTP
+// connection, one transaction after another. It returns Exim's -v
+// transcript.
+func (in *Instance) RunQueue() (string, error) {
+	s, err := in.run(nil, "-qqff", "-v")
+	return s.Transcript, err
 }
 
 // QueueCount returns the number of messages in Exim's queue (-bpc).
