@@ -495,8 +495,10 @@ func (c *conn) commandContext() (context.Context, func()) {
 // 3.1) may then shut down its sending side and go on reading the replies:
 // Exim's smtp transport does so. The end of the stream after QUIT is
 // therefore not the client going away; RFC 5321 section 4.1.1.10 has the
-// server reply to everything up to QUIT before it closes. Only the
-// watcher calls it, while it is the connection's only reader.
+// server reply to everything up to QUIT before it closes. The octets of a
+// BDAT chunk that happen to end so are taken alike, which costs nothing
+// but the early cancellation: the call still ends at its own deadline.
+// Only the watcher calls it, while it is the connection's only reader.
 func endsInQuit(br *bufio.Reader) bool {
 	buf, err := br.Peek(br.Buffered())
 	if err != nil {

@@ -408,7 +408,7 @@ var (
 	bdatLine = regexp.MustCompile(`(?m)SMTP[^ ]*> BDAT (\d+)( LAST)?`)
 	dataLine = regexp.MustCompile(`(?m)SMTP[^ ]*> DATA\s*$`)
 	// The first "delivering" line names the message just received.
-	receivedLine = regexp.MustCompile(`(?m)^delivering (\S+)`)
+	deliveringLine = regexp.MustCompile(`(?m)^delivering (\S+)`)
 )
 
 // Submit gives msg to Exim on its standard input, envelope sender from and
@@ -445,7 +445,7 @@ func (in *Instance) run(stdin []byte, args ...string) (Submission, error) {
 		err = fmt.Errorf("did not return within %v", submitTimeout)
 	}
 	s := Submission{Transcript: out.String()}
-	if m := receivedLine.FindStringSubmatch(s.Transcript); m != nil {
+	if m := deliveringLine.FindStringSubmatch(s.Transcript); m != nil {
 		s.ID = m[1]
 	}
 	if err != nil {
