@@ -490,12 +490,37 @@ func (c *conn) commandContext() (context.Context, func()) {
 	}
 }
 
+// endsInQuit tells whether the unread input ends with a QUIT command
+// line. A client that pipelines its commands up to QUIT (RFC 2920 section
+// 3.1) may then shut down its sending side and go on reading the replies:
+// Exim's smtp transport does so. The end of the stream after QUIT is
+// therefore not the client going away; RFC 5321 section 4.1.1.10 has the
+// server reply to everything up to QUIT before it closes. The octets of a
+// BDAT chunk that happen to end so are taken alike, which costs nothing
+// but the early cancellation: the call still ends at its own deadline.
+// Only the watcher calls it, while it is the connection's only reader.
+func endsInQuit(br *bufio.Reader) bool {
+	buf, err := br.Peek(br.Buffered())
+	if err != nil {
+		return false
+	}
+	rest, ok := bytes.CutSuffix(buf, []byte("\r\n"))
+	if !ok {
+		return false
+	}
+	if i := bytes.LastIndexByte(rest, '\n'); i >= 0 {
+		rest = rest[i+1:]
+	}
+	return bytes.EqualFold(rest, []byte("QUIT"))
+}
+
 // watchClient cancels a call when the client disconnects while it runs.
 // The connection's goroutine is inside the call (its reply depends on the
 // answer), so only another goroutine can see the socket close, and it may
 // read, since nothing else does then: it peeks, which leaves pipelined
 // commands in the buffer for the command loop, and stops at the first
-// error; the end of the stream or a reset means the client is gone. The
+// error; the end of the stream or a reset means the client is gone,
+// unless the stream ended right after a QUIT (endsInQuit). The
 // call's own deadline bounds the wait, so the watcher's reads have none; a
 // client that has filled the read buffer with pipelined commands cannot be
 // watched further, and the call then ends at that deadline. The returned
@@ -514,7 +539,7 @@ func (c *conn) watchClient(cancel context.CancelFunc) (stop func()) {
 				return
 			}
 			if _, err := br.Peek(n + 1); err != nil {
-				if !woken.Load() {
+				if !woken.Load() && !(errors.Is(err, io.EOF) && endsInQuit(br)) {
 					cancel() // gone
 				}
 				return
