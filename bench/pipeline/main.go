@@ -162,8 +162,14 @@ func main() {
 	n := float64(*messages * *rounds)
 	gwRate, pfRate := n/wall[0].Seconds(), n/wall[1].Seconds()
 	ratio := gwRate / pfRate
-	fmt.Printf("\npipeline %d B: smimegate x2 %7.1f msg/s  postfix %7.1f msg/s  ratio %.2f  (target >= 2: %s)\n",
-		*size, gwRate, pfRate, ratio, rig.Verdict(ratio, 2, false))
+	// Issue 17's targets: 2 x Postfix with RSA-2048 domain keys, 3 x with
+	// P-256 (an ECDH is about a twentieth of an RSA-2048 private operation).
+	target := 2.0
+	if *keyType == "p256" {
+		target = 3
+	}
+	fmt.Printf("\npipeline %d B: smimegate x2 %7.1f msg/s  postfix %7.1f msg/s  ratio %.2f  (target >= %g: %s)\n",
+		*size, gwRate, pfRate, ratio, target, rig.Verdict(ratio, target, false))
 	gwCPU, pfCPU := rig.Ms(cpu[0])/n, rig.Ms(cpu[1])/n
 	fmt.Printf("pipeline %d B: CPU per message: both smimegates %.2f ms  postfix %.2f ms (all its processes)  ratio %.2f\n",
 		*size, gwCPU, pfCPU, pfCPU/gwCPU)
