@@ -16,6 +16,7 @@
 //
 //	go run ./bench/pipeline
 //	go run ./bench/pipeline -perf /tmp/pipeline.perf.data   # and profile the decrypting gateway
+//	go run ./bench/pipeline -pprof /tmp/pipeline -messages 2000   # Go CPU profiles of both gateways
 package main
 
 import (
@@ -36,6 +37,8 @@ func main() {
 	rounds := flag.Int("rounds", 3, "runs of each system, alternating")
 	keyType := flag.String("key", "rsa2048", "the receiving domain's key type (rsa2048, p256, ...)")
 	perfOut := flag.String("perf", "", "record the receiving (decrypting) gateway with perf into `FILE` and print the top costs")
+	pprofOut := flag.String("pprof", "", "fetch Go CPU profiles of both gateways during the first timed run from their /debug/pprof into `PREFIX`-sending.pprof and PREFIX-receiving.pprof (give -messages enough for -pprof-seconds)")
+	pprofSeconds := flag.Int("pprof-seconds", 5, "length of the -pprof profiles in seconds")
 	flag.Parse()
 
 	h := rig.New("pipeline")
@@ -112,7 +115,21 @@ func main() {
 		// Alternate who goes first (see bench/relay).
 		for j := range systems {
 			k := (i + j) % len(systems)
+			var profiled chan error
+			if *pprofOut != "" && k == 0 && i == 0 {
+				profiled = make(chan error, 2)
+				go func() { profiled <- rig.FetchProfile(sending, *pprofSeconds, *pprofOut+"-sending.pprof") }()
+				go func() { profiled <- rig.FetchProfile(receiving, *pprofSeconds, *pprofOut+"-receiving.pprof") }()
+			}
 			w, c := systems[k].RunSource(h, *messages, *sessions, *size)
+			if profiled != nil {
+				for range 2 {
+					if err := <-profiled; err != nil {
+						h.Fatalf("-pprof: %v", err)
+					}
+				}
+				fmt.Printf("  (Go CPU profiles of the gateways in %s-{sending,receiving}.pprof)\n", *pprofOut)
+			}
 			wall[k] += w
 			cpu[k] += c
 			fmt.Printf("  %-9s run %d: %7.1f msg/s  %6.2f ms CPU/msg\n", systems[k].Name, i+1, float64(*messages)/w.Seconds(), rig.Ms(c)/float64(*messages))
@@ -145,8 +162,14 @@ func main() {
 	n := float64(*messages * *rounds)
 	gwRate, pfRate := n/wall[0].Seconds(), n/wall[1].Seconds()
 	ratio := gwRate / pfRate
-	fmt.Printf("\npipeline %d B: smimegate x2 %7.1f msg/s  postfix %7.1f msg/s  ratio %.2f  (target >= 2: %s)\n",
-		*size, gwRate, pfRate, ratio, rig.Verdict(ratio, 2, false))
+	// Issue 17's targets: 2 x Postfix with RSA-2048 domain keys, 3 x with
+	// P-256 (an ECDH is about a twentieth of an RSA-2048 private operation).
+	target := 2.0
+	if *keyType == "p256" {
+		target = 3
+	}
+	fmt.Printf("\npipeline %d B: smimegate x2 %7.1f msg/s  postfix %7.1f msg/s  ratio %.2f  (target >= %g: %s)\n",
+		*size, gwRate, pfRate, ratio, target, rig.Verdict(ratio, target, false))
 	gwCPU, pfCPU := rig.Ms(cpu[0])/n, rig.Ms(cpu[1])/n
 	fmt.Printf("pipeline %d B: CPU per message: both smimegates %.2f ms  postfix %.2f ms (all its processes)  ratio %.2f\n",
 		*size, gwCPU, pfCPU, pfCPU/gwCPU)
