@@ -2,7 +2,8 @@
 // validates every key, so that a mistake is reported with the file, the line,
 // the key and what was expected rather than discovered at the first message.
 //
-// The key names are fixed by shared/spec/INTERFACE.md; the extra keys are the
+// The key names are the operator's interface (README.md, Configuration) and
+// do not change under a running installation; the extra keys are the
 // knobs a demanding operator expects (Postfix's limits and queue timers).
 package config
 

@@ -25,7 +25,8 @@ import (
 // marking it would mean adding hp="cipher" to the original's own
 // Content-Type, which breaks every DKIM signature that covers that field
 // for a partner that verifies after decrypting, and breaks the promise
-// that `openssl cms -decrypt` gives back the original (INTERFACE.md). Its
+// that `openssl cms -decrypt` gives back the original (README.md, Security
+// notes and Interoperability). Its
 // header is authoritative all the same: it is a whole message (unwrap.go).
 // A signed payload is built around the original (sign.go), so it carries
 // the marking at no such cost.

@@ -14,7 +14,7 @@ import (
 
 // TestOpenSSLDecryptsSeal: what Seal writes is a standard S/MIME message,
 // and `openssl cms -decrypt` with the partner's key gives back the original
-// bytes (shared/spec/INTERFACE.md).
+// bytes, as the README promises operators.
 func TestOpenSSLDecryptsSeal(t *testing.T) {
 	t.Parallel()
 	rsa := loadPair(t, "rsa")
