@@ -26,8 +26,8 @@ import (
 // Content-Type, which breaks every DKIM signature that covers that field
 // for a partner that verifies after decrypting, and breaks the promise
 // that `openssl cms -decrypt` gives back the original (README.md, Security
-// notes and Interoperability). Its
-// header is authoritative all the same: it is a whole message (unwrap.go).
+// notes and Interoperability). Its header is authoritative all the same: it
+// is a whole message (unwrap.go).
 // A signed payload is built around the original (sign.go), so it carries
 // the marking at no such cost.
 //
