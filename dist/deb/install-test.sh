@@ -81,7 +81,10 @@ for _ in $(seq 100); do
 	kill -0 "$serve_pid" 2>/dev/null || fail "serve exited"
 	sleep 0.1
 done
-curl -fsS http://127.0.0.1:48025/healthz | grep -q ok || fail "no /healthz"
+# Each page is read whole before it is searched: with pipefail, grep -q
+# leaving at its first match would make curl fail on the rest (exit 23).
+page=$(curl -fsS http://127.0.0.1:48025/healthz) || fail "no /healthz"
+case "$page" in *ok*) ;; *) fail "no /healthz: $page" ;; esac
 mode_is /var/lib/smimegate/admin.token smimegate:smimegate 600
 
 # A message to a local domain whose internal server is down: queued by the
@@ -101,8 +104,10 @@ fi
 code=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:48025/console/queue)
 [ "$code" = 403 ] || fail "the console without a login answered $code"
 url=$(smimegate admin url -config "$conf" 2>/dev/null)
-curl -fsS -c "$work/cookies" -L "$url" | grep -q "<title>Overview" || fail "the login link did not open the console"
-curl -fsS -b "$work/cookies" http://127.0.0.1:48025/console/queue | grep -q "bob@example.org" || fail "the console does not show the queued message"
+page=$(curl -fsS -c "$work/cookies" -L "$url") || fail "the login link did not open the console"
+case "$page" in *"<title>Overview"*) ;; *) fail "the login link did not open the console" ;; esac
+page=$(curl -fsS -b "$work/cookies" http://127.0.0.1:48025/console/queue) || fail "the console does not show the queued message"
+case "$page" in *"bob@example.org"*) ;; *) fail "the console does not show the queued message" ;; esac
 code=$(curl -s -o /dev/null -w '%{http_code}' "$url")
 [ "$code" = 403 ] || fail "a spent login link answered $code"
 
