@@ -50,7 +50,8 @@ mode_is /etc/smimegate/partners root:root 755
 mode_is /etc/smimegate/smimegate.toml root:smimegate 640
 mode_is /var/lib/smimegate smimegate:smimegate 700
 mode_is /lib/systemd/system/smimegate.service root:root 644
-dpkg-query -W -f='${Conffiles}\n' smimegate | grep -q ' /etc/smimegate/smimegate.toml ' || fail "smimegate.toml is not a conffile"
+conffiles=$(dpkg-query -W -f='${Conffiles}\n' smimegate)
+case "$conffiles" in *" /etc/smimegate/smimegate.toml "*) ;; *) fail "smimegate.toml is not a conffile" ;; esac
 
 # The example refuses to run until the operator sets the domains.
 if smimegate check-config -config /etc/smimegate/smimegate.toml >/dev/null 2>"$work/err"; then
