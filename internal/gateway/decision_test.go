@@ -471,7 +471,7 @@ func (tb *table) encryptedTo(msg []byte, domain string) []byte {
 // encryptedWith is encryptedTo with the content cipher c.
 func (tb *table) encryptedWith(msg []byte, domain string, c cms.ContentCipher) []byte {
 	tb.t.Helper()
-	trace := traceField(msg)
+	trace, _ := traceAndRest(msg)
 	opts := smime.SealOptions{Recipients: []cms.Recipient{{Cert: tb.certs[domain]}}, Cipher: c}
 	buf := make([]byte, len(msg), smime.SealCapacity(msg, opts))
 	copy(buf, msg)

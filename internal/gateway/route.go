@@ -481,7 +481,8 @@ func (g *Gateway) seal(env *spool.Envelope, data []byte, inPlace bool, domain st
 	// the last use of data, give it a copy with room for the payload's
 	// framing and the GCM tag, so the original stays intact for the other
 	// domains' versions.
-	trace := bytes.Clone(traceField(data))
+	ours, _ := traceAndRest(data)
+	trace := bytes.Clone(ours)
 	need := smime.SealCapacity(data, opts)
 	buf := data
 	if !inPlace || cap(data) < need {
@@ -599,25 +600,6 @@ func (g *Gateway) logDecision(env *spool.Envelope, dir policy.Direction, action,
 }
 
 func mixedRejection(p *policy.Plan) string { return policy.MixedRejection(p) }
-
-// traceField returns the first header field of msg if it is a Received
-// field (with its continuation lines), else nothing.
-func traceField(msg []byte) []byte {
-	if !bytes.HasPrefix(msg, []byte("Received:")) {
-		return nil
-	}
-	end := 0
-	for {
-		i := bytes.Index(msg[end:], []byte("\r\n"))
-		if i < 0 {
-			return nil
-		}
-		end += i + 2
-		if end >= len(msg) || (msg[end] != ' ' && msg[end] != '\t') {
-			return msg[:end]
-		}
-	}
-}
 
 // readOriginal reads a message's original into a buffer with room for the
 // GCM tag, so that the last seal can work in place without another copy.
